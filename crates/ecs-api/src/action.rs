@@ -1,0 +1,582 @@
+//! The typed actions. Every request is parsed into one variant of [`Action`] before any
+//! handler runs, so handlers never touch raw parameters and MissingParameter/InvalidParameter
+//! come from one place.
+
+use crate::error::{ApiError, Code};
+use crate::params::{Paging, Params};
+
+/// A parsed request: its action and the RegionId it named, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// RegionId as sent; operations without a RegionId parameter still get one from the legacy
+    /// SDK, which adds it everywhere, and it must name a region when present.
+    pub region_id: Option<String>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    ResetDisk(ResetDisk),
+    CreateDisk(CreateDisk),
+    DescribeDisks(DescribeDisks),
+    DeleteDisk {
+        disk_id: String,
+        dry_run: bool,
+    },
+    AttachDisk {
+        disk_id: String,
+        instance_id: String,
+        delete_with_instance: Option<bool>,
+        dry_run: bool,
+    },
+    DetachDisk {
+        disk_id: String,
+        instance_id: String,
+        delete_with_instance: Option<bool>,
+        dry_run: bool,
+    },
+    CreateSnapshot(CreateSnapshot),
+    DescribeSnapshots(DescribeSnapshots),
+    DeleteSnapshot {
+        snapshot_id: String,
+        force: bool,
+    },
+    RunInstances {
+        spec: InstanceSpec,
+        amount: u32,
+        min_amount: Option<u32>,
+        dry_run: bool,
+    },
+    CreateInstance {
+        spec: InstanceSpec,
+        dry_run: bool,
+    },
+    StartInstance {
+        instance_id: String,
+        dry_run: bool,
+    },
+    StopInstance {
+        instance_id: String,
+        force_stop: bool,
+        dry_run: bool,
+    },
+    StartInstances {
+        instance_ids: Vec<String>,
+        dry_run: bool,
+    },
+    StopInstances {
+        instance_ids: Vec<String>,
+        force_stop: bool,
+        dry_run: bool,
+    },
+    DescribeInstances(DescribeInstances),
+    DeleteInstance {
+        instance_id: String,
+        force: bool,
+        dry_run: bool,
+    },
+    DescribeRegions,
+    DescribeZones,
+    DescribeImages(DescribeImages),
+    CreateImage {
+        snapshot_id: String,
+        image_name: Option<String>,
+        description: Option<String>,
+    },
+    DeleteImage {
+        image_id: String,
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetDisk {
+    pub disk_id: String,
+    pub snapshot_id: String,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CreateDisk {
+    pub zone_id: Option<String>,
+    pub size_gib: Option<i64>,
+    pub snapshot_id: Option<String>,
+    pub category: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub performance_level: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeDisks {
+    pub zone_id: Option<String>,
+    pub disk_ids: Option<Vec<String>>,
+    pub instance_id: Option<String>,
+    pub disk_type: Option<String>,
+    pub category: Option<String>,
+    pub status: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub disk_name: Option<String>,
+    pub encrypted: Option<bool>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSnapshot {
+    pub disk_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub retention_days: Option<i64>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeSnapshots {
+    pub disk_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub snapshot_ids: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSpec {
+    pub size_gib: Option<i64>,
+    pub category: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub delete_with_instance: bool,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub performance_level: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    pub image_id: String,
+    pub instance_type: String,
+    pub zone_id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub host_name: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub vswitch_id: Option<String>,
+    pub charge_type: String,
+    pub system_disk: DiskSpec,
+    pub data_disks: Vec<DiskSpec>,
+    pub deletion_protection: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeInstances {
+    pub instance_ids: Option<Vec<String>>,
+    pub status: Option<String>,
+    pub zone_id: Option<String>,
+    pub instance_name: Option<String>,
+    pub instance_type: Option<String>,
+    pub image_id: Option<String>,
+    pub lock_reason: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeImages {
+    pub image_ids: Option<Vec<String>>,
+    pub image_name: Option<String>,
+    pub owner_alias: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub paging: Paging,
+}
+
+impl Action {
+    /// Parse `name` with its parameters; unknown names are `InvalidAction.NotFound`.
+    pub fn parse(name: &str, p: &Params) -> Result<Request, ApiError> {
+        if p.opt_str("OwnerId").is_some() && p.opt_str("OwnerAccount").is_some() {
+            return Err(Code::InvalidOwner.into());
+        }
+        let dry = || p.bool_or("DryRun", false);
+        let mut region_required = false;
+        let action = match name {
+            "ResetDisk" => Action::ResetDisk(ResetDisk {
+                disk_id: p.req_str("DiskId")?,
+                snapshot_id: p.req_str("SnapshotId")?,
+                dry_run: dry()?,
+            }),
+            "CreateDisk" => {
+                region_required = true;
+                let c = CreateDisk {
+                    zone_id: p.opt_str("ZoneId"),
+                    size_gib: p.opt_i64("Size")?,
+                    snapshot_id: p.opt_str("SnapshotId"),
+                    category: p.opt_str("DiskCategory"),
+                    name: p.opt_str("DiskName"),
+                    description: p.opt_str("Description"),
+                    encrypted: p.bool_or("Encrypted", false)?,
+                    kms_key_id: p.opt_str("KMSKeyId"),
+                    performance_level: p.opt_str("PerformanceLevel"),
+                    tags: p.tags()?,
+                    dry_run: dry()?,
+                };
+                if c.size_gib.is_none() && c.snapshot_id.is_none() {
+                    return Err(Code::MissingSizeOrSnapshot.into());
+                }
+                if c.zone_id.is_none() {
+                    return Err(ApiError::missing("ZoneId"));
+                }
+                Action::CreateDisk(c)
+            }
+            "DescribeDisks" => {
+                region_required = true;
+                let disk_ids = p.json_list("DiskIds", 100).map_err(|e| match e.code {
+                    Code::InvalidParameter => ApiError::new(Code::InvalidDiskIdsMalformed),
+                    _ => e,
+                })?;
+                Action::DescribeDisks(DescribeDisks {
+                    zone_id: p.opt_str("ZoneId"),
+                    disk_ids,
+                    instance_id: p.opt_str("InstanceId"),
+                    disk_type: p.opt_str("DiskType").filter(|t| t != "all"),
+                    category: p.opt_str("Category").filter(|c| c != "all"),
+                    status: p.opt_str("Status").filter(|s| s != "All"),
+                    snapshot_id: p.opt_str("SnapshotId"),
+                    disk_name: p.opt_str("DiskName"),
+                    encrypted: p.opt_bool("Encrypted")?,
+                    paging: Paging::parse(p, 500)?,
+                })
+            }
+            "DeleteDisk" => Action::DeleteDisk {
+                disk_id: p.req_str("DiskId")?,
+                dry_run: dry()?,
+            },
+            "AttachDisk" => Action::AttachDisk {
+                disk_id: p.req_str("DiskId")?,
+                instance_id: p.req_str("InstanceId")?,
+                delete_with_instance: p.opt_bool("DeleteWithInstance")?,
+                dry_run: dry()?,
+            },
+            "DetachDisk" => Action::DetachDisk {
+                disk_id: p.req_str("DiskId")?,
+                instance_id: p.req_str("InstanceId")?,
+                delete_with_instance: p.opt_bool("DeleteWithInstance")?,
+                dry_run: dry()?,
+            },
+            "CreateSnapshot" => {
+                let name = p.opt_str("SnapshotName");
+                if name.as_ref().is_some_and(|n| {
+                    n.chars().count() < 2 || n.chars().count() > 128 || n.starts_with("auto")
+                }) {
+                    return Err(ApiError::invalid("SnapshotName"));
+                }
+                Action::CreateSnapshot(CreateSnapshot {
+                    disk_id: p.req_str("DiskId")?,
+                    name,
+                    description: p.opt_str("Description"),
+                    retention_days: p.opt_range("RetentionDays", 1, 65536)?,
+                    tags: p.tags()?,
+                })
+            }
+            "DescribeSnapshots" => {
+                region_required = true;
+                Action::DescribeSnapshots(DescribeSnapshots {
+                    disk_id: p.opt_str("DiskId"),
+                    instance_id: p.opt_str("InstanceId"),
+                    snapshot_ids: p.json_list("SnapshotIds", 100)?,
+                    name: p.opt_str("SnapshotName"),
+                    status: p.opt_str("Status").filter(|s| s != "all"),
+                    paging: Paging::parse(p, 100)?,
+                })
+            }
+            "DeleteSnapshot" => Action::DeleteSnapshot {
+                snapshot_id: p.req_str("SnapshotId")?,
+                force: p.bool_or("Force", false)?,
+            },
+            "RunInstances" => {
+                region_required = true;
+                let amount = p.opt_range("Amount", 1, 100)?.unwrap_or(1) as u32;
+                let min_amount = p.opt_range("MinAmount", 1, 100)?.map(|m| m as u32);
+                Action::RunInstances {
+                    spec: instance_spec(p)?,
+                    amount,
+                    min_amount,
+                    dry_run: dry()?,
+                }
+            }
+            "CreateInstance" => {
+                region_required = true;
+                Action::CreateInstance {
+                    spec: instance_spec(p)?,
+                    dry_run: dry()?,
+                }
+            }
+            "StartInstance" => Action::StartInstance {
+                instance_id: p.req_str("InstanceId")?,
+                dry_run: dry()?,
+            },
+            "StopInstance" => Action::StopInstance {
+                instance_id: p.req_str("InstanceId")?,
+                force_stop: p.bool_or("ForceStop", false)?,
+                dry_run: dry()?,
+            },
+            "StartInstances" | "StopInstances" => {
+                region_required = true;
+                let ids = p.repeat_list("InstanceId")?;
+                if ids.is_empty() {
+                    return Err(ApiError::missing("InstanceId.1"));
+                }
+                if ids.len() > 100 {
+                    return Err(ApiError::invalid("InstanceId"));
+                }
+                if name == "StartInstances" {
+                    Action::StartInstances {
+                        instance_ids: ids,
+                        dry_run: dry()?,
+                    }
+                } else {
+                    Action::StopInstances {
+                        instance_ids: ids,
+                        force_stop: p.bool_or("ForceStop", false)?,
+                        dry_run: dry()?,
+                    }
+                }
+            }
+            "DescribeInstances" => {
+                region_required = true;
+                Action::DescribeInstances(DescribeInstances {
+                    instance_ids: p.json_list("InstanceIds", 100)?,
+                    status: p.opt_str("Status"),
+                    zone_id: p.opt_str("ZoneId"),
+                    instance_name: p.opt_str("InstanceName"),
+                    instance_type: p.opt_str("InstanceType"),
+                    image_id: p.opt_str("ImageId"),
+                    lock_reason: p.opt_str("LockReason"),
+                    paging: Paging::parse(p, 100)?,
+                })
+            }
+            "DeleteInstance" => Action::DeleteInstance {
+                instance_id: p.req_str("InstanceId")?,
+                force: p.bool_or("Force", false)?,
+                dry_run: dry()?,
+            },
+            "DescribeRegions" => Action::DescribeRegions,
+            "DescribeZones" => {
+                region_required = true;
+                Action::DescribeZones
+            }
+            "DescribeImages" => {
+                region_required = true;
+                Action::DescribeImages(DescribeImages {
+                    image_ids: p
+                        .opt_str("ImageId")
+                        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+                    image_name: p.opt_str("ImageName"),
+                    owner_alias: p.opt_str("ImageOwnerAlias"),
+                    snapshot_id: p.opt_str("SnapshotId"),
+                    paging: Paging::parse(p, 100)?,
+                })
+            }
+            "CreateImage" => {
+                region_required = true;
+                Action::CreateImage {
+                    snapshot_id: p.req_str("SnapshotId")?,
+                    image_name: p.opt_str("ImageName"),
+                    description: p.opt_str("Description"),
+                }
+            }
+            "DeleteImage" => {
+                region_required = true;
+                Action::DeleteImage {
+                    image_id: p.req_str("ImageId")?,
+                    force: p.bool_or("Force", false)?,
+                }
+            }
+            _ => return Err(Code::InvalidActionNotFound.into()),
+        };
+        let region_id = if region_required {
+            Some(p.req_str("RegionId")?)
+        } else {
+            p.opt_str("RegionId")
+        };
+        Ok(Request { region_id, action })
+    }
+}
+
+fn disk_spec(
+    fields: &std::collections::BTreeMap<String, String>,
+    prefix: &str,
+) -> Result<DiskSpec, ApiError> {
+    let sub = Params::from_pairs(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let wrap = |e: ApiError| {
+        ApiError::invalid(&format!(
+            "{prefix}{}",
+            e.message.split('"').nth(1).unwrap_or("")
+        ))
+    };
+    Ok(DiskSpec {
+        size_gib: sub.opt_i64("Size").map_err(wrap)?,
+        category: sub.opt_str("Category"),
+        snapshot_id: sub.opt_str("SnapshotId"),
+        delete_with_instance: sub.bool_or("DeleteWithInstance", true).map_err(wrap)?,
+        encrypted: sub.bool_or("Encrypted", false).map_err(wrap)?,
+        kms_key_id: sub.opt_str("KMSKeyId"),
+        performance_level: sub.opt_str("PerformanceLevel"),
+        name: sub.opt_str("DiskName"),
+    })
+}
+
+fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
+    let system = p
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("SystemDisk.")
+                .map(|f| (f.to_string(), v.to_string()))
+        })
+        .collect();
+    let data_disks = p
+        .repeat_struct("DataDisk")?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| disk_spec(d, &format!("DataDisk.{}.", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if data_disks.len() > 16 {
+        return Err(ApiError::invalid("DataDisk"));
+    }
+    let mut security_group_ids = p.repeat_list("SecurityGroupIds")?;
+    if let Some(sg) = p.opt_str("SecurityGroupId") {
+        security_group_ids.insert(0, sg);
+    }
+    let charge_type = p
+        .opt_str("InstanceChargeType")
+        .unwrap_or_else(|| "PostPaid".into());
+    if charge_type != "PostPaid" && charge_type != "PrePaid" {
+        return Err(ApiError::invalid("InstanceChargeType"));
+    }
+    Ok(InstanceSpec {
+        image_id: p.req_str("ImageId")?,
+        instance_type: p.req_str("InstanceType")?,
+        zone_id: p.opt_str("ZoneId"),
+        name: p.opt_str("InstanceName"),
+        description: p.opt_str("Description"),
+        host_name: p.opt_str("HostName"),
+        security_group_ids,
+        vswitch_id: p.opt_str("VSwitchId"),
+        charge_type,
+        system_disk: disk_spec(&system, "SystemDisk.")?,
+        data_disks,
+        deletion_protection: p.bool_or("DeletionProtection", false)?,
+        tags: p.tags()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_disk_parses_and_reports_missing_parameters() {
+        let p = Params::from_pairs([("DiskId", "d-1"), ("SnapshotId", "s-1"), ("DryRun", "True")]);
+        let r = Action::parse("ResetDisk", &p).unwrap();
+        assert_eq!(
+            r.action,
+            Action::ResetDisk(ResetDisk {
+                disk_id: "d-1".into(),
+                snapshot_id: "s-1".into(),
+                dry_run: true
+            })
+        );
+        assert_eq!(r.region_id, None);
+        let e =
+            Action::parse("ResetDisk", &Params::from_pairs([("SnapshotId", "s-1")])).unwrap_err();
+        assert_eq!(
+            e.message,
+            "The input parameter \"DiskId\" that is mandatory for processing this request is not supplied."
+        );
+        let e = Action::parse("ResetDisk", &Params::from_pairs([("DiskId", "d-1")])).unwrap_err();
+        assert_eq!(
+            e.message,
+            "The input parameter \"SnapshotId\" that is mandatory for processing this request is not supplied."
+        );
+        let e = Action::parse(
+            "ResetDisk",
+            &Params::from_pairs([("DiskId", "d"), ("SnapshotId", "s"), ("DryRun", "maybe")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Code::InvalidParameter);
+    }
+
+    #[test]
+    fn legacy_region_is_kept_and_required_where_documented() {
+        let p = Params::from_pairs([("DiskId", "d"), ("SnapshotId", "s"), ("RegionId", "cn-x")]);
+        assert_eq!(
+            Action::parse("ResetDisk", &p).unwrap().region_id.as_deref(),
+            Some("cn-x")
+        );
+        let e = Action::parse("DescribeDisks", &Params::default()).unwrap_err();
+        assert_eq!(e, ApiError::missing("RegionId"));
+    }
+
+    #[test]
+    fn unknown_action_and_owner_conflict() {
+        assert_eq!(
+            Action::parse("Nope", &Params::default()).unwrap_err().code,
+            Code::InvalidActionNotFound
+        );
+        let p = Params::from_pairs([("OwnerId", "1"), ("OwnerAccount", "a")]);
+        assert_eq!(
+            Action::parse("DescribeRegions", &p).unwrap_err().code,
+            Code::InvalidOwner
+        );
+    }
+
+    #[test]
+    fn run_instances_data_disks() {
+        let p = Params::from_pairs([
+            ("RegionId", "cn-hangzhou"),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.g7.large"),
+            ("DataDisk.1.Size", "20"),
+            ("DataDisk.1.Category", "ephemeral_ssd"),
+            ("DataDisk.2.Size", "40"),
+            ("DataDisk.2.DeleteWithInstance", "false"),
+            ("SystemDisk.Size", "40"),
+            ("Amount", "2"),
+        ]);
+        let Action::RunInstances { spec, amount, .. } =
+            Action::parse("RunInstances", &p).unwrap().action
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(amount, 2);
+        assert_eq!(spec.system_disk.size_gib, Some(40));
+        assert_eq!(spec.data_disks.len(), 2);
+        assert_eq!(
+            spec.data_disks[0].category.as_deref(),
+            Some("ephemeral_ssd")
+        );
+        assert!(!spec.data_disks[1].delete_with_instance);
+        let bad = Params::from_pairs([
+            ("RegionId", "r"),
+            ("ImageId", "i"),
+            ("InstanceType", "t"),
+            ("DataDisk.1.Size", "x"),
+        ]);
+        assert_eq!(
+            Action::parse("RunInstances", &bad).unwrap_err(),
+            ApiError::invalid("DataDisk.1.Size")
+        );
+    }
+
+    #[test]
+    fn create_disk_needs_size_or_snapshot() {
+        let p = Params::from_pairs([("RegionId", "r"), ("ZoneId", "z")]);
+        assert_eq!(
+            Action::parse("CreateDisk", &p).unwrap_err().code,
+            Code::MissingSizeOrSnapshot
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The ECS 2014-05-26 wire layer, free of sockets and storage: parameters, signatures, the
+//! typed action enum, response rendering and the error-code registry.
+
+pub mod action;
+pub mod auth;
+pub mod error;
+pub mod params;
+pub mod render;
+
+pub use action::Action;
+pub use error::{ApiError, Code};
+
+/// The only API version this server speaks.
+pub const API_VERSION: &str = "2014-05-26";
