@@ -1,1 +1,253 @@
+//! The control plane: accounts, resources and their state machines, and the rules of each ECS
+//! action. It owns the catalog (SQLite) and drives the storage through [`volumes::Volumes`].
+//! Everything here is synchronous; the transport runs it on blocking threads.
 
+pub mod admin;
+pub mod config;
+mod db;
+mod guards;
+pub mod model;
+mod ops;
+mod transitions;
+pub mod volumes;
+
+use config::{Config, Timings};
+use ecs_api::action::Request;
+use ecs_api::auth::{KeyInfo, KeyStore};
+use ecs_api::{ApiError, Code};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use volumes::{FaultInjector, Volumes};
+
+pub use db::OpenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("catalog query failed")]
+    Sql(#[from] rusqlite::Error),
+    #[error("storage recovery failed")]
+    Volume(#[from] volumes::VolumeError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the running server needs from one request's handler besides its result.
+pub(crate) struct Env<'a> {
+    pub account_id: &'a str,
+    pub region_id: Option<&'a str>,
+    pub now: i64,
+    pub config: &'a Config,
+    pub timings: Timings,
+    pub volumes: &'a FaultInjector<Box<dyn Volumes>>,
+}
+
+pub struct Control {
+    conn: Mutex<Connection>,
+    config: Config,
+    volumes: FaultInjector<Box<dyn Volumes>>,
+}
+
+/// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub generated: bool,
+}
+
+impl Control {
+    pub fn open(
+        data_dir: &Path,
+        config: Config,
+        volumes: Box<dyn Volumes>,
+    ) -> Result<Control, ControlError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| ControlError::Invalid(format!("{}: {e}", data_dir.display())))?;
+        let conn = db::open(&data_dir.join("catalog.sqlite"))?;
+        let control = Control {
+            conn: Mutex::new(conn),
+            config,
+            volumes: FaultInjector::new(volumes),
+        };
+        if control.setting::<Timings>("timings")?.is_none() {
+            let t = control.config.timings;
+            control.set_setting("timings", &t)?;
+        }
+        control.recover()?;
+        Ok(control)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        match self.conn.lock() {
+            Ok(g) => g,
+            // A panic while holding the lock cannot leave a half-written transaction behind:
+            // SQLite rolls it back, so the connection is still sound.
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.setting("timings")
+            .ok()
+            .flatten()
+            .unwrap_or(self.config.timings)
+    }
+
+    fn setting<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ControlError> {
+        let raw: Option<String> = self
+            .lock()
+            .query_row("SELECT value FROM settings WHERE key=?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    fn set_setting<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), ControlError> {
+        let raw = serde_json::to_string(value).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        self.lock().execute(
+            "INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)",
+            [key, &raw],
+        )?;
+        Ok(())
+    }
+
+    /// Run one verified, parsed request for `account_id`.
+    pub fn handle(&self, account_id: &str, req: Request) -> Result<Value, ApiError> {
+        if let Some(region) = req.region_id.as_deref()
+            && self.config.region(region).is_none()
+        {
+            return Err(Code::InvalidRegionIdMalFormed.into());
+        }
+        let timings = self.timings();
+        let mut conn = self.lock();
+        let env = Env {
+            account_id,
+            region_id: req.region_id.as_deref(),
+            now: model::now_ms(),
+            config: &self.config,
+            timings,
+            volumes: &self.volumes,
+        };
+        // Finish what is due first, so a poller never sees a state that has already ended.
+        ops::dispatch(&mut conn, &env, req.action)
+    }
+
+    /// Complete every transition that is due; the server calls this on a short timer.
+    pub fn tick(&self) -> Result<(), ControlError> {
+        let mut conn = self.lock();
+        transitions::complete_due(&mut conn, model::now_ms())?;
+        Ok(())
+    }
+
+    /// Replay storage intents left by a crash, so that catalog and storage agree again.
+    fn recover(&self) -> Result<(), ControlError> {
+        let mut conn = self.lock();
+        let timings: Timings = conn
+            .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or(self.config.timings);
+        ops::recover_intents(&mut conn, &self.volumes, timings)
+    }
+
+    /// Ensure the bootstrap account exists; with `key` given, that is its AccessKey.
+    pub fn bootstrap(&self, key: Option<(String, String)>) -> Result<Bootstrap, ControlError> {
+        let conn = self.lock();
+        let existing: Option<(String, String, String)> = conn
+            .query_row(
+                "SELECT k.account_id, k.id, k.secret FROM meta m JOIN access_keys k ON k.id = m.value WHERE m.key='bootstrap_key'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((account_id, id, secret)) = existing.clone()
+            && key.as_ref().is_none_or(|(k, s)| *k == id && *s == secret)
+        {
+            return Ok(Bootstrap {
+                account_id,
+                access_key_id: id,
+                access_key_secret: secret,
+                generated: false,
+            });
+        }
+        let account_id = match &existing {
+            Some((a, ..)) => a.clone(),
+            None => admin::insert_account(&conn, "bootstrap")?,
+        };
+        let generated = key.is_none();
+        let (id, secret) = key.unwrap_or_else(new_key_pair);
+        conn.execute(
+            "INSERT OR REPLACE INTO access_keys(id, secret, account_id, enabled, created_ms) VALUES(?1, ?2, ?3, 1, ?4)",
+            rusqlite::params![id, secret, account_id, model::now_ms()],
+        )?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('bootstrap_key', ?1)",
+            [&id],
+        )?;
+        Ok(Bootstrap {
+            account_id,
+            access_key_id: id,
+            access_key_secret: secret,
+            generated,
+        })
+    }
+}
+
+impl KeyStore for Control {
+    fn lookup(&self, access_key_id: &str) -> Option<KeyInfo> {
+        self.lock()
+            .query_row(
+                "SELECT account_id, secret, enabled FROM access_keys WHERE id=?1",
+                [access_key_id],
+                |r| {
+                    Ok(KeyInfo {
+                        account_id: r.get(0)?,
+                        secret: r.get(1)?,
+                        enabled: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .ok()
+            .flatten()
+    }
+}
+
+const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `prefix` + 20 random lower-case alphanumerics, the shape of ECS ids (`d-bp1...`).
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let tail: String = (0..20)
+        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+/// An AccessKey pair in Alibaba's shape: `LTAI` + 20 characters, and a 30-character secret.
+pub fn new_key_pair() -> (String, String) {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut pick = |n: usize| -> String {
+        (0..n)
+            .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+            .collect()
+    };
+    (format!("LTAI{}", pick(20)), pick(30))
+}

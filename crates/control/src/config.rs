@@ -1,0 +1,144 @@
+//! What the cloud offers: regions and zones, instance types, disk categories, public images,
+//! and how long transitional states last. Regions come from a file when given.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub id: String,
+    pub local_name: String,
+    pub zones: Vec<Zone>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub id: String,
+    pub local_name: String,
+}
+
+/// The extra time each transitional state lasts, on top of the work itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Timings {
+    pub disk_ms: u64,
+    pub instance_ms: u64,
+    pub snapshot_ms: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            disk_ms: 100,
+            instance_ms: 100,
+            snapshot_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub regions: Vec<Region>,
+    pub timings: Timings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let region = |id: &str, name: &str, zones: &[&str]| Region {
+            id: id.into(),
+            local_name: name.into(),
+            zones: zones
+                .iter()
+                .map(|z| Zone {
+                    id: format!("{id}-{z}"),
+                    local_name: format!("{name} {}", z.to_uppercase()),
+                })
+                .collect(),
+        };
+        Config {
+            regions: vec![
+                region("cn-hangzhou", "China (Hangzhou)", &["h", "i"]),
+                region("cn-shanghai", "China (Shanghai)", &["e", "f"]),
+                region("cn-beijing", "China (Beijing)", &["h", "i"]),
+            ],
+            timings: Timings::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn region(&self, id: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.id == id)
+    }
+
+    pub fn zone(&self, region: &str, zone: &str) -> Option<&Zone> {
+        self.region(region)?.zones.iter().find(|z| z.id == zone)
+    }
+}
+
+/// (name, vCPUs, memory MiB): DescribeInstances reports Cpu/Memory from here.
+pub const INSTANCE_TYPES: &[(&str, u32, u32)] = &[
+    ("ecs.t6-c1m1.large", 2, 2048),
+    ("ecs.t6-c1m2.large", 2, 4096),
+    ("ecs.s6-c1m1.small", 1, 1024),
+    ("ecs.e-c1m1.large", 2, 2048),
+    ("ecs.u1-c1m2.large", 2, 4096),
+    ("ecs.c6.large", 2, 4096),
+    ("ecs.g6.large", 2, 8192),
+    ("ecs.c7.large", 2, 4096),
+    ("ecs.c7.xlarge", 4, 8192),
+    ("ecs.g7.large", 2, 8192),
+    ("ecs.g7.xlarge", 4, 16384),
+    ("ecs.g7.2xlarge", 8, 32768),
+    ("ecs.r7.large", 2, 16384),
+    ("ecs.g8i.large", 2, 8192),
+    ("ecs.g8i.xlarge", 4, 16384),
+    ("ecs.i3.xlarge", 4, 32768),
+];
+
+pub fn instance_type(name: &str) -> Option<(u32, u32)> {
+    INSTANCE_TYPES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, c, m)| (*c, *m))
+}
+
+/// Disk categories: (name, min GiB, max GiB, local). Local disks live and die with their
+/// instance and support neither snapshots nor ResetDisk.
+pub const DISK_CATEGORIES: &[(&str, i64, i64, bool)] = &[
+    ("cloud", 5, 2000, false),
+    ("cloud_efficiency", 20, 32768, false),
+    ("cloud_ssd", 20, 32768, false),
+    ("cloud_essd", 20, 32768, false),
+    ("cloud_auto", 1, 65536, false),
+    ("cloud_essd_entry", 10, 32768, false),
+    ("ephemeral_ssd", 5, 800, true),
+    ("local_ssd_pro", 5, 7000, true),
+    ("local_hdd_pro", 5, 32768, true),
+    ("elastic_ephemeral_disk_standard", 64, 8192, true),
+    ("elastic_ephemeral_disk_premium", 64, 8192, true),
+];
+
+pub fn category(name: &str) -> Option<(i64, i64, bool)> {
+    DISK_CATEGORIES
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(_, lo, hi, local)| (*lo, *hi, *local))
+}
+
+pub fn is_local_category(name: &str) -> bool {
+    category(name).is_some_and(|(_, _, local)| local)
+}
+
+/// Public images: (id, name, size GiB, OSName). They carry no bytes: a system disk made from
+/// one starts empty (all zeros), a blank machine to install onto.
+pub const PUBLIC_IMAGES: &[(&str, &str, i64, &str)] =
+    &[("blank_x64_20G.vhd", "blank-x64", 20, "Blank x64")];
+
+pub const DEFAULT_DISK_CATEGORY: &str = "cloud_essd";
+pub const DEFAULT_SYSTEM_DISK_CATEGORY: &str = "cloud_essd";
+/// A disk may carry this many manual snapshots.
+pub const SNAPSHOT_QUOTA: i64 = 256;
+/// Data disks one instance may hold (plus its system disk).
+pub const MAX_DATA_DISKS: i64 = 16;

@@ -1,0 +1,365 @@
+//! CreateDisk, DescribeDisks, DeleteDisk, AttachDisk, DetachDisk.
+
+use super::storage::{self, Intent};
+use super::{Fail, R, begin, dry_run_ok, page};
+use crate::model::{Disk, tags_json};
+use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::action::{CreateDisk, DescribeDisks};
+use ecs_api::{ApiError, Code};
+use rusqlite::{Connection, Transaction, params};
+use serde_json::{Map, Value, json};
+
+/// A disk about to be inserted, before its storage exists.
+pub(crate) struct NewDisk<'a> {
+    pub zone_id: &'a str,
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub category: &'a str,
+    pub size_gib: i64,
+    pub disk_type: &'a str,
+    pub instance: Option<(&'a str, String)>,
+    pub image_id: Option<&'a str>,
+    pub source_snapshot_id: Option<&'a str>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<&'a str>,
+    pub performance_level: Option<&'a str>,
+    pub delete_with_instance: bool,
+    pub charge_type: &'a str,
+    pub tags: &'a [(String, String)],
+}
+
+/// Validate a category and size for a new disk; local categories only come with instances.
+pub(crate) fn check_category(
+    category: &str,
+    size: i64,
+    allow_local: bool,
+    bad_category: Code,
+) -> R<()> {
+    let (lo, hi, local) = config::category(category).ok_or(bad_category)?;
+    if local && !allow_local {
+        return Err(bad_category.into());
+    }
+    if size < lo || size > hi {
+        return Err(Code::InvalidDiskSizeValueNotSupported.into());
+    }
+    Ok(())
+}
+
+/// Insert the disk in state Creating with its transition and storage intent; the caller runs
+/// the intent after committing.
+pub(crate) fn insert(tx: &Transaction, env: &Env, d: &NewDisk) -> R<(String, i64, Intent)> {
+    let id = new_id("d-");
+    let (instance_id, device) = match &d.instance {
+        Some((i, dev)) => (Some(*i), Some(dev.as_str())),
+        None => (None, None),
+    };
+    let pl = d
+        .performance_level
+        .or((d.category == "cloud_essd").then_some("PL1"));
+    tx.execute(
+        "INSERT INTO disks(id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type,
+          status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level,
+          delete_with_instance, charge_type, created_ms, tags, serial)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Creating', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        params![
+            id, env.account_id, env.region_id.unwrap_or_default(), d.zone_id, d.name.unwrap_or_default(),
+            d.description.unwrap_or_default(), d.category, d.size_gib, d.disk_type, instance_id, device,
+            d.image_id, d.source_snapshot_id, d.encrypted, d.kms_key_id, pl, d.delete_with_instance,
+            d.charge_type, env.now, tags_json(d.tags), uuid_like(&id)
+        ],
+    )?;
+    transitions::schedule(tx, "disk", &id, env.now + env.timings.disk_ms as i64)?;
+    let intent = Intent::Create {
+        disk: id.clone(),
+        size_bytes: (d.size_gib as u64) << 30,
+        source: d.source_snapshot_id.map(String::from),
+    };
+    let iid = storage::record(tx, &intent)?;
+    Ok((id, iid, intent))
+}
+
+fn uuid_like(id: &str) -> String {
+    let t = id.trim_start_matches("d-");
+    format!(
+        "{}-{}-{}",
+        &t[..8.min(t.len())],
+        &t[8.min(t.len())..12.min(t.len())],
+        &t[12.min(t.len())..]
+    )
+}
+
+/// A snapshot a new disk may start from: ready, and no larger than the disk.
+pub(crate) fn source_snapshot(
+    tx: &Transaction,
+    env: &Env,
+    id: &str,
+    size: Option<i64>,
+) -> R<crate::model::Snapshot> {
+    let snap = guards::snapshot(tx, env, id)?;
+    if snap.status != "accomplished" {
+        return Err(Code::InvalidSnapshotIdNotReady.into());
+    }
+    if size.is_some_and(|s| s < snap.disk_size_gib) {
+        return Err(Code::InvalidDiskSizeTooSmall.into());
+    }
+    Ok(snap)
+}
+
+pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::whitelist(&tx, env)?;
+    let zone = c.zone_id.as_deref().unwrap_or_default();
+    guards::zone(env, zone)?;
+    let category = c
+        .category
+        .as_deref()
+        .unwrap_or(config::DEFAULT_DISK_CATEGORY);
+    let snap = match &c.snapshot_id {
+        Some(s) => {
+            guards::snapshot_service(&acct)?;
+            Some(source_snapshot(&tx, env, s, c.size_gib)?)
+        }
+        None => None,
+    };
+    let size = c
+        .size_gib
+        .or(snap.as_ref().map(|s| s.disk_size_gib))
+        .unwrap_or(0);
+    check_category(
+        category,
+        size,
+        false,
+        Code::InvalidDiskCategoryValueNotSupported,
+    )?;
+    let encrypted =
+        c.encrypted || c.kms_key_id.is_some() || snap.as_ref().is_some_and(|s| s.encrypted);
+    let kms_key = c
+        .kms_key_id
+        .clone()
+        .or(snap.as_ref().and_then(|s| s.kms_key_id.clone()));
+    if encrypted {
+        guards::kms(&tx, env, &acct, kms_key.as_deref())?;
+    }
+    guards::balance(&acct)?;
+    if c.dry_run {
+        return Err(dry_run_ok());
+    }
+    let (id, iid, intent) = insert(
+        &tx,
+        env,
+        &NewDisk {
+            zone_id: zone,
+            name: c.name.as_deref(),
+            description: c.description.as_deref(),
+            category,
+            size_gib: size,
+            disk_type: "data",
+            instance: None,
+            image_id: None,
+            source_snapshot_id: c.snapshot_id.as_deref(),
+            encrypted,
+            kms_key_id: kms_key.as_deref(),
+            performance_level: c.performance_level.as_deref(),
+            delete_with_instance: false,
+            charge_type: "PostPaid",
+            tags: &c.tags,
+        },
+    )?;
+    tx.commit()?;
+    if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
+    }
+    Ok(json!({"DiskId": id, "OrderId": ""}))
+}
+
+pub(crate) fn account_disks(conn: &Connection, env: &Env) -> R<Vec<Disk>> {
+    let sql = format!(
+        "SELECT {} FROM disks WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
+        Disk::COLUMNS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            [env.account_id, env.region_id.unwrap_or_default()],
+            Disk::from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn describe_disks(conn: &mut Connection, env: &Env, d: DescribeDisks) -> R<Value> {
+    let disks = account_disks(conn, env)?;
+    let items: Vec<Value> = disks
+        .iter()
+        .filter(|k| d.disk_ids.as_ref().is_none_or(|ids| ids.contains(&k.id)))
+        .filter(|k| d.zone_id.as_ref().is_none_or(|z| *z == k.zone_id))
+        .filter(|k| {
+            d.instance_id
+                .as_ref()
+                .is_none_or(|i| k.instance_id.as_ref() == Some(i))
+        })
+        .filter(|k| d.disk_type.as_ref().is_none_or(|t| *t == k.disk_type))
+        .filter(|k| d.category.as_ref().is_none_or(|c| *c == k.category))
+        .filter(|k| d.status.as_ref().is_none_or(|s| *s == k.status))
+        .filter(|k| {
+            d.snapshot_id
+                .as_ref()
+                .is_none_or(|s| k.source_snapshot_id.as_ref() == Some(s))
+        })
+        .filter(|k| d.disk_name.as_ref().is_none_or(|n| *n == k.name))
+        .filter(|k| d.encrypted.is_none_or(|e| e == k.encrypted))
+        .map(Disk::to_json)
+        .collect();
+    let mut out = Map::new();
+    page(items, &d.paging, ("Disks", "Disk"), &mut out)?;
+    Ok(Value::Object(out))
+}
+
+pub(crate) fn delete_disk(
+    conn: &mut Connection,
+    env: &Env,
+    disk_id: &str,
+    dry_run: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let disk = match guards::disk(&tx, env, disk_id) {
+        // The documented behaviour: deleting a disk that does not exist is ignored.
+        Err(Fail::Api(e)) if matches!(e.code, Code::InvalidDiskIdNotFound | Code::DiskNotFound) => {
+            return if dry_run {
+                Err(dry_run_ok())
+            } else {
+                Ok(json!({}))
+            };
+        }
+        other => other?,
+    };
+    if disk.instance_id.is_some() && disk.status != "Available" {
+        return Err(if disk.status == "In_use" {
+            Code::DiskStillAttached
+        } else {
+            Code::IncorrectDiskStatus
+        }
+        .into());
+    }
+    if disk.status != "Available" {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    let snapshotting: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM snapshots WHERE disk_id=?1 AND status='progressing' AND released=0",
+        [disk_id],
+        |r| r.get(0),
+    )?;
+    if snapshotting > 0 {
+        return Err(Code::DiskCreatingSnapshot.into());
+    }
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    tx.execute("UPDATE disks SET released=1 WHERE id=?1", [disk_id])?;
+    let intent = Intent::DeleteVolume {
+        disk: disk_id.to_string(),
+    };
+    let iid = storage::record(&tx, &intent)?;
+    tx.commit()?;
+    if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
+    }
+    Ok(json!({}))
+}
+
+/// The next free device name on an instance: /dev/xvdb, /dev/xvdc, ...
+pub(crate) fn next_device(tx: &Transaction, instance_id: &str) -> R<String> {
+    let used: Vec<String> = guards::instance_disks(tx, instance_id)?
+        .into_iter()
+        .filter_map(|d| d.device)
+        .collect();
+    ('b'..='z')
+        .map(|c| format!("/dev/xvd{c}"))
+        .find(|d| !used.contains(d))
+        .ok_or_else(|| Code::InstanceDiskLimitExceeded.into())
+}
+
+pub(crate) fn attach_disk(
+    conn: &mut Connection,
+    env: &Env,
+    disk_id: &str,
+    instance_id: &str,
+    delete_with_instance: Option<bool>,
+    dry_run: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    let disk = guards::disk(&tx, env, disk_id)?;
+    let inst = guards::instance(&tx, env, instance_id)?;
+    guards::instance_usable(&inst, &acct, env.now)?;
+    if disk.is_local() {
+        return Err(Code::DiskCategoryOperationNotSupported.into());
+    }
+    if disk.status != "Available" || disk.instance_id.is_some() {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    if disk.zone_id != inst.zone_id {
+        return Err(ApiError::invalid("ZoneId").into());
+    }
+    if inst.status != "Running" && inst.status != "Stopped" {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    let attached = guards::instance_disks(&tx, instance_id)?
+        .iter()
+        .filter(|d| d.disk_type == "data")
+        .count() as i64;
+    if attached >= config::MAX_DATA_DISKS {
+        return Err(Code::InstanceDiskLimitExceeded.into());
+    }
+    let device = next_device(&tx, instance_id)?;
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    tx.execute(
+        "UPDATE disks SET status='Attaching', instance_id=?2, device=?3,
+           delete_with_instance=COALESCE(?4, delete_with_instance) WHERE id=?1",
+        params![disk_id, instance_id, device, delete_with_instance],
+    )?;
+    transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
+pub(crate) fn detach_disk(
+    conn: &mut Connection,
+    env: &Env,
+    disk_id: &str,
+    instance_id: &str,
+    _delete_with_instance: Option<bool>,
+    dry_run: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    let disk = guards::disk(&tx, env, disk_id)?;
+    let inst = guards::instance(&tx, env, instance_id)?;
+    guards::instance_usable(&inst, &acct, env.now)?;
+    if disk.instance_id.as_deref() != Some(instance_id) {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    if disk.is_local() || disk.disk_type == "system" && inst.status != "Stopped" {
+        return Err(Code::DiskCategoryOperationNotSupported.into());
+    }
+    if disk.status != "In_use" {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    if inst.status != "Running" && inst.status != "Stopped" {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    // DetachDisk always clears DeleteWithInstance (documented).
+    tx.execute(
+        "UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1",
+        [disk_id],
+    )?;
+    transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
+    tx.commit()?;
+    Ok(json!({}))
+}

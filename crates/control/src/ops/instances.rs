@@ -1,0 +1,441 @@
+//! RunInstances, CreateInstance, Start/StopInstance(s), DescribeInstances, DeleteInstance.
+
+use super::disks::{self, NewDisk};
+use super::storage::{self, Intent};
+use super::{Fail, R, begin, dry_run_ok, page};
+use crate::model::{Instance, tags_json};
+use crate::volumes::Volumes;
+use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::action::{DescribeInstances, DiskSpec, InstanceSpec};
+use ecs_api::{ApiError, Code};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value, json};
+
+/// Prepaid instances are bought for a month unless the operator expires them sooner.
+const PREPAID_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// An image an instance can boot from: (size GiB, backing snapshot).
+fn image(tx: &Transaction, env: &Env, id: &str) -> R<(i64, Option<String>)> {
+    if let Some((_, _, size, _)) = config::PUBLIC_IMAGES.iter().find(|(i, ..)| *i == id) {
+        return Ok((*size, None));
+    }
+    let row: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT size_gib, snapshot_id FROM images WHERE id=?1 AND account_id=?2 AND region_id=?3 AND released=0",
+            [id, env.account_id, env.region_id.unwrap_or_default()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (size, snap) = row.ok_or(Code::InvalidImageIdNotFound)?;
+    Ok((size, Some(snap)))
+}
+
+/// Validated data disk: (spec, category, size).
+fn data_disk<'a>(
+    tx: &Transaction,
+    env: &Env,
+    acct: &guards::Account,
+    d: &'a DiskSpec,
+) -> R<(&'a DiskSpec, String, i64)> {
+    let category = d
+        .category
+        .clone()
+        .unwrap_or_else(|| config::DEFAULT_DISK_CATEGORY.to_string());
+    let snap = match &d.snapshot_id {
+        Some(s) => {
+            guards::snapshot_service(acct)?;
+            Some(disks::source_snapshot(tx, env, s, d.size_gib)?)
+        }
+        None => None,
+    };
+    let size = d
+        .size_gib
+        .or(snap.as_ref().map(|s| s.disk_size_gib))
+        .ok_or_else(|| ApiError::missing("DataDisk.n.Size"))?;
+    disks::check_category(
+        &category,
+        size,
+        true,
+        Code::InvalidDataDiskCategoryValueNotSupported,
+    )?;
+    if d.encrypted || d.kms_key_id.is_some() {
+        guards::kms(tx, env, acct, d.kms_key_id.as_deref())?;
+    }
+    Ok((d, category, size))
+}
+
+pub(crate) fn run_instances(
+    conn: &mut Connection,
+    env: &Env,
+    spec: &InstanceSpec,
+    amount: u32,
+    _min_amount: Option<u32>,
+    dry_run: bool,
+    auto_start: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    config::instance_type(&spec.instance_type).ok_or(Code::InvalidInstanceTypeValueNotSupported)?;
+    let region = env
+        .config
+        .region(env.region_id.unwrap_or_default())
+        .ok_or(Code::InvalidRegionIdMalFormed)?;
+    let zone = match &spec.zone_id {
+        Some(z) => z.clone(),
+        None => region
+            .zones
+            .first()
+            .map(|z| z.id.clone())
+            .ok_or(Code::InvalidZoneIdNotFound)?,
+    };
+    guards::zone(env, &zone)?;
+    let (image_size, image_snapshot) = image(&tx, env, &spec.image_id)?;
+    let sys_category = spec
+        .system_disk
+        .category
+        .clone()
+        .unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
+    let sys_size = spec.system_disk.size_gib.unwrap_or(image_size.max(20));
+    if sys_size < image_size {
+        return Err(Code::InvalidDiskSizeTooSmall.into());
+    }
+    disks::check_category(
+        &sys_category,
+        sys_size,
+        false,
+        Code::InvalidSystemDiskCategoryValueNotSupported,
+    )?;
+    let data: Vec<(&DiskSpec, String, i64)> = spec
+        .data_disks
+        .iter()
+        .map(|d| data_disk(&tx, env, &acct, d))
+        .collect::<R<_>>()?;
+    guards::balance(&acct)?;
+    if spec.charge_type == "PostPaid" && acct.in_arrears {
+        return Err(Code::InstanceExpiredOrInArrears.into());
+    }
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+
+    let mut ids = Vec::new();
+    let mut intents = Vec::new();
+    for _ in 0..amount {
+        let id = new_id("i-");
+        let mut rng = rand::rng();
+        let ip = format!(
+            "172.16.{}.{}",
+            rng.random_range(0..=255),
+            rng.random_range(2..=254)
+        );
+        let host = format!("iZ{}Z", id.trim_start_matches("i-"));
+        let expired = (spec.charge_type == "PrePaid").then_some(env.now + PREPAID_PERIOD_MS);
+        tx.execute(
+            "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
+               image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
+               private_ip, deletion_protection, tags, serial)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            params![
+                id, env.account_id, region.id, zone, spec.name.clone().unwrap_or_else(|| id.clone()),
+                spec.description.clone().unwrap_or_default(), spec.host_name.clone().unwrap_or(host),
+                spec.instance_type, spec.image_id, if auto_start { "Starting" } else { "Stopped" },
+                spec.charge_type, expired, env.now, spec.vswitch_id.clone().unwrap_or_default(),
+                serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()), ip,
+                spec.deletion_protection, tags_json(&spec.tags), uuid::Uuid::new_v4().to_string()
+            ],
+        )?;
+        transitions::schedule(
+            &tx,
+            "instance",
+            &id,
+            env.now + env.timings.instance_ms as i64,
+        )?;
+        let sys = NewDisk {
+            zone_id: &zone,
+            name: spec.system_disk.name.as_deref(),
+            description: None,
+            category: &sys_category,
+            size_gib: sys_size,
+            disk_type: "system",
+            instance: Some((&id, "/dev/xvda".into())),
+            image_id: Some(&spec.image_id),
+            source_snapshot_id: image_snapshot.as_deref(),
+            encrypted: spec.system_disk.encrypted,
+            kms_key_id: spec.system_disk.kms_key_id.as_deref(),
+            performance_level: spec.system_disk.performance_level.as_deref(),
+            delete_with_instance: true,
+            charge_type: &spec.charge_type,
+            tags: &[],
+        };
+        let (_, iid, intent) = disks::insert(&tx, env, &sys)?;
+        intents.push((iid, intent));
+        for (n, (d, category, size)) in data.iter().enumerate() {
+            let device = format!("/dev/xvd{}", char::from(b'b' + n as u8));
+            let nd = NewDisk {
+                zone_id: &zone,
+                name: d.name.as_deref(),
+                description: None,
+                category,
+                size_gib: *size,
+                disk_type: "data",
+                instance: Some((&id, device)),
+                image_id: None,
+                source_snapshot_id: d.snapshot_id.as_deref(),
+                encrypted: d.encrypted || d.kms_key_id.is_some(),
+                kms_key_id: d.kms_key_id.as_deref(),
+                performance_level: d.performance_level.as_deref(),
+                delete_with_instance: d.delete_with_instance || config::is_local_category(category),
+                charge_type: &spec.charge_type,
+                tags: &[],
+            };
+            let (_, iid, intent) = disks::insert(&tx, env, &nd)?;
+            intents.push((iid, intent));
+        }
+        ids.push(id);
+    }
+    tx.commit()?;
+    let failed = storage::run(conn, env.volumes, &intents)?;
+    if !failed.is_empty() {
+        // Undo the whole request: no instance without its disks.
+        let tx = begin(conn)?;
+        for id in &ids {
+            tx.execute(
+                "DELETE FROM transitions WHERE kind='instance' AND id=?1",
+                [id],
+            )?;
+            tx.execute("DELETE FROM instances WHERE id=?1", [id])?;
+            tx.execute("UPDATE disks SET released=1 WHERE instance_id=?1", [id])?;
+        }
+        tx.commit()?;
+        for (_, intent) in &intents {
+            if let Intent::Create { disk, .. } = intent
+                && let Err(e) = env.volumes.delete_volume(disk)
+            {
+                tracing::warn!(disk, error = %e, "could not remove the volume of a failed RunInstances");
+            }
+        }
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
+    }
+    if auto_start {
+        Ok(json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0}))
+    } else {
+        Ok(
+            json!({"InstanceId": ids.first().cloned().unwrap_or_default(), "OrderId": "", "TradePrice": 0.0}),
+        )
+    }
+}
+
+fn start_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
+    let acct = guards::account(tx, env.account_id)?;
+    let inst = guards::instance(tx, env, id)?;
+    guards::instance_usable(&inst, &acct, env.now)?;
+    guards::balance(&acct)?;
+    if inst.status != "Stopped" {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    if guards::instance_disks(tx, id)?
+        .iter()
+        .any(|d| d.status == "ReIniting" || d.status == "Creating")
+    {
+        return Err(Code::DiskError.into());
+    }
+    Ok(inst)
+}
+
+fn stop_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
+    let inst = guards::instance(tx, env, id)?;
+    if inst.lock_reason.as_deref() == Some("security") {
+        return Err(Code::InstanceLockedForSecurity.into());
+    }
+    if inst.status != "Running" {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    Ok(inst)
+}
+
+fn set_status(tx: &Transaction, env: &Env, id: &str, status: &str) -> R<()> {
+    tx.execute("UPDATE instances SET status=?2 WHERE id=?1", [id, status])?;
+    transitions::schedule(tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
+    Ok(())
+}
+
+pub(crate) fn start_instance(
+    conn: &mut Connection,
+    env: &Env,
+    id: &str,
+    dry_run: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    start_checks(&tx, env, id)?;
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    set_status(&tx, env, id, "Starting")?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
+pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, dry_run: bool) -> R<Value> {
+    let tx = begin(conn)?;
+    stop_checks(&tx, env, id)?;
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    set_status(&tx, env, id, "Stopping")?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
+/// StartInstances / StopInstances: one result per instance, errors inline.
+pub(crate) fn batch(
+    conn: &mut Connection,
+    env: &Env,
+    ids: &[String],
+    dry_run: bool,
+    start: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let mut results = Vec::new();
+    for id in ids {
+        let checked = if start {
+            start_checks(&tx, env, id)
+        } else {
+            stop_checks(&tx, env, id)
+        };
+        match checked {
+            Ok(inst) => {
+                let next = if start { "Starting" } else { "Stopping" };
+                if !dry_run {
+                    set_status(&tx, env, id, next)?;
+                }
+                results.push(
+                    json!({"InstanceId": id, "Code": "200", "Message": "success",
+                    "PreviousStatus": inst.status, "CurrentStatus": next}),
+                );
+            }
+            Err(Fail::Api(e)) if dry_run => return Err(Fail::Api(e)),
+            Err(Fail::Api(e)) => {
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT status FROM instances WHERE id=?1 AND account_id=?2 AND released=0",
+                        [id, env.account_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let current = current.unwrap_or_default();
+                results.push(
+                    json!({"InstanceId": id, "Code": e.code.as_str(), "Message": e.message,
+                    "PreviousStatus": current, "CurrentStatus": current}),
+                );
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    tx.commit()?;
+    Ok(json!({"InstanceResponses": {"InstanceResponse": results}}))
+}
+
+pub(crate) fn describe_instances(
+    conn: &mut Connection,
+    env: &Env,
+    d: DescribeInstances,
+) -> R<Value> {
+    let sql = format!(
+        "SELECT {} FROM instances WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
+        Instance::COLUMNS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let all = stmt
+        .query_map(
+            [env.account_id, env.region_id.unwrap_or_default()],
+            Instance::from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let items: Vec<Value> = all
+        .iter()
+        .filter(|i| {
+            d.instance_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&i.id))
+        })
+        .filter(|i| d.status.as_ref().is_none_or(|s| *s == i.status))
+        .filter(|i| d.zone_id.as_ref().is_none_or(|z| *z == i.zone_id))
+        .filter(|i| d.instance_name.as_ref().is_none_or(|n| *n == i.name))
+        .filter(|i| {
+            d.instance_type
+                .as_ref()
+                .is_none_or(|t| *t == i.instance_type)
+        })
+        .filter(|i| d.image_id.as_ref().is_none_or(|m| *m == i.image_id))
+        .filter(|i| {
+            d.lock_reason
+                .as_ref()
+                .is_none_or(|l| i.lock_reason.as_ref() == Some(l))
+        })
+        .map(Instance::to_json)
+        .collect();
+    let mut out = Map::new();
+    page(items, &d.paging, ("Instances", "Instance"), &mut out)?;
+    Ok(Value::Object(out))
+}
+
+/// Release an instance. Disks that go with it are deleted; the others detach, and until that
+/// completes they still point at an instance that no longer exists.
+pub(crate) fn delete_instance(
+    conn: &mut Connection,
+    env: &Env,
+    id: &str,
+    force: bool,
+    dry_run: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let inst = guards::instance(&tx, env, id)?;
+    if inst.lock_reason.as_deref() == Some("security") {
+        return Err(Code::InstanceLockedForSecurity.into());
+    }
+    if inst.deletion_protection {
+        return Err(Code::InvalidOperationDeletionProtection.into());
+    }
+    if inst.status != "Stopped" && !(force && inst.status == "Running") {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    tx.execute("UPDATE instances SET released=1 WHERE id=?1", [id])?;
+    tx.execute(
+        "DELETE FROM transitions WHERE kind='instance' AND id=?1",
+        [id],
+    )?;
+    let mut intents = Vec::new();
+    for d in guards::instance_disks(&tx, id)? {
+        if d.delete_with_instance || d.is_local() {
+            tx.execute("UPDATE disks SET released=1 WHERE id=?1", [&d.id])?;
+            let intent = Intent::DeleteVolume { disk: d.id.clone() };
+            intents.push((storage::record(&tx, &intent)?, intent));
+        } else {
+            tx.execute(
+                "UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1",
+                [&d.id],
+            )?;
+            transitions::schedule(&tx, "disk", &d.id, env.now + env.timings.disk_ms as i64)?;
+        }
+    }
+    tx.commit()?;
+    let failed = storage::run(conn, env.volumes, &intents)?;
+    if !failed.is_empty() {
+        // The instance is gone; a disk whose storage could not be freed stays, detached.
+        let tx = begin(conn)?;
+        for (intent, _) in &failed {
+            if let Intent::DeleteVolume { disk } = intent {
+                tx.execute("UPDATE disks SET status='Available', instance_id=NULL, device=NULL WHERE id=?1", [disk])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(json!({}))
+}

@@ -1,0 +1,98 @@
+//! ResetDisk: restore a disk in place from one of its own snapshots.
+//!
+//! Checks run in this order (docs/api-compat.md explains each): account (white list, snapshot
+//! service), disk, category, snapshot (exists, of this disk, not too old, usable, ready), KMS,
+//! balance, the instance the disk is attached to (exists, lock, billing), the disk's own state,
+//! the instance's state, DryRun. Then the reset itself: the disk goes ReIniting, the store
+//! resets the volume (constant time), and the disk returns to In_use or Available when the
+//! transition completes. A store failure leaves the disk exactly as it was.
+
+use super::storage::{self, Intent};
+use super::{Fail, R, begin, dry_run_ok};
+use crate::{Env, guards, transitions};
+use ecs_api::action::ResetDisk;
+use ecs_api::{ApiError, Code};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+/// Snapshots made before this instant (2013-07-15T00:00:00Z) cannot restore a disk.
+const TOO_OLD_MS: i64 = 1_373_846_400_000;
+
+pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::whitelist(&tx, env)?;
+    guards::snapshot_service(&acct)?;
+    let disk = guards::disk(&tx, env, &r.disk_id)?;
+    if disk.is_local() {
+        return Err(Code::DiskCategoryOperationNotSupported.into());
+    }
+    let snap = guards::snapshot(&tx, env, &r.snapshot_id)?;
+    if snap.disk_id != disk.id {
+        return Err(Code::InvalidParameterMismatch.into());
+    }
+    if snap.created_ms < TOO_OLD_MS {
+        return Err(Code::InvalidSnapshotTooOld.into());
+    }
+    if snap.status == "failed" {
+        return Err(Code::OperationDenied.into());
+    }
+    if snap.status != "accomplished" {
+        return Err(Code::InvalidSnapshotIdNotReady.into());
+    }
+    if disk.encrypted {
+        guards::kms(&tx, env, &acct, disk.kms_key_id.as_deref())?;
+    }
+    guards::balance(&acct)?;
+    let instance = match &disk.instance_id {
+        Some(id) => {
+            let inst = guards::instance(&tx, env, id)?;
+            guards::instance_usable(&inst, &acct, env.now)?;
+            Some(inst)
+        }
+        None => None,
+    };
+    match disk.status.as_str() {
+        // Another reset of this disk is under way.
+        "ReIniting" => return Err(Code::OperationConflict.into()),
+        "In_use" | "Available" => {}
+        _ => return Err(Code::IncorrectDiskStatus.into()),
+    }
+    // An unattached pay-as-you-go disk of an account in arrears is not usable.
+    if instance.is_none() && acct.in_arrears && disk.charge_type == "PostPaid" {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    let snapshotting: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM snapshots WHERE disk_id=?1 AND status='progressing' AND released=0",
+        [&disk.id],
+        |row| row.get(0),
+    )?;
+    if snapshotting > 0 {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    if let Some(inst) = &instance
+        && inst.status != "Stopped"
+    {
+        return Err(Code::IncorrectInstanceStatus.into());
+    }
+    if r.dry_run {
+        return Err(dry_run_ok());
+    }
+
+    let intent = Intent::Reset {
+        disk: disk.id.clone(),
+        snapshot: snap.id.clone(),
+    };
+    tx.execute(
+        "UPDATE disks SET status='ReIniting' WHERE id=?1",
+        [&disk.id],
+    )?;
+    transitions::schedule(&tx, "disk", &disk.id, env.now + env.timings.disk_ms as i64)?;
+    let id = storage::record(&tx, &intent)?;
+    tx.commit()?;
+    let failed = storage::run(conn, env.volumes, &[(id, intent)])?;
+    if !failed.is_empty() {
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
+    }
+    Ok(json!({}))
+}

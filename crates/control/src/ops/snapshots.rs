@@ -1,0 +1,162 @@
+//! CreateSnapshot, DescribeSnapshots, DeleteSnapshot. A snapshot is taken at once (the store
+//! freezes the volume's head) and then reports `progressing` for the configured time, as the
+//! cloud does while it uploads.
+
+use super::storage::{self, Intent};
+use super::{Fail, R, begin, page};
+use crate::model::{Snapshot, tags_json};
+use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
+use ecs_api::{ApiError, Code};
+use rusqlite::{Connection, params};
+use serde_json::{Map, Value, json};
+
+pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapshot) -> R<Value> {
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::snapshot_service(&acct)?;
+    let disk = guards::disk(&tx, env, &c.disk_id)?;
+    if disk.is_local() {
+        return Err(Code::DiskCategoryOperationNotSupported.into());
+    }
+    guards::balance(&acct)?;
+    if let Some(i) = &disk.instance_id {
+        let inst = guards::instance(&tx, env, i)?;
+        guards::instance_usable(&inst, &acct, env.now)?;
+        if inst.status != "Running" && inst.status != "Stopped" {
+            return Err(Code::IncorrectInstanceStatus.into());
+        }
+    }
+    if disk.status != "In_use" && disk.status != "Available" {
+        return Err(Code::IncorrectDiskStatus.into());
+    }
+    let (progressing, total): (i64, i64) = tx.query_row(
+        "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots WHERE disk_id=?1 AND released=0",
+        [&disk.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if progressing > 0 {
+        return Err(Code::IncorrectDiskStatusCreatingSnapshot.into());
+    }
+    if total >= config::SNAPSHOT_QUOTA {
+        return Err(Code::QuotaExceedSnapshot.into());
+    }
+    let id = new_id("s-");
+    let due = env.now + env.timings.snapshot_ms as i64;
+    tx.execute(
+        "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
+           description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            id, env.account_id, disk.region_id, disk.id, disk.size_gib, disk.disk_type, disk.category,
+            c.name.unwrap_or_default(), c.description.unwrap_or_default(), env.now, due, disk.encrypted,
+            disk.kms_key_id, c.retention_days, tags_json(&c.tags)
+        ],
+    )?;
+    transitions::schedule(&tx, "snapshot", &id, due)?;
+    let intent = Intent::Snapshot {
+        disk: disk.id.clone(),
+        snapshot: id.clone(),
+    };
+    let iid = storage::record(&tx, &intent)?;
+    tx.commit()?;
+    // A store failure turns the snapshot `failed`, which is how the cloud reports it: the
+    // request was accepted, the snapshot did not complete.
+    storage::run(conn, env.volumes, &[(iid, intent)])?;
+    Ok(json!({"SnapshotId": id}))
+}
+
+/// How a snapshot is used: by images, by disks created from it, both, or neither.
+fn usage(conn: &Connection, id: &str) -> R<&'static str> {
+    let (images, disks): (i64, i64) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM images WHERE snapshot_id=?1 AND released=0),
+                (SELECT COUNT(*) FROM disks WHERE source_snapshot_id=?1 AND released=0)",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(match (images > 0, disks > 0) {
+        (true, true) => "image_disk",
+        (true, false) => "image",
+        (false, true) => "disk",
+        (false, false) => "none",
+    })
+}
+
+pub(crate) fn describe_snapshots(
+    conn: &mut Connection,
+    env: &Env,
+    d: DescribeSnapshots,
+) -> R<Value> {
+    let sql = format!(
+        "SELECT {} FROM snapshots WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
+        Snapshot::COLUMNS
+    );
+    let snaps = {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        stmt.query_map(
+            [env.account_id, env.region_id.unwrap_or_default()],
+            Snapshot::from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    let instance_disks: Option<Vec<String>> = match &d.instance_id {
+        Some(i) => Some(
+            guards::instance_disks(conn, i)?
+                .into_iter()
+                .map(|k| k.id)
+                .collect(),
+        ),
+        None => None,
+    };
+    let mut items = Vec::new();
+    for s in snaps
+        .iter()
+        .filter(|s| {
+            d.snapshot_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&s.id))
+        })
+        .filter(|s| d.disk_id.as_ref().is_none_or(|k| *k == s.disk_id))
+        .filter(|s| {
+            instance_disks
+                .as_ref()
+                .is_none_or(|ks| ks.contains(&s.disk_id))
+        })
+        .filter(|s| d.name.as_ref().is_none_or(|n| *n == s.name))
+        .filter(|s| d.status.as_ref().is_none_or(|st| *st == s.status))
+    {
+        items.push(s.to_json(env.now, usage(conn, &s.id)?));
+    }
+    let mut out = Map::new();
+    page(items, &d.paging, ("Snapshots", "Snapshot"), &mut out)?;
+    Ok(Value::Object(out))
+}
+
+pub(crate) fn delete_snapshot(
+    conn: &mut Connection,
+    env: &Env,
+    snapshot_id: &str,
+    force: bool,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let snap = guards::snapshot(&tx, env, snapshot_id)?;
+    match usage(&tx, &snap.id)? {
+        "image" | "image_disk" => return Err(Code::SnapshotCreatedImage.into()),
+        "disk" if !force => return Err(Code::SnapshotCreatedDisk.into()),
+        _ => {}
+    }
+    tx.execute("UPDATE snapshots SET released=1 WHERE id=?1", [snapshot_id])?;
+    tx.execute(
+        "DELETE FROM transitions WHERE kind='snapshot' AND id=?1",
+        [snapshot_id],
+    )?;
+    let intent = Intent::DeleteSnapshot {
+        snapshot: snapshot_id.to_string(),
+    };
+    let iid = storage::record(&tx, &intent)?;
+    tx.commit()?;
+    if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
+    }
+    Ok(json!({}))
+}

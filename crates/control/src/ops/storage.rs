@@ -1,0 +1,209 @@
+//! Storage changes, made crash-safe with intents. An action records its intent and its new
+//! catalog state in one transaction, commits, calls the store, then clears the intent in a
+//! second transaction (undoing the catalog change if the store refused). A crash between the
+//! two commits leaves the intent behind; `recover_intents` replays it on start, and since every
+//! store operation is idempotent the replay is harmless.
+
+use super::R;
+use crate::ControlError;
+use crate::config::Timings;
+use crate::volumes::{FaultInjector, VolumeError, Volumes};
+use rusqlite::{Connection, Transaction, params};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Intent {
+    Create {
+        disk: String,
+        size_bytes: u64,
+        source: Option<String>,
+    },
+    Snapshot {
+        disk: String,
+        snapshot: String,
+    },
+    Reset {
+        disk: String,
+        snapshot: String,
+    },
+    DeleteVolume {
+        disk: String,
+    },
+    DeleteSnapshot {
+        snapshot: String,
+    },
+}
+
+impl Intent {
+    fn columns(&self) -> (&'static str, &str, Option<&str>, Option<i64>) {
+        match self {
+            Intent::Create {
+                disk,
+                size_bytes,
+                source,
+            } => ("create", disk, source.as_deref(), Some(*size_bytes as i64)),
+            Intent::Snapshot { disk, snapshot } => ("snapshot", disk, Some(snapshot), None),
+            Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot), None),
+            Intent::DeleteVolume { disk } => ("delete_volume", disk, None, None),
+            Intent::DeleteSnapshot { snapshot } => ("delete_snapshot", snapshot, None, None),
+        }
+    }
+
+    fn from_columns(
+        op: &str,
+        volume: String,
+        snapshot: Option<String>,
+        size: Option<i64>,
+    ) -> Option<Intent> {
+        Some(match op {
+            "create" => Intent::Create {
+                disk: volume,
+                size_bytes: size.unwrap_or(0) as u64,
+                source: snapshot,
+            },
+            "snapshot" => Intent::Snapshot {
+                disk: volume,
+                snapshot: snapshot?,
+            },
+            "reset" => Intent::Reset {
+                disk: volume,
+                snapshot: snapshot?,
+            },
+            "delete_volume" => Intent::DeleteVolume { disk: volume },
+            "delete_snapshot" => Intent::DeleteSnapshot { snapshot: volume },
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn apply(&self, v: &dyn Volumes) -> Result<(), VolumeError> {
+        match self {
+            Intent::Create {
+                disk,
+                size_bytes,
+                source,
+            } => v.create(disk, *size_bytes, source.as_deref()),
+            Intent::Snapshot { disk, snapshot } => v.snapshot(disk, snapshot),
+            Intent::Reset { disk, snapshot } => v.reset(disk, snapshot),
+            Intent::DeleteVolume { disk } => v.delete_volume(disk),
+            Intent::DeleteSnapshot { snapshot } => v.delete_snapshot(snapshot),
+        }
+    }
+
+    /// Undo the catalog side of an intent the store refused.
+    pub(crate) fn undo(&self, tx: &Transaction) -> rusqlite::Result<()> {
+        match self {
+            Intent::Create { disk, .. } => {
+                tx.execute("DELETE FROM disks WHERE id=?1", [disk])?;
+                tx.execute(
+                    "DELETE FROM transitions WHERE kind='disk' AND id=?1",
+                    [disk],
+                )?;
+            }
+            Intent::Snapshot { snapshot, .. } => {
+                tx.execute(
+                    "UPDATE snapshots SET status='failed' WHERE id=?1",
+                    [snapshot],
+                )?;
+                tx.execute(
+                    "DELETE FROM transitions WHERE kind='snapshot' AND id=?1",
+                    [snapshot],
+                )?;
+            }
+            Intent::Reset { disk, .. } => {
+                tx.execute(
+                    "UPDATE disks SET status=CASE WHEN instance_id IS NULL THEN 'Available' ELSE 'In_use' END WHERE id=?1",
+                    [disk],
+                )?;
+                tx.execute(
+                    "DELETE FROM transitions WHERE kind='disk' AND id=?1",
+                    [disk],
+                )?;
+            }
+            Intent::DeleteVolume { disk } => {
+                tx.execute("UPDATE disks SET released=0 WHERE id=?1", [disk])?;
+            }
+            Intent::DeleteSnapshot { snapshot } => {
+                tx.execute("UPDATE snapshots SET released=0 WHERE id=?1", [snapshot])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn record(tx: &Transaction, intent: &Intent) -> R<i64> {
+    let (op, volume, snapshot, size) = intent.columns();
+    tx.execute(
+        "INSERT INTO intents(op, volume, snapshot, size_bytes) VALUES(?1, ?2, ?3, ?4)",
+        params![op, volume, snapshot, size],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Runs recorded intents against the store and settles them: failures are undone in the
+/// catalog. Returns which intents failed.
+pub(crate) fn run(
+    conn: &mut Connection,
+    volumes: &dyn Volumes,
+    intents: &[(i64, Intent)],
+) -> R<Vec<(Intent, VolumeError)>> {
+    let mut failed = Vec::new();
+    let mut results = Vec::new();
+    for (id, intent) in intents {
+        results.push((*id, intent, intent.apply(volumes)));
+    }
+    let tx = super::begin(conn)?;
+    for (id, intent, result) in results {
+        tx.execute("DELETE FROM intents WHERE id=?1", [id])?;
+        if let Err(e) = result {
+            tracing::warn!(?intent, error = %e, "storage operation failed");
+            intent.undo(&tx)?;
+            failed.push((intent.clone(), e));
+        }
+    }
+    tx.commit()?;
+    Ok(failed)
+}
+
+pub(crate) fn recover_intents(
+    conn: &mut Connection,
+    volumes: &FaultInjector<Box<dyn Volumes>>,
+    _timings: Timings,
+) -> Result<(), ControlError> {
+    let pending: Vec<(i64, Intent)> = {
+        let mut stmt =
+            conn.prepare("SELECT id, op, volume, snapshot, size_bytes FROM intents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, op, volume, snapshot, size) = row?;
+            match Intent::from_columns(&op, volume, snapshot, size) {
+                Some(i) => out.push((id, i)),
+                None => {
+                    return Err(ControlError::Invalid(format!(
+                        "unknown intent {op} in the catalog"
+                    )));
+                }
+            }
+        }
+        out
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        count = pending.len(),
+        "replaying storage intents left by an interrupted run"
+    );
+    run(conn, volumes, &pending).map_err(|f| match f {
+        super::Fail::Sql(e) => ControlError::Sql(e),
+        super::Fail::Api(e) => ControlError::Invalid(e.message),
+    })?;
+    Ok(())
+}

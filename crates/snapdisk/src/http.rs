@@ -1,0 +1,150 @@
+//! The HTTP transport: one ECS endpoint at `/` (GET and POST) and the operator's `/admin/`.
+//! It only moves bytes: authentication, parsing and rendering live in `ecs-api`, the rules in
+//! `control`, and both run on blocking threads because SQLite is synchronous.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use control::Control;
+use ecs_api::action::Action;
+use ecs_api::auth::{self, Format, HttpRequest, NonceCache};
+use ecs_api::{API_VERSION, ApiError, Code, render};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    control: Arc<Control>,
+    nonces: Arc<NonceCache>,
+    admin_token: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(control: Arc<Control>, admin_token: String) -> Self {
+        AppState {
+            control,
+            nonces: Arc::new(NonceCache::new()),
+            admin_token: Arc::new(admin_token),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", any(ecs))
+        .route("/admin/{command}", post(admin))
+        .with_state(state)
+}
+
+async fn ecs(
+    State(app): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = HttpRequest {
+        method: method.as_str().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let request_id = render::new_request_id();
+    let outcome = tokio::task::spawn_blocking(move || handle(&app, req)).await;
+    let rendered = match outcome {
+        Ok(Ok((action, format, body))) => render::success(&action, format, &request_id, body),
+        Ok(Err((err, format))) => {
+            tracing::debug!(code = err.code.as_str(), message = %err.message, "request refused");
+            render::error(&err, format, &request_id)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "request handler panicked");
+            render::error(
+                &ApiError::new(Code::InternalFailure),
+                Format::Json,
+                &request_id,
+            )
+        }
+    };
+    let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [("content-type", rendered.content_type)],
+        rendered.body,
+    )
+        .into_response()
+}
+
+type Handled = Result<(String, Format, serde_json::Value), (ApiError, Format)>;
+
+fn handle(app: &AppState, req: HttpRequest) -> Handled {
+    let verified = match auth::verify(&req, app.control.as_ref(), &app.nonces, chrono::Utc::now()) {
+        Ok(v) => v,
+        Err(e) => return Err((e, auth::requested_format(&req))),
+    };
+    let format = verified.format;
+    let fail = |e: ApiError| (e, format);
+    if verified.version != API_VERSION {
+        return Err(fail(Code::InvalidVersion.into()));
+    }
+    let parsed = Action::parse(&verified.action, &verified.params).map_err(fail)?;
+    let body = app
+        .control
+        .handle(&verified.account_id, parsed)
+        .map_err(fail)?;
+    Ok((verified.action, format, body))
+}
+
+async fn admin(
+    State(app): State<AppState>,
+    Path(command): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let ok = {
+        use subtle::ConstantTimeEq;
+        presented.len() == app.admin_token.len()
+            && bool::from(presented.as_bytes().ct_eq(app.admin_token.as_bytes()))
+    };
+    if !ok {
+        return json_error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    }
+    let body: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return json_error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}"));
+            }
+        }
+    };
+    let control = app.control.clone();
+    match tokio::task::spawn_blocking(move || control.admin(&command, body)).await {
+        Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Ok(Err(e)) => json_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            &e.to_string(),
+        ),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "Error": message }))).into_response()
+}

@@ -1,0 +1,181 @@
+//! `snapdisk serve`: open the data directory, bootstrap the first account, serve HTTP until
+//! SIGTERM or Ctrl-C, and drive timed transitions in the background.
+
+use crate::{DataDir, http};
+use anyhow::Context;
+use control::Control;
+use control::config::{Config, Region, Timings};
+use control::volumes::LineageVolumes;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Address of the ECS API; port 0 picks a free one (printed on its own line).
+    #[arg(long, default_value = crate::DEFAULT_LISTEN, value_parser = crate::parse_listen)]
+    listen: SocketAddr,
+    /// Extra time every transitional state lasts (Creating, Stopping, ReIniting, ...).
+    #[arg(long)]
+    transition_ms: Option<u64>,
+    /// A JSON file listing regions and zones: [{"id", "local_name", "zones": [{"id", "local_name"}]}].
+    #[arg(long)]
+    regions: Option<std::path::PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let dir = args.data.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut config = Config::default();
+    if let Some(path) = &args.regions {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let regions: Vec<Region> =
+            serde_json::from_slice(&raw).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(!regions.is_empty(), "{} lists no region", path.display());
+        config.regions = regions;
+    }
+    if let Some(ms) = args.transition_ms {
+        config.timings = Timings {
+            disk_ms: ms,
+            instance_ms: ms,
+            snapshot_ms: ms,
+        };
+    }
+    let volumes = LineageVolumes::open(&dir.join("store")).context("opening the volume store")?;
+    let control = Control::open(&dir, config, Box::new(volumes)).context("opening the catalog")?;
+    if let Some(ms) = args.transition_ms {
+        control
+            .admin(
+                "timings",
+                serde_json::json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms}),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let env_key = match (
+        std::env::var("SNAPDISK_ACCESS_KEY_ID"),
+        std::env::var("SNAPDISK_ACCESS_KEY_SECRET"),
+    ) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        _ => None,
+    };
+    let boot = control
+        .bootstrap(env_key)
+        .context("bootstrapping the first account")?;
+    let admin_token = admin_token(&dir)?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let control = Arc::new(control);
+    let app = http::router(http::AppState::new(control.clone(), admin_token));
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "api listening on http://{addr}")?;
+    writeln!(
+        out,
+        "account {} AccessKeyId {}",
+        boot.account_id, boot.access_key_id
+    )?;
+    if boot.generated {
+        write_private(
+            &dir.join("bootstrap-key.json"),
+            &serde_json::to_vec_pretty(&serde_json::json!({
+                "AccountId": boot.account_id, "AccessKeyId": boot.access_key_id, "AccessKeySecret": boot.access_key_secret,
+            }))?,
+        )?;
+        writeln!(
+            out,
+            "AccessKeySecret {} (shown once; also in {})",
+            boot.access_key_secret,
+            dir.join("bootstrap-key.json").display()
+        )?;
+    }
+    writeln!(out, "admin token in {}", dir.join("admin-token").display())?;
+    out.flush()?;
+    drop(out);
+
+    let ticker = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(25));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let c = control.clone();
+                match tokio::task::spawn_blocking(move || c.tick()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = ?e, "completing transitions failed"),
+                    Err(e) => tracing::error!(error = %e, "transition task panicked"),
+                }
+            }
+        })
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    ticker.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// The operator token: SNAPDISK_ADMIN_TOKEN (remembered in the data dir), else the stored one,
+/// else a new random one.
+fn admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("admin-token");
+    if let Ok(t) = std::env::var("SNAPDISK_ADMIN_TOKEN")
+        && !t.is_empty()
+    {
+        write_private(&path, t.as_bytes())?;
+        return Ok(t);
+    }
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let (_, t) = control::new_key_pair();
+    write_private(&path, t.as_bytes())?;
+    Ok(t)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}

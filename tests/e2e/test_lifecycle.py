@@ -1,0 +1,268 @@
+"""The headline flow (roll a data disk back to a snapshot) and the companion operations' life cycles."""
+
+from __future__ import annotations
+
+import json
+
+from support import (
+    IMAGE,
+    ITYPE,
+    REGION,
+    ZONE,
+    ApiErr,
+    catch,
+    expect_error,
+    make_rig,
+    poll,
+    row,
+)
+
+
+def test_headline_reset_disk_lifecycle(server, sig_tenant):
+    api = sig_tenant
+    # RunInstances -> Running
+    iid = api.run_instance()
+    inst = api.instance(iid)
+    assert inst["Status"] == "Running"
+    assert inst["InstanceType"] == ITYPE
+    assert (inst["Cpu"], inst["Memory"]) == (2, 8192)
+    assert inst["ZoneId"] == ZONE and inst["RegionId"] == REGION
+    assert inst["ImageId"] == IMAGE
+
+    sysd = api.system_disk(iid)
+    assert sysd["Status"] == "In_use"
+    assert sysd["Device"] == "/dev/xvda"
+    assert sysd["InstanceId"] == iid
+    assert sysd["Type"] == "system"
+
+    # CreateDisk -> Available
+    did = api.create_disk(size=40, name="data-1")
+    d = api.disk(did)
+    assert (d["Status"], d["Size"], d["Type"], d["Category"]) == ("Available", 40, "data", "cloud_essd")
+    assert d["ZoneId"] == ZONE and d["DiskName"] == "data-1"
+    assert not d.get("InstanceId")
+
+    # AttachDisk -> In_use on /dev/xvdb
+    api.attach(did, iid)
+    d = api.disk(did)
+    assert (d["Status"], d["InstanceId"], d["Device"]) == ("In_use", iid, "/dev/xvdb")
+
+    # CreateSnapshot -> accomplished
+    sid = api.create_snapshot(did, name="before-rollback")
+    s = api.snapshot(sid)
+    assert (s["Status"], s["Progress"], s["SourceDiskId"]) == ("accomplished", "100%", did)
+    assert s["SnapshotName"] == "before-rollback"
+
+    # StopInstance -> Stopped
+    api.stop(iid)
+    assert api.instance_status(iid) == "Stopped"
+
+    # DryRun first
+    expect_error(row("DryRunOperation"), api.reset, did, sid, dry_run=True)
+    assert api.disk_status(did) == "In_use"
+
+    # ResetDisk: ReIniting at once, then back to In_use
+    with server.timings(DiskMs=800):
+        body = api.reset(did, sid)
+        assert body.get("RequestId")
+        assert api.disk_status(did) == "ReIniting"
+    d = api.wait_disk(did, "In_use")
+    assert (d["InstanceId"], d["Device"]) == (iid, "/dev/xvdb")
+    # the instance did not move during the reset
+    assert api.instance_status(iid) == "Stopped"
+
+    # StartInstance -> Running
+    api.start(iid)
+    assert api.instance_status(iid) == "Running"
+    assert api.disk_status(did) == "In_use"
+
+
+def test_reset_unattached_disk_returns_to_available(server, sig_tenant):
+    api = sig_tenant
+    rig = make_rig(api, running=False)
+    api.detach(rig.disk, rig.instance)
+    d = api.disk(rig.disk)
+    assert d["Status"] == "Available" and not d.get("InstanceId")
+    with server.timings(DiskMs=600):
+        api.reset(rig.disk, rig.snapshot)
+        assert api.disk_status(rig.disk) == "ReIniting"
+    api.wait_disk(rig.disk, "Available")
+    # and it can be used again
+    api.attach(rig.disk, rig.instance)
+
+
+def test_reset_twice_in_a_row(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    for _ in range(2):
+        api.reset(rig.disk, rig.snapshot)
+        api.wait_disk(rig.disk, "In_use")
+
+
+def test_reset_system_disk(server, tenant):
+    api = tenant
+    iid = api.run_instance()
+    sysd = api.system_disk(iid)["DiskId"]
+    sid = api.create_snapshot(sysd)
+    assert api.snapshot(sid)["SourceDiskType"].lower() == "system"
+    api.stop(iid)
+    api.reset(sysd, sid)
+    api.wait_disk(sysd, "In_use")
+    api.start(iid)
+
+
+def test_run_instances_states_and_devices(server, tenant):
+    api = tenant
+    with server.timings(InstanceMs=700):
+        ids = api.run_instances(amount=2, wait=False, data_disks=[{"size": 30}, {"size": 50, "category": "cloud_essd"}])
+        assert len(ids) == 2 and len(set(ids)) == 2
+        first = api.instance_status(ids[0])
+        assert first in ("Pending", "Starting"), first
+    seen = set()
+
+    def st():
+        s = api.instance_status(ids[0])
+        seen.add(s)
+        return s
+
+    poll(st, lambda s: s == "Running", what="Running")
+    assert seen <= {"Pending", "Starting", "Running"}, seen
+    api.wait_instance(ids[1], "Running")
+    for iid in ids:
+        disks = sorted(api.instance_disks(iid), key=lambda d: d["Device"])
+        assert [d["Device"] for d in disks] == ["/dev/xvda", "/dev/xvdb", "/dev/xvdc"]
+        assert [d["Type"] for d in disks] == ["system", "data", "data"]
+        assert [d["Size"] for d in disks][1:] == [30, 50]
+        assert all(d["Status"] == "In_use" and d["InstanceId"] == iid for d in disks)
+
+
+def test_create_instance_is_stopped_then_starts(server, tenant):
+    api = tenant
+    iid = api.create_instance()
+    inst = api.wait_instance(iid, "Stopped")
+    assert inst["Status"] == "Stopped"
+    api.start(iid)
+    assert api.instance_status(iid) == "Running"
+
+
+def test_stop_states(server, tenant):
+    api = tenant
+    iid = api.run_instance()
+    with server.timings(InstanceMs=600):
+        api.stop(iid, wait=False)
+        assert api.instance_status(iid) == "Stopping"
+    api.wait_instance(iid, "Stopped")
+
+
+def test_plural_start_stop(server, sig_tenant):
+    api = sig_tenant
+    from alibabacloud_ecs20140526 import models as m
+
+    ids = api.run_instances(amount=2)
+    body = api.client.stop_instances(m.StopInstancesRequest(region_id=REGION, instance_id=ids)).body.to_map()
+    resps = body["InstanceResponses"]["InstanceResponse"]
+    assert sorted(r["InstanceId"] for r in resps) == sorted(ids)
+    for r in resps:
+        assert (r["Code"], r["Message"], r["PreviousStatus"], r["CurrentStatus"]) == ("200", "success", "Running", "Stopping")
+    for iid in ids:
+        api.wait_instance(iid, "Stopped")
+
+    body = api.client.start_instances(m.StartInstancesRequest(region_id=REGION, instance_id=ids)).body.to_map()
+    resps = body["InstanceResponses"]["InstanceResponse"]
+    assert sorted(r["InstanceId"] for r in resps) == sorted(ids)
+    for r in resps:
+        assert (r["Code"], r["Message"], r["PreviousStatus"], r["CurrentStatus"]) == ("200", "success", "Stopped", "Starting")
+    for iid in ids:
+        api.wait_instance(iid, "Running")
+
+
+def test_start_stop_dry_run(server, tenant):
+    api = tenant
+    iid = api.run_instance()
+    expect_error(row("DryRunOperation"), api.stop, iid, wait=False, dry_run=True)
+    assert api.instance_status(iid) == "Running"
+    api.stop(iid)
+    expect_error(row("DryRunOperation"), api.start, iid, wait=False, dry_run=True)
+    assert api.instance_status(iid) == "Stopped"
+
+
+def test_delete_instance_rules(server, tenant):
+    api = tenant
+    iid = api.run_instance(data_disks=[{"size": 20, "delete_with_instance": True},
+                                       {"size": 20, "delete_with_instance": False}])
+    d_del, d_keep = api.data_disk_ids(iid)
+    sysd = api.system_disk(iid)["DiskId"]
+    err = catch(api.delete_instance, iid)
+    assert (err.status, err.code) == (403, "IncorrectInstanceStatus"), err.data
+    assert api.instance_status(iid) == "Running"
+
+    api.delete_instance(iid, force=True)
+    api.wait_instance(iid, None)
+    api.wait_disk(d_del, None)
+    api.wait_disk(sysd, None)
+    d = api.wait_disk(d_keep, "Available")
+    assert not d.get("InstanceId")
+    # gone instance
+    expect_error(row("InvalidInstanceId.NotFound"), api.start, iid, wait=False)
+
+
+def test_delete_stopped_instance(server, tenant):
+    api = tenant
+    iid = api.run_instance()
+    api.stop(iid)
+    api.delete_instance(iid)
+    api.wait_instance(iid, None)
+    assert api.instances(instance_ids=json.dumps([iid]))["Instances"]["Instance"] == []
+
+
+def test_disk_attach_detach_delete(server, tenant):
+    api = tenant
+    iid = api.run_instance()
+    with server.timings(DiskMs=500):
+        did = api.create_disk(size=20, wait=False)
+        assert api.disk_status(did) == "Creating"
+        api.wait_disk(did, "Available")
+        api.attach(did, iid, wait=False)
+        assert api.disk_status(did) == "Attaching"
+        api.wait_disk(did, "In_use")
+        api.detach(did, iid, wait=False)
+        assert api.disk_status(did) == "Detaching"
+        api.wait_disk(did, "Available")
+    api.delete_disk(did)
+    api.wait_disk(did, None)
+
+
+def test_delete_attached_disk_refused(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    err = catch(api.delete_disk, rig.disk)
+    assert err.status == 403, err.data
+    assert api.disk_status(rig.disk) == "In_use"
+
+
+def test_create_disk_from_snapshot(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    did = api.create_disk(size=None, snapshot_id=rig.snapshot)
+    d = api.disk(did)
+    assert d["SourceSnapshotId"] == rig.snapshot
+    assert d["Size"] == 20
+
+
+def test_unknown_instance_type(server, sig_tenant):
+    err = catch(sig_tenant.run_instances, itype="ecs.nope.large", wait=False)
+    assert (err.status, err.code) == (400, "InvalidInstanceType.ValueNotSupported"), err.data
+
+
+def test_snapshot_progress_states(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    with server.timings(SnapshotMs=1500):
+        sid = api.create_snapshot(rig.disk, wait=False)
+        s = api.snapshot(sid)
+        assert s["Status"] == "progressing"
+        assert s["Progress"].endswith("%") and s["Progress"] != "100%", s["Progress"]
+    s = api.wait_snapshot(sid, "accomplished")
+    assert s["Progress"] == "100%"
+    api.delete_snapshot(sid)
+    assert api.snapshot(sid) is None
