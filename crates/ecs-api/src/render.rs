@@ -4,7 +4,7 @@
 
 use crate::auth::Format;
 use crate::error::ApiError;
-use quick_xml::escape::escape;
+use quick_xml::escape::partial_escape;
 use serde_json::{Map, Value, json};
 
 pub const HOST_ID: &str = "ecs.aliyuncs.com";
@@ -83,7 +83,7 @@ fn element(out: &mut String, name: &str, v: &Value) {
             out.push_str(&format!("</{name}>"));
         }
         Value::Null => out.push_str(&format!("<{name}/>")),
-        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", escape(s.as_str()))),
+        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str()))),
         other => out.push_str(&format!("<{name}>{other}</{name}>")),
     }
 }
