@@ -1,0 +1,30 @@
+//! Block-device capabilities, small and separate: a snapshot view only reads; a volume also
+//! writes. The NBD server serves anything that implements them.
+
+use crate::error::Result;
+
+/// A run of bytes that is either backed by written data or a hole that reads as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub len: u64,
+    pub allocated: bool,
+}
+
+pub trait BlockRead: Send + Sync {
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`; holes read as zeros.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// Allocation of `offset..offset+len`, in order, covering the range exactly.
+    fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>>;
+}
+
+pub trait BlockWrite: BlockRead {
+    /// Write `data` at `offset`; with `fua` it is durable before this returns.
+    fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> Result<()>;
+    /// Make every completed write durable.
+    fn flush(&self) -> Result<()>;
+    /// Forget a range: it reads as zeros and frees its space.
+    fn trim(&self, offset: u64, len: u64) -> Result<()>;
+    /// Make a range read as zeros; `may_trim` lets it become a hole, else it stays allocated.
+    fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool) -> Result<()>;
+}

@@ -1,0 +1,227 @@
+//! The two files behind the engine: `data` (4 KiB blocks, append-allocated, freed by punching
+//! holes) and `meta.log` (the record log, appended in batches and synced on flush).
+
+use crate::BLOCK_SIZE;
+use crate::error::{Result, StoreError};
+use crate::format::{Phys, Record};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Records are written to the file once this many bytes are buffered, or on sync.
+const SPILL_BYTES: usize = 1 << 20;
+
+pub(crate) struct Io {
+    pub data: File,
+    pub next_phys: AtomicU64,
+    log: Mutex<Log>,
+    /// Set when a write to the log failed: the state in memory is ahead of the disk, so
+    /// nothing more may be acknowledged.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+pub(crate) struct Log {
+    pub file: File,
+    pub path: PathBuf,
+    pub buf: Vec<u8>,
+    pub len: u64,
+    /// Blocks whose last reference is gone; punched once that is durable.
+    pub pending_free: Vec<(Phys, u64)>,
+}
+
+impl Io {
+    pub fn new(data: File, next_phys: u64, log: Log) -> Io {
+        Io {
+            data,
+            next_phys: AtomicU64::new(next_phys),
+            log: Mutex::new(log),
+            broken: Default::default(),
+        }
+    }
+
+    pub fn log(&self) -> Result<MutexGuard<'_, Log>> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(StoreError::new(
+                crate::ErrorKind::Io,
+                "the metadata log failed earlier; restart to recover",
+            ));
+        }
+        self.log
+            .lock()
+            .map_err(|_| StoreError::new(crate::ErrorKind::Io, "metadata log lock poisoned"))
+    }
+
+    /// Reserve `n` fresh blocks. They are never reused, so a crash can never leave a stale
+    /// reference to a block that now holds someone else's data.
+    pub fn alloc(&self, n: u64) -> Phys {
+        self.next_phys.fetch_add(n, Ordering::Relaxed)
+    }
+
+    pub fn write_blocks(&self, data: &[u8], phys: Phys) -> Result<()> {
+        self.data
+            .write_all_at(data, phys * BLOCK_SIZE)
+            .map_err(|e| StoreError::io(format!("writing data block {phys}"), e))
+    }
+
+    pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {
+        self.data
+            .read_exact_at(buf, phys * BLOCK_SIZE)
+            .map_err(|e| StoreError::io(format!("reading data block {phys}"), e))
+    }
+
+    /// Append records; spill to the file when the buffer is large.
+    pub fn append(&self, records: &[Record], freed: Vec<(Phys, u64)>) -> Result<()> {
+        let mut log = self.log()?;
+        for r in records {
+            r.encode(&mut log.buf);
+        }
+        log.pending_free.extend(freed);
+        if log.buf.len() >= SPILL_BYTES {
+            self.guard(log.spill())?;
+        }
+        Ok(())
+    }
+
+    /// Append records and make them, and every write before them, durable.
+    pub fn append_sync(&self, records: &[Record], freed: Vec<(Phys, u64)>) -> Result<()> {
+        let mut log = self.log()?;
+        for r in records {
+            r.encode(&mut log.buf);
+        }
+        log.pending_free.extend(freed);
+        self.guard(log.sync(&self.data))
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.append_sync(&[], Vec::new())
+    }
+
+    fn guard(&self, r: Result<()>) -> Result<()> {
+        if r.is_err() {
+            self.broken.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    pub fn log_len(&self) -> Result<u64> {
+        let log = self.log()?;
+        Ok(log.len + log.buf.len() as u64)
+    }
+
+    /// Swap in a new log file (after a checkpoint); the caller holds every lock.
+    pub fn replace_log(&self, new: Log) -> Result<()> {
+        let mut log = self.log()?;
+        let pending = std::mem::take(&mut log.pending_free);
+        *log = new;
+        log.pending_free = pending;
+        Ok(())
+    }
+}
+
+impl Log {
+    pub fn open(path: &Path) -> Result<Log> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat of the metadata log", e))?
+            .len();
+        Ok(Log {
+            file,
+            path: path.to_path_buf(),
+            buf: Vec::new(),
+            len,
+            pending_free: Vec::new(),
+        })
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| StoreError::io(format!("appending to {}", self.path.display()), e))?;
+        self.len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Data first, then the records that point at it, then free what they released.
+    fn sync(&mut self, data: &File) -> Result<()> {
+        data.sync_data()
+            .map_err(|e| StoreError::io("syncing the data file", e))?;
+        self.spill()?;
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("syncing the metadata log", e))?;
+        for (phys, n) in std::mem::take(&mut self.pending_free) {
+            punch(data, phys, n)?;
+        }
+        Ok(())
+    }
+}
+
+fn punch(data: &File, phys: Phys, n: u64) -> Result<()> {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    use std::os::fd::AsRawFd;
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    let (off, len) = ((phys * BLOCK_SIZE) as i64, (n * BLOCK_SIZE) as i64);
+    fallocate(data.as_raw_fd(), flags, off, len).map_err(|e| {
+        StoreError::io(
+            format!("freeing data blocks {phys}+{n}"),
+            std::io::Error::from(e),
+        )
+    })
+}
+
+/// Group a list of freed blocks into runs.
+pub(crate) fn runs(mut blocks: Vec<Phys>) -> Vec<(Phys, u64)> {
+    blocks.sort_unstable();
+    let mut out: Vec<(Phys, u64)> = Vec::new();
+    for p in blocks {
+        match out.last_mut() {
+            Some((start, n)) if *start + *n == p => *n += 1,
+            _ => out.push((p, 1)),
+        }
+    }
+    out
+}
+
+/// Write `records` to `path` durably: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_file_atomically(path: &Path, records: &[Record]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut buf = Vec::new();
+    for r in records {
+        r.encode(&mut buf);
+    }
+    let io = |what: &str, e| StoreError::io(format!("{what} {}", tmp.display()), e);
+    let mut f = File::create(&tmp).map_err(|e| io("creating", e))?;
+    f.write_all(&buf).map_err(|e| io("writing", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming", e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("syncing the directory of", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_coalesce() {
+        assert_eq!(
+            super::runs(vec![5, 3, 4, 9, 10, 1]),
+            vec![(1, 1), (3, 3), (9, 2)]
+        );
+    }
+}

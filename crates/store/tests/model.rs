@@ -1,0 +1,245 @@
+//! Random sequences of operations against a plain in-memory model, checking every byte of
+//! every volume and snapshot, across GC, checkpoints and reopening.
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use store::{BlockRead, BlockWrite, Engine};
+
+const SIZE: u64 = 64 * 1024;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write {
+        vol: usize,
+        off: u64,
+        len: u64,
+        seed: u8,
+    },
+    Trim {
+        vol: usize,
+        off: u64,
+        len: u64,
+    },
+    Zero {
+        vol: usize,
+        off: u64,
+        len: u64,
+        may_trim: bool,
+    },
+    Flush,
+    Snapshot {
+        vol: usize,
+    },
+    Reset {
+        vol: usize,
+        snap: usize,
+    },
+    Clone {
+        snap: usize,
+    },
+    DeleteVolume {
+        vol: usize,
+    },
+    DeleteSnapshot {
+        snap: usize,
+    },
+    Gc,
+    Checkpoint,
+    Reopen,
+}
+
+fn range() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![
+        // Block-aligned.
+        (0..16u64, 1..5u64).prop_map(|(b, n)| (b * 4096, (n * 4096).min(SIZE - b * 4096))),
+        // Anything.
+        (0..SIZE).prop_flat_map(|o| (Just(o), 1..=(SIZE - o).min(20000))),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..4usize, range(), any::<u8>()).prop_map(|(vol, (off, len), seed)| Op::Write { vol, off, len, seed }),
+        2 => (0..4usize, range()).prop_map(|(vol, (off, len))| Op::Trim { vol, off, len }),
+        1 => (0..4usize, range(), any::<bool>()).prop_map(|(vol, (off, len), may_trim)| Op::Zero { vol, off, len, may_trim }),
+        1 => Just(Op::Flush),
+        3 => (0..4usize).prop_map(|vol| Op::Snapshot { vol }),
+        3 => (0..4usize, 0..8usize).prop_map(|(vol, snap)| Op::Reset { vol, snap }),
+        1 => (0..8usize).prop_map(|snap| Op::Clone { snap }),
+        1 => (0..4usize).prop_map(|vol| Op::DeleteVolume { vol }),
+        2 => (0..8usize).prop_map(|snap| Op::DeleteSnapshot { snap }),
+        1 => Just(Op::Gc),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+struct Model {
+    vols: BTreeMap<String, Vec<u8>>,
+    snaps: BTreeMap<String, (String, Vec<u8>)>,
+    next: u32,
+}
+
+fn pick<T>(m: &BTreeMap<String, T>, i: usize) -> Option<String> {
+    (!m.is_empty())
+        .then(|| m.keys().nth(i % m.len()).cloned())
+        .flatten()
+}
+
+fn check(engine: &Engine, m: &Model) {
+    assert_eq!(
+        engine.volumes().unwrap(),
+        m.vols.keys().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        engine.snapshots().unwrap(),
+        m.snaps.keys().cloned().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &m.vols {
+        let v = engine.volume(name).unwrap();
+        let mut buf = vec![0u8; SIZE as usize];
+        v.read_at(&mut buf, 0).unwrap();
+        assert!(buf == *bytes, "volume {name} differs from the model");
+        let allocated: u64 = v
+            .block_status(0, SIZE)
+            .unwrap()
+            .iter()
+            .filter(|e| e.allocated)
+            .map(|e| e.len)
+            .sum();
+        let nonzero_blocks = bytes
+            .chunks(4096)
+            .filter(|c| c.iter().any(|b| *b != 0))
+            .count() as u64;
+        assert!(
+            allocated >= nonzero_blocks * 4096,
+            "data outside allocated extents"
+        );
+    }
+    for (name, (_, bytes)) in &m.snaps {
+        let s = engine.snapshot_view(name).unwrap();
+        let mut buf = vec![0u8; SIZE as usize];
+        s.read_at(&mut buf, 0).unwrap();
+        assert!(buf == *bytes, "snapshot {name} differs from the model");
+    }
+}
+
+fn run(ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::open(dir.path()).unwrap();
+    let mut m = Model {
+        vols: BTreeMap::new(),
+        snaps: BTreeMap::new(),
+        next: 0,
+    };
+    engine.create_volume("v0", SIZE, None).unwrap();
+    m.vols.insert("v0".into(), vec![0; SIZE as usize]);
+    for op in ops {
+        match op {
+            Op::Write {
+                vol,
+                off,
+                len,
+                seed,
+            } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8) | 1).collect();
+                engine
+                    .volume(&v)
+                    .unwrap()
+                    .write_at(&data, off, seed % 7 == 0)
+                    .unwrap();
+                m.vols.get_mut(&v).unwrap()[off as usize..(off + len) as usize]
+                    .copy_from_slice(&data);
+            }
+            Op::Trim { vol, off, len } | Op::Zero { vol, off, len, .. } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let dev = engine.volume(&v).unwrap();
+                match op {
+                    Op::Zero { may_trim, .. } => dev.write_zeroes(off, len, may_trim).unwrap(),
+                    _ => dev.trim(off, len).unwrap(),
+                }
+                m.vols.get_mut(&v).unwrap()[off as usize..(off + len) as usize].fill(0);
+            }
+            Op::Flush => engine.sync().unwrap(),
+            Op::Snapshot { vol } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                m.next += 1;
+                let s = format!("s{:03}", m.next);
+                engine.snapshot(&v, &s).unwrap();
+                engine.snapshot(&v, &s).unwrap(); // idempotent
+                let bytes = m.vols[&v].clone();
+                m.snaps.insert(s, (v, bytes));
+            }
+            Op::Reset { vol, snap } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let own: BTreeMap<String, Vec<u8>> = m
+                    .snaps
+                    .iter()
+                    .filter(|(_, (sv, _))| *sv == v)
+                    .map(|(k, (_, b))| (k.clone(), b.clone()))
+                    .collect();
+                let Some(s) = pick(&own, snap) else { continue };
+                engine.reset(&v, &s).unwrap();
+                m.vols.insert(v, own[&s].clone());
+            }
+            Op::Clone { snap } => {
+                let Some(s) = pick(&m.snaps, snap) else {
+                    continue;
+                };
+                m.next += 1;
+                let v = format!("v{:03}", m.next);
+                engine.create_volume(&v, SIZE, Some(&s)).unwrap();
+                m.vols.insert(v, m.snaps[&s].1.clone());
+            }
+            Op::DeleteVolume { vol } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                engine.delete_volume(&v).unwrap();
+                m.vols.remove(&v);
+            }
+            Op::DeleteSnapshot { snap } => {
+                let Some(s) = pick(&m.snaps, snap) else {
+                    continue;
+                };
+                engine.delete_snapshot(&s).unwrap();
+                m.snaps.remove(&s);
+            }
+            Op::Gc => engine.gc().unwrap(),
+            Op::Checkpoint => engine.checkpoint().unwrap(),
+            Op::Reopen => {
+                engine.sync().unwrap();
+                drop(engine);
+                engine = Engine::open(dir.path()).unwrap();
+            }
+        }
+        check(&engine, &m);
+    }
+    // With every snapshot and volume gone, GC frees all data.
+    for s in m.snaps.keys() {
+        engine.delete_snapshot(s).unwrap();
+    }
+    for v in m.vols.keys() {
+        engine.delete_volume(v).unwrap();
+    }
+    engine.gc().unwrap();
+    assert_eq!(engine.layer_count().unwrap(), 0);
+    assert_eq!(engine.physical_bytes().unwrap(), 0, "space left behind");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn engine_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops);
+    }
+}
