@@ -83,7 +83,9 @@ fn element(out: &mut String, name: &str, v: &Value) {
             out.push_str(&format!("</{name}>"));
         }
         Value::Null => out.push_str(&format!("<{name}/>")),
-        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str()))),
+        Value::String(s) => {
+            out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str())))
+        }
         other => out.push_str(&format!("<{name}>{other}</{name}>")),
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Random sequences of operations against a plain in-memory model, checking every byte of
 //! every volume and snapshot, across GC, checkpoints and reopening.
 

@@ -211,18 +211,27 @@ pub(crate) fn recover_intents(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Control;
     use crate::config::Config;
     use crate::volumes::LineageVolumes;
-    use crate::Control;
     use ecs_api::action::Action;
     use ecs_api::params::Params;
 
     fn open(dir: &std::path::Path) -> Control {
-        Control::open(dir, Config::default(), Box::new(LineageVolumes::open(&dir.join("store")).unwrap())).unwrap()
+        Control::open(
+            dir,
+            Config::default(),
+            Box::new(LineageVolumes::open(&dir.join("store")).unwrap()),
+        )
+        .unwrap()
     }
 
     fn call(c: &Control, acct: &str, action: &str, p: &[(&str, &str)]) -> serde_json::Value {
-        let req = Action::parse(action, &Params::from_pairs(p.iter().map(|(k, v)| (k.to_string(), v.to_string())))).unwrap();
+        let req = Action::parse(
+            action,
+            &Params::from_pairs(p.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+        )
+        .unwrap();
         c.handle(acct, req).unwrap()
     }
 
@@ -231,30 +240,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
-        c.admin("timings", serde_json::json!({"DiskMs": 0, "SnapshotMs": 0})).unwrap();
-        let d = call(&c, &acct, "CreateDisk", &[("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "20")]);
+        c.admin("timings", serde_json::json!({"DiskMs": 0, "SnapshotMs": 0}))
+            .unwrap();
+        let d = call(
+            &c,
+            &acct,
+            "CreateDisk",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("ZoneId", "cn-hangzhou-h"),
+                ("Size", "20"),
+            ],
+        );
         let d = d["DiskId"].as_str().unwrap().to_string();
         c.tick().unwrap();
-        let s = call(&c, &acct, "CreateSnapshot", &[("DiskId", &d)])["SnapshotId"].as_str().unwrap().to_string();
+        let s = call(&c, &acct, "CreateSnapshot", &[("DiskId", &d)])["SnapshotId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         c.tick().unwrap();
         // What the first commit of a reset leaves if the process dies before the store runs.
         {
             let mut conn = c.lock();
             let tx = conn.transaction().unwrap();
-            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d]).unwrap();
-            record(&tx, &Intent::Reset { disk: d.clone(), snapshot: s.clone() }).unwrap();
+            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d])
+                .unwrap();
+            record(
+                &tx,
+                &Intent::Reset {
+                    disk: d.clone(),
+                    snapshot: s.clone(),
+                },
+            )
+            .unwrap();
             tx.commit().unwrap();
         }
         drop(c);
         let lineage = LineageVolumes::open(&dir.path().join("store")).unwrap();
-        assert_eq!(lineage.head(&d), Some((None, 0)), "the store had not reset yet");
+        assert_eq!(
+            lineage.head(&d),
+            Some((None, 0)),
+            "the store had not reset yet"
+        );
         drop(lineage);
         let c = open(dir.path());
-        let left: i64 = c.lock().query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0)).unwrap();
+        let left: i64 = c
+            .lock()
+            .query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(left, 0);
         drop(c);
         let lineage = LineageVolumes::open(&dir.path().join("store")).unwrap();
-        assert_eq!(lineage.head(&d), Some((Some(s), 1)), "the reset was replayed");
+        assert_eq!(
+            lineage.head(&d),
+            Some((Some(s), 1)),
+            "the reset was replayed"
+        );
     }
 
     #[test]
@@ -262,18 +303,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
-        let d = call(&c, &acct, "CreateDisk", &[("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "20")]);
+        let d = call(
+            &c,
+            &acct,
+            "CreateDisk",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("ZoneId", "cn-hangzhou-h"),
+                ("Size", "20"),
+            ],
+        );
         let d = d["DiskId"].as_str().unwrap().to_string();
         {
             let mut conn = c.lock();
             let tx = conn.transaction().unwrap();
-            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d]).unwrap();
-            record(&tx, &Intent::Reset { disk: d.clone(), snapshot: "s-never-taken".into() }).unwrap();
+            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d])
+                .unwrap();
+            record(
+                &tx,
+                &Intent::Reset {
+                    disk: d.clone(),
+                    snapshot: "s-never-taken".into(),
+                },
+            )
+            .unwrap();
             tx.commit().unwrap();
         }
         drop(c);
         let c = open(dir.path());
-        let status: String = c.lock().query_row("SELECT status FROM disks WHERE id=?1", [&d], |r| r.get(0)).unwrap();
+        let status: String = c
+            .lock()
+            .query_row("SELECT status FROM disks WHERE id=?1", [&d], |r| r.get(0))
+            .unwrap();
         assert_eq!(status, "Available");
     }
 }
