@@ -4,7 +4,6 @@
 
 use control::Control;
 use control::config::Config;
-use control::volumes::LineageVolumes;
 use ecs_api::action::Action;
 use ecs_api::params::Params;
 use ecs_api::{ApiError, Code};
@@ -179,6 +178,6 @@ impl Harness {
 }
 
 fn open(dir: &std::path::Path) -> Control {
-    let volumes = LineageVolumes::open(&dir.join("store")).unwrap();
-    Control::open(dir, Config::default(), Box::new(volumes)).unwrap()
+    let engine = store::Engine::open(&dir.join("store")).unwrap();
+    Control::open(dir, Config::default(), Box::new(engine)).unwrap()
 }

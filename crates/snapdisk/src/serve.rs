@@ -5,7 +5,6 @@ use crate::{DataDir, http};
 use anyhow::Context;
 use control::Control;
 use control::config::{Config, Region, Timings};
-use control::volumes::LineageVolumes;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -45,8 +44,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             snapshot_ms: ms,
         };
     }
-    let volumes = LineageVolumes::open(&dir.join("store")).context("opening the volume store")?;
-    let control = Control::open(&dir, config, Box::new(volumes)).context("opening the catalog")?;
+    let engine = store::Engine::open(&dir.join("store")).context("opening the storage engine")?;
+    engine.start_gc_thread();
+    let control =
+        Control::open(&dir, config, Box::new(engine.clone())).context("opening the catalog")?;
     if let Some(ms) = args.transition_ms {
         control
             .admin(

@@ -213,52 +213,56 @@ mod tests {
     use super::*;
     use crate::Control;
     use crate::config::Config;
-    use crate::volumes::LineageVolumes;
     use ecs_api::action::Action;
     use ecs_api::params::Params;
+    use std::sync::Arc;
+    use store::{BlockRead, BlockWrite};
 
-    fn open(dir: &std::path::Path) -> Control {
-        Control::open(
-            dir,
-            Config::default(),
-            Box::new(LineageVolumes::open(&dir.join("store")).unwrap()),
-        )
-        .unwrap()
+    fn open(dir: &std::path::Path) -> (Control, Arc<store::Engine>) {
+        let engine = store::Engine::open(&dir.join("store")).unwrap();
+        let c = Control::open(dir, Config::default(), Box::new(engine.clone())).unwrap();
+        (c, engine)
     }
 
     fn call(c: &Control, acct: &str, action: &str, p: &[(&str, &str)]) -> serde_json::Value {
-        let req = Action::parse(
-            action,
-            &Params::from_pairs(p.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
-        )
-        .unwrap();
+        let pairs = p.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let req = Action::parse(action, &Params::from_pairs(pairs)).unwrap();
         c.handle(acct, req).unwrap()
+    }
+
+    fn first_block(engine: &store::Engine, disk: &str) -> u8 {
+        let mut buf = [0u8; 4096];
+        engine.volume(disk).unwrap().read_at(&mut buf, 0).unwrap();
+        buf[0]
     }
 
     #[test]
     fn an_interrupted_reset_is_replayed_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let c = open(dir.path());
+        let (c, engine) = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
         c.admin("timings", serde_json::json!({"DiskMs": 0, "SnapshotMs": 0}))
             .unwrap();
-        let d = call(
-            &c,
-            &acct,
-            "CreateDisk",
-            &[
-                ("RegionId", "cn-hangzhou"),
-                ("ZoneId", "cn-hangzhou-h"),
-                ("Size", "20"),
-            ],
-        );
-        let d = d["DiskId"].as_str().unwrap().to_string();
+        let zone = [
+            ("RegionId", "cn-hangzhou"),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("Size", "20"),
+        ];
+        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         c.tick().unwrap();
         let s = call(&c, &acct, "CreateSnapshot", &[("DiskId", &d)])["SnapshotId"]
             .as_str()
             .unwrap()
             .to_string();
         c.tick().unwrap();
+        engine
+            .volume(&d)
+            .unwrap()
+            .write_at(&[9u8; 4096], 0, true)
+            .unwrap();
         // What the first commit of a reset leaves if the process dies before the store runs.
         {
             let mut conn = c.lock();
@@ -276,44 +280,39 @@ mod tests {
             tx.commit().unwrap();
         }
         drop(c);
-        let lineage = LineageVolumes::open(&dir.path().join("store")).unwrap();
-        assert_eq!(
-            lineage.head(&d),
-            Some((None, 0)),
-            "the store had not reset yet"
-        );
-        drop(lineage);
-        let c = open(dir.path());
+        drop(engine);
+        let (c, engine) = open(dir.path());
         let left: i64 = c
             .lock()
             .query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
-        drop(c);
-        let lineage = LineageVolumes::open(&dir.path().join("store")).unwrap();
         assert_eq!(
-            lineage.head(&d),
-            Some((Some(s), 1)),
-            "the reset was replayed"
+            first_block(&engine, &d),
+            0,
+            "the reset was replayed: the snapshot's bytes are back"
         );
     }
 
     #[test]
     fn an_intent_the_store_refuses_on_replay_is_undone() {
         let dir = tempfile::tempdir().unwrap();
-        let c = open(dir.path());
+        let (c, engine) = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
-        let d = call(
-            &c,
-            &acct,
-            "CreateDisk",
-            &[
-                ("RegionId", "cn-hangzhou"),
-                ("ZoneId", "cn-hangzhou-h"),
-                ("Size", "20"),
-            ],
-        );
-        let d = d["DiskId"].as_str().unwrap().to_string();
+        let zone = [
+            ("RegionId", "cn-hangzhou"),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("Size", "20"),
+        ];
+        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        engine
+            .volume(&d)
+            .unwrap()
+            .write_at(&[9u8; 4096], 0, true)
+            .unwrap();
         {
             let mut conn = c.lock();
             let tx = conn.transaction().unwrap();
@@ -330,11 +329,13 @@ mod tests {
             tx.commit().unwrap();
         }
         drop(c);
-        let c = open(dir.path());
+        drop(engine);
+        let (c, engine) = open(dir.path());
         let status: String = c
             .lock()
             .query_row("SELECT status FROM disks WHERE id=?1", [&d], |r| r.get(0))
             .unwrap();
         assert_eq!(status, "Available");
+        assert_eq!(first_block(&engine, &d), 9, "the disk kept its bytes");
     }
 }
