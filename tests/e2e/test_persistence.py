@@ -87,3 +87,13 @@ def test_restart_during_transition_settles(fresh_server):
     api.wait_disk(rig.disk, "In_use", timeout=15)
     api.reset(rig.disk, rig.snapshot)
     api.wait_disk(rig.disk, "In_use")
+
+
+def test_sigterm_is_graceful(fresh_server):
+    """SIGTERM stops the server promptly by itself (the fixture's 10 s SIGKILL fallback is not needed)."""
+    import time
+
+    t0 = time.monotonic()
+    rc = fresh_server.stop(timeout=10)
+    assert rc is not None and rc >= 0, rc  # negative = killed by a signal
+    assert time.monotonic() - t0 < 10

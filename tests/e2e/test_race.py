@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from support import Api, catch, make_rig, row
+from support import Api, make_rig, row
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["acs3", "v2"])

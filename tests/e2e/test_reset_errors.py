@@ -7,14 +7,10 @@ Code and Message, then removes the condition and checks that the request moves o
 
 from __future__ import annotations
 
-import json
-import threading
-
 import pytest
 
 from support import (
     INTERNAL_ERROR_MSGS,
-    ApiErr,
     catch,
     expect_error,
     legacy_catch,
@@ -216,6 +212,17 @@ def test_snapshot_too_old(server, tenant):
     expect_error(row("IncorrectInstanceStatus"), api.reset, rig.disk, newer)
     api.stop(rig.instance)
     expect_error(row("InvalidSnapshot.TooOld"), api.reset, rig.disk, old)
+    expect_error(row("DryRunOperation"), api.reset, rig.disk, newer, dry_run=True)
+
+
+def test_imported_snapshot_after_cutoff_can_restore(server, tenant):
+    """An imported (legacy) snapshot that passes every check is a usable snapshot of the disk: the
+    reset must not fail with InternalError."""
+    api = tenant
+    rig = make_rig(api)
+    newer = server.admin("snapshot-import", AccountId=api.account_id, DiskId=rig.disk,
+                         CreationTime="2013-07-16T00:00:00Z")["SnapshotId"]
+    assert api.snapshot(newer)["Status"] == "accomplished"
     api.reset(rig.disk, newer)
     api.wait_disk(rig.disk, "In_use")
 
@@ -426,8 +433,7 @@ def test_incorrect_disk_status_creating(server, tenant):
                            CreationTime="2020-01-01T00:00:00Z")["SnapshotId"]
         expect_error(row("IncorrectDiskStatus"), api.reset, did, sid)
     api.wait_disk(did, "Available")
-    api.reset(did, sid)
-    api.wait_disk(did, "Available")
+    expect_error(row("DryRunOperation"), api.reset, did, sid, dry_run=True)
 
 
 def test_incorrect_disk_status_attaching(server, tenant):
@@ -515,3 +521,75 @@ def test_other_accounts_disk_is_not_found(server, tenant):
     expect_error(row("InvalidDiskId.NotFound"), other.reset, rig.disk, rig.snapshot)
     own = make_rig(other)
     expect_error(row("InvalidSnapshotId.NotFound"), other.reset, own.disk, rig.snapshot)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precedence: stack many failing conditions on one request and remove them one at a time.
+
+
+def test_check_order_chain(server, tenant):
+    api = tenant
+    acct = api.account_id
+    key = server.admin("kms-create", AccountId=acct)["KeyId"]
+    rig = make_rig(api, running=True, charge="PrePaid", encrypted_key=key, data_disks=2)
+    (d2,) = rig.extra_disks
+    s_other = api.create_snapshot(d2)
+    s_failed = _failed_snapshot(server, api, rig.disk)
+    s_old = server.admin("snapshot-import", AccountId=acct, DiskId=rig.disk,
+                         CreationTime="2013-07-01T00:00:00Z")["SnapshotId"]
+
+    # every later condition is in force from the start
+    server.admin("kms-disable", KeyId=key)
+    server.admin("account-billing", AccountId=acct, Balance=-5)
+    server.admin("instance-lock", InstanceId=rig.instance, LockReason="security")
+    server.admin("instance-expire", InstanceId=rig.instance)
+    server.admin("snapshot-service", AccountId=acct, Open=False)
+    server.admin("whitelist", Enforced=True)
+    try:
+        expect_error(row("UserNotInTheWhiteList"), api.reset, rig.disk, rig.snapshot)
+        server.admin("whitelist", Enforced=False)
+        expect_error(row("InvalidAccountStatus.SnapshotServiceUnavailable"), api.reset, rig.disk, rig.snapshot)
+        server.admin("snapshot-service", AccountId=acct, Open=True)
+        expect_error(row("InvalidSnapshotId.NotFound"), api.reset, rig.disk, UNKNOWN_SNAP)
+        expect_error(row("InvalidParameter.Mismatch"), api.reset, rig.disk, s_other)
+        expect_error(row("InvalidSnapshot.TooOld"), api.reset, rig.disk, s_old)
+        expect_error(row("OperationDenied"), api.reset, rig.disk, s_failed)
+        expect_error(row("InvalidParameter.KMSKeyId.CMKNotEnabled"), api.reset, rig.disk, rig.snapshot, dry_run=True)
+        server.admin("kms-enable", KeyId=key)
+        expect_error(row("InvalidAccountStatus.NotEnoughBalance"), api.reset, rig.disk, rig.snapshot, dry_run=True)
+        server.admin("account-billing", AccountId=acct, Balance=100)
+        expect_error(row("InstanceLockedForSecurity"), api.reset, rig.disk, rig.snapshot, dry_run=True)
+        server.admin("instance-unlock", InstanceId=rig.instance)
+        expect_error(row("InstanceExpiredOrInArrears"), api.reset, rig.disk, rig.snapshot, dry_run=True)
+    finally:
+        server.admin("whitelist", Enforced=False)
+        server.admin("snapshot-service", AccountId=acct, Open=True)
+        server.admin("account-billing", AccountId=acct, Balance=100)
+    assert api.disk_status(rig.disk) == "In_use"
+
+
+def test_arrears_after_balance(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    server.admin("account-billing", AccountId=api.account_id, Balance=-1, InArrears=True)
+    try:
+        expect_error(row("InvalidAccountStatus.NotEnoughBalance"), api.reset, rig.disk, rig.snapshot)
+        server.admin("account-billing", AccountId=api.account_id, Balance=10)
+        expect_error(row("InstanceExpiredOrInArrears"), api.reset, rig.disk, rig.snapshot)
+    finally:
+        server.admin("account-billing", AccountId=api.account_id, Balance=100, InArrears=False)
+    api.reset(rig.disk, rig.snapshot)
+    api.wait_disk(rig.disk, "In_use")
+
+
+def test_storage_failure_on_available_disk(server, tenant):
+    api = tenant
+    rig = make_rig(api)
+    api.detach(rig.disk, rig.instance)
+    server.admin("fault-inject", Operation="reset")
+    err = catch(api.reset, rig.disk, rig.snapshot)
+    assert (err.status, err.code) == (500, "InternalError"), err.data
+    assert err.message in INTERNAL_ERROR_MSGS, err.message
+    assert api.disk_status(rig.disk) == "Available"
+    api.reset(rig.disk, rig.snapshot)
+    api.wait_disk(rig.disk, "Available")

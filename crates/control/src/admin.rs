@@ -4,6 +4,7 @@
 
 use crate::config::Timings;
 use crate::model::now_ms;
+use crate::volumes::Volumes;
 use crate::{Control, new_key_pair};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
@@ -207,6 +208,17 @@ impl Control {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let out = admin_tx(&tx, command, body)?;
+        // An imported snapshot is a real one: the store freezes the disk's current bytes
+        // under its id before the record becomes visible.
+        if command == "snapshot-import" {
+            let (Some(disk), Some(snap)) = (out["DiskId"].as_str(), out["SnapshotId"].as_str())
+            else {
+                return Err(AdminError::Internal("snapshot-import lost its ids".into()));
+            };
+            self.volumes
+                .snapshot(disk, snap)
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+        }
         tx.commit()?;
         Ok(out)
     }
@@ -427,7 +439,7 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                  VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, '', 'imported legacy snapshot', 'accomplished', ?8, ?8, ?9, ?10, 1, '[]')",
                 params![id, s.account_id, region, s.disk_id, size, dtype, category, created, encrypted, kms],
             )?;
-            Ok(json!({"SnapshotId": id}))
+            Ok(json!({"SnapshotId": id, "DiskId": s.disk_id}))
         }
         other => Err(AdminError::NotFound(format!(
             "unknown command {other}; one of {COMMANDS:?}"

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 mod db;
+pub mod exports;
 mod guards;
 pub mod model;
 mod ops;
@@ -44,12 +45,23 @@ pub(crate) struct Env<'a> {
     pub config: &'a Config,
     pub timings: Timings,
     pub volumes: &'a FaultInjector<Box<dyn Volumes>>,
+    pub events: Option<std::sync::Arc<dyn exports::Events>>,
+}
+
+impl Env<'_> {
+    /// Close data-plane connections to exports this change took away.
+    pub fn revoke(&self, exports: &[String]) {
+        if let (Some(e), false) = (&self.events, exports.is_empty()) {
+            e.revoke(exports);
+        }
+    }
 }
 
 pub struct Control {
     conn: Mutex<Connection>,
     config: Config,
     volumes: FaultInjector<Box<dyn Volumes>>,
+    events: std::sync::RwLock<Option<std::sync::Arc<dyn exports::Events>>>,
 }
 
 /// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
@@ -74,6 +86,7 @@ impl Control {
             conn: Mutex::new(conn),
             config,
             volumes: FaultInjector::new(volumes),
+            events: Default::default(),
         };
         if control.setting::<Timings>("timings")?.is_none() {
             let t = control.config.timings;
@@ -141,6 +154,7 @@ impl Control {
             config: &self.config,
             timings,
             volumes: &self.volumes,
+            events: self.events.read().ok().and_then(|e| e.clone()),
         };
         // Finish what is due first, so a poller never sees a state that has already ended.
         ops::dispatch(&mut conn, &env, req.action)

@@ -19,6 +19,11 @@ pub(crate) fn schedule(
 
 /// Complete every transition due at `now`; some start the next one (Pending → Starting).
 pub(crate) fn complete_due(conn: &mut Connection, now: i64) -> rusqlite::Result<()> {
+    complete_due_conn(conn, now)
+}
+
+/// The same on a shared connection (the caller holds the catalog lock).
+pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     // The common case is nothing due: answer it without a write transaction.
     let due: i64 = conn.query_row(
         "SELECT COUNT(*) FROM transitions WHERE due_ms <= ?1",
@@ -28,7 +33,7 @@ pub(crate) fn complete_due(conn: &mut Connection, now: i64) -> rusqlite::Result<
     if due == 0 {
         return Ok(());
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let rows: Vec<(String, String)> = {
         let mut stmt =
             tx.prepare("SELECT kind, id FROM transitions WHERE due_ms <= ?1 ORDER BY due_ms")?;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     control: Arc<Control>,
-    nonces: Arc<NonceCache>,
+    pub nonces: Arc<NonceCache>,
     admin_token: Arc<String>,
 }
 

@@ -1,6 +1,7 @@
 //! `snapdisk`: the server (`serve`) and the operator's command line (`admin`).
 
 mod admin_cli;
+mod dataplane;
 mod http;
 mod serve;
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
 
 #[derive(Parser)]
 #[command(

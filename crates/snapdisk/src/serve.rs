@@ -1,7 +1,7 @@
 //! `snapdisk serve`: open the data directory, bootstrap the first account, serve HTTP until
 //! SIGTERM or Ctrl-C, and drive timed transitions in the background.
 
-use crate::{DataDir, http};
+use crate::{DataDir, dataplane, http};
 use anyhow::Context;
 use control::Control;
 use control::config::{Config, Region, Timings};
@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -18,6 +19,9 @@ pub struct ServeArgs {
     /// Address of the ECS API; port 0 picks a free one (printed on its own line).
     #[arg(long, default_value = crate::DEFAULT_LISTEN, value_parser = crate::parse_listen)]
     listen: SocketAddr,
+    /// Address of the NBD server; port 0 picks a free one (printed on its own line).
+    #[arg(long, default_value = crate::DEFAULT_NBD_LISTEN, value_parser = crate::parse_listen)]
+    nbd_listen: SocketAddr,
     /// Extra time every transitional state lasts (Creating, Stopping, ReIniting, ...).
     #[arg(long)]
     transition_ms: Option<u64>,
@@ -49,11 +53,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control =
         Control::open(&dir, config, Box::new(engine.clone())).context("opening the catalog")?;
     if let Some(ms) = args.transition_ms {
+        let t = serde_json::json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms});
         control
-            .admin(
-                "timings",
-                serde_json::json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms}),
-            )
+            .admin("timings", t)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let env_key = match (
@@ -67,33 +69,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .bootstrap(env_key)
         .context("bootstrapping the first account")?;
     let admin_token = admin_token(&dir)?;
+    let control = Arc::new(control);
 
+    let shutdown = CancellationToken::new();
+    let nbd_server = nbd::Server::new(
+        Arc::new(dataplane::Exports {
+            control: control.clone(),
+            engine: engine.clone(),
+        }),
+        shutdown.clone(),
+    );
+    control.set_events(Arc::new(dataplane::Revoker(nbd_server.registry.clone())));
+    let nbd_listener = tokio::net::TcpListener::bind(args.nbd_listen)
+        .await
+        .with_context(|| format!("binding {}", args.nbd_listen))?;
+    let nbd_addr = nbd_listener.local_addr()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let control = Arc::new(control);
-    let app = http::router(http::AppState::new(control.clone(), admin_token));
+    let state = http::AppState::new(control.clone(), admin_token);
+    let nonce_file = dir.join("nonces.json");
+    if let Ok(raw) = std::fs::read(&nonce_file) {
+        if let Ok(saved) = serde_json::from_slice(&raw) {
+            state.nonces.import(saved);
+        }
+    }
+    let app = http::router(state.clone());
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "api listening on http://{addr}")?;
+    writeln!(out, "nbd listening on {nbd_addr}")?;
     writeln!(
         out,
         "account {} AccessKeyId {}",
         boot.account_id, boot.access_key_id
     )?;
     if boot.generated {
-        write_private(
-            &dir.join("bootstrap-key.json"),
-            &serde_json::to_vec_pretty(&serde_json::json!({
-                "AccountId": boot.account_id, "AccessKeyId": boot.access_key_id, "AccessKeySecret": boot.access_key_secret,
-            }))?,
-        )?;
+        let key = serde_json::json!({
+            "AccountId": boot.account_id,
+            "AccessKeyId": boot.access_key_id,
+            "AccessKeySecret": boot.access_key_secret,
+        });
+        let path = dir.join("bootstrap-key.json");
+        write_private(&path, &serde_json::to_vec_pretty(&key)?)?;
         writeln!(
             out,
             "AccessKeySecret {} (shown once; also in {})",
             boot.access_key_secret,
-            dir.join("bootstrap-key.json").display()
+            path.display()
         )?;
     }
     writeln!(out, "admin token in {}", dir.join("admin-token").display())?;
@@ -116,10 +140,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
+    let nbd_task = tokio::spawn(nbd::serve(nbd_server, nbd_listener));
+    let stop = shutdown.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        })
         .await?;
+    shutdown.cancel();
+    // NBD connections drain, flush and close before the process exits.
+    let _ = nbd_task.await;
     ticker.abort();
+    engine.sync().context("flushing the storage engine")?;
+    write_private(&nonce_file, &serde_json::to_vec(&state.nonces.export())?)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -323,6 +323,7 @@ pub(crate) fn attach_disk(
     )?;
     transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
     tx.commit()?;
+    env.revoke(&[disk_id.to_string()]);
     Ok(json!({}))
 }
 

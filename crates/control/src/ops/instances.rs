@@ -254,6 +254,13 @@ fn stop_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
     Ok(inst)
 }
 
+fn disk_ids(tx: &Transaction, instance_id: &str) -> R<Vec<String>> {
+    Ok(guards::instance_disks(tx, instance_id)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect())
+}
+
 fn set_status(tx: &Transaction, env: &Env, id: &str, status: &str) -> R<()> {
     tx.execute("UPDATE instances SET status=?2 WHERE id=?1", [id, status])?;
     transitions::schedule(tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
@@ -283,7 +290,11 @@ pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, dry_run:
         return Err(dry_run_ok());
     }
     set_status(&tx, env, id, "Stopping")?;
+    let disks = disk_ids(&tx, id)?;
     tx.commit()?;
+    // The instance was its disks' writer: close their data-plane connections (drained and
+    // flushed) before answering, so the instance cannot reach Stopped with a writer left.
+    env.revoke(&disks);
     Ok(json!({}))
 }
 
@@ -297,6 +308,7 @@ pub(crate) fn batch(
 ) -> R<Value> {
     let tx = begin(conn)?;
     let mut results = Vec::new();
+    let mut revoked = Vec::new();
     for id in ids {
         let checked = if start {
             start_checks(&tx, env, id)
@@ -308,6 +320,9 @@ pub(crate) fn batch(
                 let next = if start { "Starting" } else { "Stopping" };
                 if !dry_run {
                     set_status(&tx, env, id, next)?;
+                    if !start {
+                        revoked.extend(disk_ids(&tx, id)?);
+                    }
                 }
                 results.push(
                     json!({"InstanceId": id, "Code": "200", "Message": "success",
@@ -336,6 +351,7 @@ pub(crate) fn batch(
         return Err(dry_run_ok());
     }
     tx.commit()?;
+    env.revoke(&revoked);
     Ok(json!({"InstanceResponses": {"InstanceResponse": results}}))
 }
 
@@ -412,6 +428,7 @@ pub(crate) fn delete_instance(
         [id],
     )?;
     let mut intents = Vec::new();
+    let disks = disk_ids(&tx, id)?;
     for d in guards::instance_disks(&tx, id)? {
         if d.delete_with_instance || d.is_local() {
             tx.execute("UPDATE disks SET released=1 WHERE id=?1", [&d.id])?;
@@ -426,6 +443,7 @@ pub(crate) fn delete_instance(
         }
     }
     tx.commit()?;
+    env.revoke(&disks);
     let failed = storage::run(conn, env.volumes, &intents)?;
     if !failed.is_empty() {
         // The instance is gone; a disk whose storage could not be freed stays, detached.

@@ -155,6 +155,7 @@ pub(crate) fn delete_snapshot(
     };
     let iid = storage::record(&tx, &intent)?;
     tx.commit()?;
+    env.revoke(&[snapshot_id.to_string()]);
     if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
         return Err(Fail::Api(ApiError::new(Code::InternalError)));
     }

@@ -49,6 +49,34 @@ impl NonceCache {
     }
 }
 
+impl NonceCache {
+    /// The nonces still inside the window, oldest first, to carry across a restart.
+    pub fn export(&self) -> Vec<(String, String, i64)> {
+        match self.inner.lock() {
+            Ok(g) => g
+                .order
+                .iter()
+                .map(|(t, ak, n)| (ak.clone(), n.clone(), *t))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Load nonces saved by [`NonceCache::export`]; expired ones are dropped as they age out.
+    pub fn import(&self, items: Vec<(String, String, i64)>) {
+        let mut items = items;
+        items.sort_by_key(|(_, _, t)| *t);
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (ak, n, t) in items {
+            g.seen.insert((ak.clone(), n.clone()), t);
+            g.order.push_back((t, ak, n));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +87,12 @@ mod tests {
         assert!(c.check_and_insert("ak", "n1", 1000));
         assert!(!c.check_and_insert("ak", "n1", 1500));
         assert!(c.check_and_insert("other", "n1", 1500), "per AccessKey");
+        let carried = NonceCache::new();
+        carried.import(c.export());
+        assert!(
+            !carried.check_and_insert("ak", "n1", 1600),
+            "carried across a restart"
+        );
         assert!(
             c.check_and_insert("ak", "n1", 1000 + WINDOW_SECS + 1),
             "expired"

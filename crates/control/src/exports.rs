@@ -1,0 +1,108 @@
+//! What the NBD data plane may serve, and the hook through which the control plane closes it.
+//! A disk is served read-write only while it is attached to a Running instance (the instance
+//! is its writer); a snapshot is served read-only once it is accomplished.
+
+use crate::Control;
+use rusqlite::OptionalExtension;
+
+/// How an export may be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    Unknown,
+    Policy(String),
+}
+
+/// Called after a change that takes exports away (instance stopping or released, disk
+/// detached, snapshot deleted), before the API answers: the data plane closes every
+/// connection to them, draining and flushing first.
+pub trait Events: Send + Sync {
+    fn revoke(&self, exports: &[String]);
+}
+
+impl Control {
+    pub fn set_events(&self, events: std::sync::Arc<dyn Events>) {
+        if let Ok(mut e) = self.events.write() {
+            *e = Some(events);
+        }
+    }
+
+    pub fn export_grant(&self, name: &str) -> Result<Grant, Denied> {
+        let conn = self.lock();
+        let now = crate::model::now_ms();
+        if let Err(e) = crate::transitions::complete_due_conn(&conn, now) {
+            tracing::warn!(error = %e, "completing transitions before an export check");
+        }
+        let disk: Option<(Option<String>, String)> = conn
+            .query_row(
+                "SELECT instance_id, status FROM disks WHERE id=?1 AND released=0",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| Denied::Policy(e.to_string()))?;
+        if let Some((instance, status)) = disk {
+            let Some(instance) = instance.filter(|_| status == "In_use") else {
+                return Err(Denied::Policy(format!(
+                    "disk {name} is {status}, not attached to an instance"
+                )));
+            };
+            let inst: Option<(String, Option<String>)> = conn
+                .query_row(
+                    "SELECT status, lock_reason FROM instances WHERE id=?1 AND released=0",
+                    [&instance],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| Denied::Policy(e.to_string()))?;
+            return match inst {
+                Some((s, lock)) if s == "Running" && lock.as_deref() != Some("security") => {
+                    Ok(Grant::ReadWrite)
+                }
+                Some((s, _)) => Err(Denied::Policy(format!(
+                    "instance {instance} of disk {name} is {s}, not Running"
+                ))),
+                None => Err(Denied::Policy(format!(
+                    "instance {instance} of disk {name} is gone"
+                ))),
+            };
+        }
+        let snap: Option<String> = conn
+            .query_row(
+                "SELECT status FROM snapshots WHERE id=?1 AND released=0",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Denied::Policy(e.to_string()))?;
+        match snap.as_deref() {
+            Some("accomplished") => Ok(Grant::ReadOnly),
+            Some(s) => Err(Denied::Policy(format!("snapshot {name} is {s}"))),
+            None => Err(Denied::Unknown),
+        }
+    }
+
+    /// Every export that could be opened now.
+    pub fn export_names(&self) -> Vec<String> {
+        let conn = self.lock();
+        let mut out = Vec::new();
+        let q = "SELECT d.id FROM disks d JOIN instances i ON i.id = d.instance_id
+                 WHERE d.released=0 AND d.status='In_use' AND i.released=0 AND i.status='Running'
+                   AND (i.lock_reason IS NULL OR i.lock_reason <> 'security')
+                 UNION ALL SELECT id FROM snapshots WHERE released=0 AND status='accomplished' ORDER BY 1";
+        match conn
+            .prepare(q)
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+        {
+            Ok(v) => out = v,
+            Err(e) => tracing::warn!(error = %e, "listing exports"),
+        }
+        out
+    }
+}

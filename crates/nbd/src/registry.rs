@@ -1,0 +1,111 @@
+//! Live connections per export, so the control plane can close them (StopInstance, detach,
+//! delete) and know they are gone, drained and flushed, before it moves on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+pub(crate) struct Done {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Done {
+    pub fn set(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = true;
+        }
+        self.cv.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration) -> bool {
+        let Ok(guard) = self.flag.lock() else {
+            return false;
+        };
+        match self.cv.wait_timeout_while(guard, timeout, |done| !*done) {
+            Ok((g, _)) => *g,
+            Err(_) => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub id: u64,
+    pub cancel: CancellationToken,
+    pub done: Arc<Done>,
+    /// Set once the connection is serving requests; only those need waiting for.
+    pub active: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<(u64, HashMap<String, Vec<Handle>>)>,
+}
+
+impl Registry {
+    pub(crate) fn register(&self, export: &str, parent: &CancellationToken) -> Handle {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.0 += 1;
+        let h = Handle {
+            id: g.0,
+            cancel: parent.child_token(),
+            done: Arc::new(Done::default()),
+            active: Default::default(),
+        };
+        g.1.entry(export.to_string()).or_default().push(h.clone());
+        h
+    }
+
+    pub(crate) fn unregister(&self, export: &str, id: u64) {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(v) = g.1.get_mut(export) {
+            v.retain(|h| h.id != id);
+            if v.is_empty() {
+                g.1.remove(export);
+            }
+        }
+    }
+
+    /// Close every connection to `export` and wait (up to `timeout` each) until each has
+    /// finished its in-flight requests, flushed, and closed. Returns how many were closed.
+    pub fn revoke(&self, export: &str, timeout: Duration) -> usize {
+        let handles = {
+            let g = match self.inner.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.1.get(export).cloned().unwrap_or_default()
+        };
+        for h in &handles {
+            h.cancel.cancel();
+        }
+        // A connection still negotiating is refused by the policy from now on, and one that
+        // starts serving sees its cancellation before it reads a request.
+        for h in handles
+            .iter()
+            .filter(|h| h.active.load(std::sync::atomic::Ordering::Acquire))
+        {
+            if !h.done.wait(timeout) {
+                tracing::warn!(export, "an NBD connection did not close in time");
+            }
+        }
+        handles.len()
+    }
+
+    /// Connections currently open to `export`.
+    pub fn count(&self, export: &str) -> usize {
+        match self.inner.lock() {
+            Ok(g) => g.1.get(export).map_or(0, Vec::len),
+            Err(_) => 0,
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The transmission phase: a reader that decodes requests and starts a handler for each
+//! (bounded by a byte budget), handlers that run the I/O on blocking threads, and a writer
+//! that sends replies as they complete, in any order. On disconnect, revoke or shutdown the
+//! connection stops reading, lets what is in flight finish, flushes, and closes.
+
+use crate::Device;
+use crate::proto::*;
+use crate::registry::Handle;
+use crate::server::Server;
+use std::io;
+use std::sync::Arc;
+use store::{ErrorKind, Extent, StoreError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Bytes of request and reply payload in flight per connection, in KiB.
+const BUDGET_KIB: u32 = 256 * 1024;
+/// Block-status answers carry at most this many extents.
+const MAX_EXTENTS: usize = 1024;
+
+pub(crate) struct Session {
+    pub server: Arc<Server>,
+    pub name: String,
+    pub device: Device,
+    pub handle: Handle,
+    pub structured: bool,
+    pub meta: bool,
+}
+
+pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
+    s.handle
+        .active
+        .store(true, std::sync::atomic::Ordering::Release);
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            wr.write_all(&buf).await?;
+        }
+        wr.shutdown().await
+    });
+    let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
+    let session = Arc::new(s);
+    let result = read_loop(&mut rd, &session, &tx, &budget).await;
+    // Let every handler finish and send its reply before flushing and closing.
+    let _all = budget.acquire_many(BUDGET_KIB).await;
+    if let Device::ReadWrite(d) = &session.device {
+        let d = d.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush()).await {
+            tracing::warn!(export = %session.name, error = %e, "flush on close failed");
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    session
+        .server
+        .registry
+        .unregister(&session.name, session.handle.id);
+    session.handle.done.set();
+    result
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    s: &Arc<Session>,
+    tx: &mpsc::Sender<Vec<u8>>,
+    budget: &Arc<Semaphore>,
+) -> io::Result<()> {
+    loop {
+        let mut head = [0u8; REQUEST_LEN];
+        tokio::select! {
+            biased;
+            _ = s.handle.cancel.cancelled() => return Ok(()),
+            r = rd.read_exact(&mut head) => match r {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            },
+        }
+        let req = Request::decode(&head)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        if req.kind == CMD_DISC {
+            return Ok(());
+        }
+        if req.payload_len() > MAX_PAYLOAD {
+            // The payload cannot be skipped safely: the protocol allows closing.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "write larger than the advertised maximum",
+            ));
+        }
+        let kib = (req.length.min(MAX_PAYLOAD) / 1024).max(1);
+        let permit = budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| io::Error::other("budget closed"))?;
+        let mut payload = vec![0u8; req.payload_len() as usize];
+        rd.read_exact(&mut payload).await?;
+        let (s, tx) = (s.clone(), tx.clone());
+        tokio::spawn(async move {
+            let reply = tokio::task::spawn_blocking(move || handle(&s, &req, payload))
+                .await
+                .unwrap_or_else(|_| simple_reply(req.cookie, EIO, &[]));
+            let _ = tx.send(reply).await;
+            drop(permit);
+        });
+    }
+}
+
+fn errno(e: &StoreError, write: bool) -> u32 {
+    match e.kind {
+        ErrorKind::OutOfBounds if write => ENOSPC,
+        ErrorKind::OutOfBounds | ErrorKind::Invalid => EINVAL,
+        ErrorKind::NotFound => ESHUTDOWN,
+        _ => EIO,
+    }
+}
+
+fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
+    offset
+        .checked_add(len as u64)
+        .is_some_and(|end| end <= size)
+}
+
+/// Run one request and encode its reply.
+fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
+    let fail = |err: u32, msg: &str| {
+        if s.structured && (req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS) {
+            error_chunk(req.cookie, err, msg)
+        } else {
+            simple_reply(req.cookie, err, &[])
+        }
+    };
+    let size = s.device.size();
+    let writable = || match &s.device {
+        Device::ReadWrite(d) => Some(d.clone()),
+        Device::ReadOnly(_) => None,
+    };
+    match req.kind {
+        CMD_READ => {
+            if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
+                return fail(EINVAL, "read beyond the end of the export or too large");
+            }
+            let n = req.length as usize;
+            let (mut out, at) = if s.structured {
+                let mut h = chunk_header(
+                    req.cookie,
+                    REPLY_FLAG_DONE,
+                    REPLY_TYPE_OFFSET_DATA,
+                    8 + req.length,
+                );
+                h.extend_from_slice(&req.offset.to_be_bytes());
+                let at = h.len();
+                (h, at)
+            } else {
+                let h = simple_reply(req.cookie, 0, &[]);
+                let at = h.len();
+                (h, at)
+            };
+            out.resize(at + n, 0);
+            match s.device.reader().read_at(&mut out[at..], req.offset) {
+                Ok(()) => out,
+                Err(e) => fail(errno(&e, false), &e.to_string()),
+            }
+        }
+        CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => {
+            let Some(dev) = writable() else {
+                return fail(EPERM, "read-only export");
+            };
+            if !in_bounds(size, req.offset, req.length) {
+                return fail(ENOSPC, "beyond the end of the export");
+            }
+            let fua = req.flags & CMD_FLAG_FUA != 0;
+            let r = match req.kind {
+                CMD_WRITE => dev.write_at(&payload, req.offset, fua),
+                CMD_TRIM => dev.trim(req.offset, req.length as u64),
+                _ => dev.write_zeroes(
+                    req.offset,
+                    req.length as u64,
+                    req.flags & CMD_FLAG_NO_HOLE == 0,
+                ),
+            }
+            .and_then(|_| {
+                if fua && req.kind != CMD_WRITE {
+                    dev.flush()
+                } else {
+                    Ok(())
+                }
+            });
+            match r {
+                Ok(()) => simple_reply(req.cookie, 0, &[]),
+                Err(e) => fail(errno(&e, true), &e.to_string()),
+            }
+        }
+        CMD_FLUSH => match writable().map(|d| d.flush()).unwrap_or(Ok(())) {
+            Ok(()) => simple_reply(req.cookie, 0, &[]),
+            Err(e) => fail(errno(&e, true), &e.to_string()),
+        },
+        CMD_BLOCK_STATUS => {
+            if !s.meta {
+                return fail(EINVAL, "no metadata context negotiated");
+            }
+            if req.length == 0 || !in_bounds(size, req.offset, req.length) {
+                return fail(EINVAL, "block status beyond the end of the export");
+            }
+            match s
+                .device
+                .reader()
+                .block_status(req.offset, req.length as u64)
+            {
+                Ok(extents) => block_status_reply(req, &extents),
+                Err(e) => fail(errno(&e, false), &e.to_string()),
+            }
+        }
+        _ => fail(EINVAL, "unknown command"),
+    }
+}
+
+fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
+    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 {
+        1
+    } else {
+        MAX_EXTENTS
+    };
+    let mut descs: Vec<(u32, u32)> = Vec::new();
+    for e in extents {
+        let flags = if e.allocated {
+            0
+        } else {
+            STATE_HOLE | STATE_ZERO
+        };
+        let mut left = e.len;
+        while left > 0 && descs.len() < limit {
+            // Extents longer than a u32 are split on a 4 KiB boundary.
+            let n = left.min(0xffff_f000);
+            descs.push((n as u32, flags));
+            left -= n;
+        }
+    }
+    let mut out = chunk_header(
+        req.cookie,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_BLOCK_STATUS,
+        4 + 8 * descs.len() as u32,
+    );
+    out.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
+    for (len, flags) in descs {
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+    }
+    out
+}

@@ -1,0 +1,46 @@
+//! Glue between the control plane, the storage engine and the NBD server: which export names
+//! open which device, and how the control plane closes connections it takes away.
+
+use control::Control;
+use control::exports::{Denied, Events, Grant};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Engine;
+
+pub struct Exports {
+    pub control: Arc<Control>,
+    pub engine: Arc<Engine>,
+}
+
+impl nbd::Exports for Exports {
+    fn list(&self) -> Vec<String> {
+        self.control.export_names()
+    }
+
+    fn open(&self, name: &str) -> Result<nbd::Device, nbd::Refusal> {
+        let unavailable = |e: store::StoreError| nbd::Refusal::Policy(e.to_string());
+        match self.control.export_grant(name) {
+            Ok(Grant::ReadWrite) => Ok(nbd::Device::ReadWrite(
+                self.engine.volume(name).map_err(unavailable)?,
+            )),
+            Ok(Grant::ReadOnly) => Ok(nbd::Device::ReadOnly(Arc::new(
+                self.engine.snapshot_view(name).map_err(unavailable)?,
+            ))),
+            Err(Denied::Unknown) => Err(nbd::Refusal::Unknown),
+            Err(Denied::Policy(why)) => Err(nbd::Refusal::Policy(why)),
+        }
+    }
+}
+
+pub struct Revoker(pub Arc<nbd::Registry>);
+
+impl Events for Revoker {
+    fn revoke(&self, exports: &[String]) {
+        for e in exports {
+            let n = self.0.revoke(e, Duration::from_secs(10));
+            if n > 0 {
+                tracing::info!(export = %e, connections = n, "closed NBD connections");
+            }
+        }
+    }
+}
