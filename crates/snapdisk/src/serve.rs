@@ -90,10 +90,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let state = http::AppState::new(control.clone(), admin_token);
     let nonce_file = dir.join("nonces.json");
-    if let Ok(raw) = std::fs::read(&nonce_file) {
-        if let Ok(saved) = serde_json::from_slice(&raw) {
-            state.nonces.import(saved);
-        }
+    if let Ok(raw) = std::fs::read(&nonce_file)
+        && let Ok(saved) = serde_json::from_slice(&raw)
+    {
+        state.nonces.import(saved);
     }
     let app = http::router(state.clone());
 
