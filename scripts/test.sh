@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ! command -v nbdinfo >/dev/null || ! command -v nbdcopy >/dev/null; then
+  echo "== installing libnbd-bin (nbdinfo, nbdcopy)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libnbd-bin >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq libnbd-bin >/dev/null; fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
