@@ -3,6 +3,7 @@
 * ``Server``: runs ``snapdisk serve`` on a data dir, exposes ``ecs()`` (official Tea SDK client) and
   ``admin()`` (operator interface, ``POST /admin/<command>``).
 * ``Api``: a thin layer over the Tea SDK client with waits, for one tenant.
+* ``attached_disk`` / ``allocated_bytes``: data-plane set-up (see also ``nbd_client.py``).
 * ``sign_v1`` / ``sign_v3`` / ``raw_v1`` / ``raw_v3``: hand-built signed requests (notes §2.3, §2.4)
   so the protocol tests control nonce, timestamp, Format, HTTP method and body placement.
 """
@@ -51,6 +52,7 @@ IMAGE = "blank_x64_20G.vhd"
 ITYPE = "ecs.g7.large"
 
 LISTEN_RE = re.compile(r"^api listening on http://127\.0\.0\.1:(\d+)\s*$")
+NBD_LISTEN_RE = re.compile(r"^nbd listening on 127\.0\.0\.1:(\d+)\s*$")
 
 # Exact ResetDisk error messages (ResetDisk.txt / notes §1.4).
 MSG = {
@@ -197,6 +199,7 @@ class Server:
         self.name = name
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.nbd_port: int | None = None
         self.stdout_lines: list[str] = []
         self._reader: threading.Thread | None = None
         self._starts = 0
@@ -217,6 +220,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> "Server":
         assert self.proc is None, "already running"
         self._starts += 1
+        self.port = self.nbd_port = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -227,7 +231,8 @@ class Server:
         )
         stderr = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"],
+            [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
+             "--nbd-listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
             text=True, bufsize=1,
         )
@@ -249,7 +254,7 @@ class Server:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._kill()
-                raise RuntimeError(f"{self.name}: no 'api listening on' line within {timeout}s; "
+                raise RuntimeError(f"{self.name}: no 'api/nbd listening on' lines within {timeout}s; "
                                    f"stdout={self.stdout_lines!r} stderr={self.stderr_tail()!r}")
             try:
                 line = lines.get(timeout=left)
@@ -263,6 +268,10 @@ class Server:
             m = LISTEN_RE.match(line.rstrip("\r\n"))
             if m:
                 self.port = int(m.group(1))
+            m = NBD_LISTEN_RE.match(line.rstrip("\r\n"))
+            if m:
+                self.nbd_port = int(m.group(1))
+            if self.port is not None and self.nbd_port is not None:
                 return self
 
     def _kill(self):
@@ -590,6 +599,24 @@ def make_rig(api: Api, running: bool = False, charge: str | None = None, encrypt
     if not running:
         api.stop(iid)
     return Rig(api, iid, disks[0], sid, disks[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# Data plane (NBD): the raw client and the tool wrappers live in nbd_client.py
+
+
+def attached_disk(api: Api, size: int = 20, iid: str | None = None) -> tuple[str, str]:
+    """A data disk In_use on a Running instance (new unless `iid` is given): (instance, disk)."""
+    if iid is None:
+        iid = api.run_instance()
+    did = api.create_disk(size=size)
+    api.attach(did, iid)
+    return iid, did
+
+
+def allocated_bytes(path: Path) -> int:
+    """Bytes the file system really holds for `path` (sparse files count their data only)."""
+    return os.stat(path).st_blocks * 512
 
 
 # --------------------------------------------------------------------------------------------

@@ -219,22 +219,22 @@ fn check_cycle(dir: &Path, model: &mut Model, journal: &str, seed: u64, first_st
             journal.lines().rev().take(8).collect::<Vec<_>>()
         );
     }
-    if let Some(('s', name)) = &open_op {
-        if snaps.contains(name) {
-            let got = read_all(&engine.snapshot_view(name).unwrap());
-            assert_eq!(
-                got,
-                model.settled(),
-                "seed {seed}: in-flight snapshot {name} is not the acknowledged state"
-            );
-            model.settle();
-            model.snaps.insert(name.clone(), got);
-        }
+    if let Some(('s', name)) = &open_op
+        && snaps.contains(name)
+    {
+        let got = read_all(&engine.snapshot_view(name).unwrap());
+        assert_eq!(
+            got,
+            model.settled(),
+            "seed {seed}: in-flight snapshot {name} is not the acknowledged state"
+        );
+        model.settle();
+        model.snaps.insert(name.clone(), got);
     }
-    if let Some(('d', name)) = &open_op {
-        if !snaps.contains(name) {
-            model.snaps.remove(name);
-        }
+    if let Some(('d', name)) = &open_op
+        && !snaps.contains(name)
+    {
+        model.snaps.remove(name);
     }
     // The disk: a reset cut short leaves it entirely the snapshot or entirely as before.
     let reset_to = match &open_op {
