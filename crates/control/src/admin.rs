@@ -150,15 +150,9 @@ pub(crate) fn insert_account(conn: &Connection, name: &str) -> rusqlite::Result<
     use rand::Rng;
     let id: String = {
         let mut rng = rand::rng();
-        format!(
-            "{}",
-            rng.random_range(1_000_000_000_000_000u64..9_999_999_999_999_999)
-        )
+        format!("{}", rng.random_range(1_000_000_000_000_000u64..9_999_999_999_999_999))
     };
-    conn.execute(
-        "INSERT INTO accounts(id, name, created_ms) VALUES(?1, ?2, ?3)",
-        params![id, name, now_ms()],
-    )?;
+    conn.execute("INSERT INTO accounts(id, name, created_ms) VALUES(?1, ?2, ?3)", params![id, name, now_ms()])?;
     Ok(id)
 }
 
@@ -170,12 +164,8 @@ fn changed(n: usize, what: &str, id: &str) -> AResult {
 }
 
 fn require_account(conn: &Connection, id: &str) -> Result<(), AdminError> {
-    let found: Option<String> = conn
-        .query_row("SELECT id FROM accounts WHERE id=?1", [id], |r| r.get(0))
-        .optional()?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| AdminError::NotFound(format!("no account {id}")))
+    let found: Option<String> = conn.query_row("SELECT id FROM accounts WHERE id=?1", [id], |r| r.get(0)).optional()?;
+    found.map(|_| ()).ok_or_else(|| AdminError::NotFound(format!("no account {id}")))
 }
 
 impl Control {
@@ -199,8 +189,7 @@ impl Control {
                 t.disk_ms = p.disk_ms.unwrap_or(t.disk_ms);
                 t.instance_ms = p.instance_ms.unwrap_or(t.instance_ms);
                 t.snapshot_ms = p.snapshot_ms.unwrap_or(t.snapshot_ms);
-                self.set_setting("timings", &t)
-                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                self.set_setting("timings", &t).map_err(|e| AdminError::Internal(e.to_string()))?;
                 return serde_json::to_value(t).map_err(|e| AdminError::Internal(e.to_string()));
             }
             _ => {}
@@ -211,13 +200,10 @@ impl Control {
         // An imported snapshot is a real one: the store freezes the disk's current bytes
         // under its id before the record becomes visible.
         if command == "snapshot-import" {
-            let (Some(disk), Some(snap)) = (out["DiskId"].as_str(), out["SnapshotId"].as_str())
-            else {
+            let (Some(disk), Some(snap)) = (out["DiskId"].as_str(), out["SnapshotId"].as_str()) else {
                 return Err(AdminError::Internal("snapshot-import lost its ids".into()));
             };
-            self.volumes
-                .snapshot(disk, snap)
-                .map_err(|e| AdminError::Internal(e.to_string()))?;
+            self.volumes.snapshot(disk, snap).map_err(|e| AdminError::Internal(e.to_string()))?;
         }
         tx.commit()?;
         Ok(out)
@@ -257,17 +243,9 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
         "instance-lock" => {
             let l: InstanceLock = parse(body)?;
             let reason = l.lock_reason.unwrap_or_else(|| "security".into());
-            const REASONS: &[&str] = &[
-                "financial",
-                "security",
-                "recycling",
-                "dedicatedhostfinancial",
-                "refunded",
-            ];
+            const REASONS: &[&str] = &["financial", "security", "recycling", "dedicatedhostfinancial", "refunded"];
             if !REASONS.contains(&reason.as_str()) {
-                return Err(AdminError::BadRequest(format!(
-                    "LockReason must be one of {REASONS:?}"
-                )));
+                return Err(AdminError::BadRequest(format!("LockReason must be one of {REASONS:?}")));
             }
             let n = conn.execute(
                 "UPDATE instances SET lock_reason=?2, lock_msg=?3 WHERE id=?1 AND released=0",
@@ -286,17 +264,12 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
         "instance-expire" => {
             let i: InstanceRef = parse(body)?;
             let charge: Option<String> = conn
-                .query_row(
-                    "SELECT charge_type FROM instances WHERE id=?1 AND released=0",
-                    [&i.instance_id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT charge_type FROM instances WHERE id=?1 AND released=0", [&i.instance_id], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             match charge.as_deref() {
-                None => Err(AdminError::NotFound(format!(
-                    "no instance {}",
-                    i.instance_id
-                ))),
+                None => Err(AdminError::NotFound(format!("no instance {}", i.instance_id))),
                 Some("PrePaid") => {
                     conn.execute(
                         "UPDATE instances SET expired_ms=?2 WHERE id=?1",
@@ -304,57 +277,40 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                     )?;
                     Ok(json!({}))
                 }
-                Some(_) => Err(AdminError::BadRequest(
-                    "only PrePaid instances expire".into(),
-                )),
+                Some(_) => Err(AdminError::BadRequest("only PrePaid instances expire".into())),
             }
         }
         "account-billing" => {
             let b: Billing = parse(body)?;
             require_account(conn, &b.account_id)?;
             if let Some(bal) = b.balance {
-                conn.execute(
-                    "UPDATE accounts SET balance=?2 WHERE id=?1",
-                    params![b.account_id, bal],
-                )?;
+                conn.execute("UPDATE accounts SET balance=?2 WHERE id=?1", params![b.account_id, bal])?;
             }
             if let Some(a) = b.in_arrears {
-                conn.execute(
-                    "UPDATE accounts SET in_arrears=?2 WHERE id=?1",
-                    params![b.account_id, a],
-                )?;
+                conn.execute("UPDATE accounts SET in_arrears=?2 WHERE id=?1", params![b.account_id, a])?;
             }
-            let (balance, arrears): (f64, bool) = conn.query_row(
-                "SELECT balance, in_arrears FROM accounts WHERE id=?1",
-                [&b.account_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (balance, arrears): (f64, bool) =
+                conn.query_row("SELECT balance, in_arrears FROM accounts WHERE id=?1", [&b.account_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             Ok(json!({"Balance": balance, "InArrears": arrears}))
         }
         "snapshot-service" => {
             let s: SnapshotService = parse(body)?;
-            let n = conn.execute(
-                "UPDATE accounts SET snapshot_service=?2 WHERE id=?1",
-                params![s.account_id, s.open],
-            )?;
+            let n =
+                conn.execute("UPDATE accounts SET snapshot_service=?2 WHERE id=?1", params![s.account_id, s.open])?;
             changed(n, "account", &s.account_id)
         }
         "kms-ecs-access" => {
             let k: KmsAccess = parse(body)?;
-            let n = conn.execute(
-                "UPDATE accounts SET kms_access=?2 WHERE id=?1",
-                params![k.account_id, k.granted],
-            )?;
+            let n = conn.execute("UPDATE accounts SET kms_access=?2 WHERE id=?1", params![k.account_id, k.granted])?;
             changed(n, "account", &k.account_id)
         }
         "whitelist" => {
             let w: Whitelist = parse(body)?;
             for a in &w.add {
                 require_account(conn, a)?;
-                conn.execute(
-                    "INSERT OR IGNORE INTO whitelist(account_id) VALUES(?1)",
-                    [a],
-                )?;
+                conn.execute("INSERT OR IGNORE INTO whitelist(account_id) VALUES(?1)", [a])?;
             }
             for a in &w.remove {
                 conn.execute("DELETE FROM whitelist WHERE account_id=?1", [a])?;
@@ -366,17 +322,11 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                 )?;
             }
             let enforced: bool = conn
-                .query_row(
-                    "SELECT value FROM settings WHERE key='whitelist_enforced'",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
+                .query_row("SELECT value FROM settings WHERE key='whitelist_enforced'", [], |r| r.get::<_, String>(0))
                 .optional()?
                 .is_some_and(|v| v == "true");
             let mut stmt = conn.prepare("SELECT account_id FROM whitelist ORDER BY account_id")?;
-            let accounts = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let accounts = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(json!({"Enforced": enforced, "Accounts": accounts}))
         }
         "kms-create" => {
@@ -391,15 +341,8 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
         }
         "kms-enable" | "kms-disable" => {
             let k: KmsRef = parse(body)?;
-            let state = if command == "kms-enable" {
-                "Enabled"
-            } else {
-                "Disabled"
-            };
-            let n = conn.execute(
-                "UPDATE kms_keys SET state=?2 WHERE id=?1",
-                params![k.key_id, state],
-            )?;
+            let state = if command == "kms-enable" { "Enabled" } else { "Disabled" };
+            let n = conn.execute("UPDATE kms_keys SET state=?2 WHERE id=?1", params![k.key_id, state])?;
             changed(n, "KMS key", &k.key_id)
         }
         "kms-delete" => {
@@ -415,11 +358,7 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                     chrono::NaiveDateTime::parse_from_str(&s.creation_time, "%Y-%m-%dT%H:%M:%SZ")
                         .map(|t| t.and_utc().timestamp_millis())
                 })
-                .map_err(|_| {
-                    AdminError::BadRequest(
-                        "CreationTime must look like 2013-01-01T00:00:00Z".into(),
-                    )
-                })?;
+                .map_err(|_| AdminError::BadRequest("CreationTime must look like 2013-01-01T00:00:00Z".into()))?;
             type DiskRow = (String, i64, String, String, bool, Option<String>);
             let disk: Option<DiskRow> = conn
                 .query_row(
@@ -429,9 +368,8 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            let (region, size, dtype, category, encrypted, kms) = disk.ok_or_else(|| {
-                AdminError::NotFound(format!("no disk {} in account {}", s.disk_id, s.account_id))
-            })?;
+            let (region, size, dtype, category, encrypted, kms) =
+                disk.ok_or_else(|| AdminError::NotFound(format!("no disk {} in account {}", s.disk_id, s.account_id)))?;
             let id = crate::new_id("s-");
             conn.execute(
                 "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
@@ -441,8 +379,6 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
             )?;
             Ok(json!({"SnapshotId": id, "DiskId": s.disk_id}))
         }
-        other => Err(AdminError::NotFound(format!(
-            "unknown command {other}; one of {COMMANDS:?}"
-        ))),
+        other => Err(AdminError::NotFound(format!("unknown command {other}; one of {COMMANDS:?}"))),
     }
 }

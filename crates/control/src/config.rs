@@ -29,11 +29,7 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
-        Timings {
-            disk_ms: 100,
-            instance_ms: 100,
-            snapshot_ms: 100,
-        }
+        Timings { disk_ms: 100, instance_ms: 100, snapshot_ms: 100 }
     }
 }
 
@@ -50,10 +46,7 @@ impl Default for Config {
             local_name: name.into(),
             zones: zones
                 .iter()
-                .map(|z| Zone {
-                    id: format!("{id}-{z}"),
-                    local_name: format!("{name} {}", z.to_uppercase()),
-                })
+                .map(|z| Zone { id: format!("{id}-{z}"), local_name: format!("{name} {}", z.to_uppercase()) })
                 .collect(),
         };
         Config {
@@ -98,10 +91,7 @@ pub const INSTANCE_TYPES: &[(&str, u32, u32)] = &[
 ];
 
 pub fn instance_type(name: &str) -> Option<(u32, u32)> {
-    INSTANCE_TYPES
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, c, m)| (*c, *m))
+    INSTANCE_TYPES.iter().find(|(n, _, _)| *n == name).map(|(_, c, m)| (*c, *m))
 }
 
 /// Disk categories: (name, min GiB, max GiB, local). Local disks live and die with their
@@ -121,10 +111,7 @@ pub const DISK_CATEGORIES: &[(&str, i64, i64, bool)] = &[
 ];
 
 pub fn category(name: &str) -> Option<(i64, i64, bool)> {
-    DISK_CATEGORIES
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(_, lo, hi, local)| (*lo, *hi, *local))
+    DISK_CATEGORIES.iter().find(|(n, ..)| *n == name).map(|(_, lo, hi, local)| (*lo, *hi, *local))
 }
 
 pub fn is_local_category(name: &str) -> bool {
@@ -133,8 +120,7 @@ pub fn is_local_category(name: &str) -> bool {
 
 /// Public images: (id, name, size GiB, OSName). They carry no bytes: a system disk made from
 /// one starts empty (all zeros), a blank machine to install onto.
-pub const PUBLIC_IMAGES: &[(&str, &str, i64, &str)] =
-    &[("blank_x64_20G.vhd", "blank-x64", 20, "Blank x64")];
+pub const PUBLIC_IMAGES: &[(&str, &str, i64, &str)] = &[("blank_x64_20G.vhd", "blank-x64", 20, "Blank x64")];
 
 pub const DEFAULT_DISK_CATEGORY: &str = "cloud_essd";
 pub const DEFAULT_SYSTEM_DISK_CATEGORY: &str = "cloud_essd";

@@ -62,45 +62,27 @@ CREATE TABLE IF NOT EXISTS intents(
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot open the catalog at {path}")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: String, source: rusqlite::Error },
     #[error("the catalog has schema version {found}, this build knows {SCHEMA_VERSION}")]
     Version { found: i64 },
 }
 
 pub fn open(path: &Path) -> Result<Connection, OpenError> {
-    let wrap = |source| OpenError::Sqlite {
-        path: path.display().to_string(),
-        source,
-    };
+    let wrap = |source| OpenError::Sqlite { path: path.display().to_string(), source };
     let conn = Connection::open(path).map_err(wrap)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(wrap)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(wrap)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(wrap)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(wrap)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(wrap)?;
     conn.execute_batch(SCHEMA).map_err(wrap)?;
-    let found: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key='schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
+    let found: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
     match found.and_then(|v| v.parse::<i64>().ok()) {
         Some(v) if v != SCHEMA_VERSION => return Err(OpenError::Version { found: v }),
         Some(_) => {}
         None => {
-            conn.execute(
-                "INSERT INTO meta(key, value) VALUES('schema_version', ?1)",
-                [SCHEMA_VERSION.to_string()],
-            )
-            .map_err(wrap)?;
+            conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
+                .map_err(wrap)?;
         }
     }
     Ok(conn)

@@ -40,45 +40,29 @@ impl Control {
             tracing::warn!(error = %e, "completing transitions before an export check");
         }
         let disk: Option<(Option<String>, String)> = conn
-            .query_row(
-                "SELECT instance_id, status FROM disks WHERE id=?1 AND released=0",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT instance_id, status FROM disks WHERE id=?1 AND released=0", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| Denied::Policy(e.to_string()))?;
         if let Some((instance, status)) = disk {
             let Some(instance) = instance.filter(|_| status == "In_use") else {
-                return Err(Denied::Policy(format!(
-                    "disk {name} is {status}, not attached to an instance"
-                )));
+                return Err(Denied::Policy(format!("disk {name} is {status}, not attached to an instance")));
             };
             let inst: Option<(String, Option<String>)> = conn
-                .query_row(
-                    "SELECT status, lock_reason FROM instances WHERE id=?1 AND released=0",
-                    [&instance],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row("SELECT status, lock_reason FROM instances WHERE id=?1 AND released=0", [&instance], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()
                 .map_err(|e| Denied::Policy(e.to_string()))?;
             return match inst {
-                Some((s, lock)) if s == "Running" && lock.as_deref() != Some("security") => {
-                    Ok(Grant::ReadWrite)
-                }
-                Some((s, _)) => Err(Denied::Policy(format!(
-                    "instance {instance} of disk {name} is {s}, not Running"
-                ))),
-                None => Err(Denied::Policy(format!(
-                    "instance {instance} of disk {name} is gone"
-                ))),
+                Some((s, lock)) if s == "Running" && lock.as_deref() != Some("security") => Ok(Grant::ReadWrite),
+                Some((s, _)) => Err(Denied::Policy(format!("instance {instance} of disk {name} is {s}, not Running"))),
+                None => Err(Denied::Policy(format!("instance {instance} of disk {name} is gone"))),
             };
         }
         let snap: Option<String> = conn
-            .query_row(
-                "SELECT status FROM snapshots WHERE id=?1 AND released=0",
-                [name],
-                |r| r.get(0),
-            )
+            .query_row("SELECT status FROM snapshots WHERE id=?1 AND released=0", [name], |r| r.get(0))
             .optional()
             .map_err(|e| Denied::Policy(e.to_string()))?;
         match snap.as_deref() {
@@ -96,10 +80,7 @@ impl Control {
                  WHERE d.released=0 AND d.status='In_use' AND i.released=0 AND i.status='Running'
                    AND (i.lock_reason IS NULL OR i.lock_reason <> 'security')
                  UNION ALL SELECT id FROM snapshots WHERE released=0 AND status='accomplished' ORDER BY 1";
-        match conn
-            .prepare(q)
-            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-        {
+        match conn.prepare(q).and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect()) {
             Ok(v) => out = v,
             Err(e) => tracing::warn!(error = %e, "listing exports"),
         }

@@ -15,30 +15,15 @@ pub struct Account {
 }
 
 pub fn account(conn: &Connection, id: &str) -> R<Account> {
-    conn.query_row(
-        "SELECT balance, in_arrears, snapshot_service, kms_access FROM accounts WHERE id=?1",
-        [id],
-        |r| {
-            Ok(Account {
-                balance: r.get(0)?,
-                in_arrears: r.get(1)?,
-                snapshot_service: r.get(2)?,
-                kms_access: r.get(3)?,
-            })
-        },
-    )
+    conn.query_row("SELECT balance, in_arrears, snapshot_service, kms_access FROM accounts WHERE id=?1", [id], |r| {
+        Ok(Account { balance: r.get(0)?, in_arrears: r.get(1)?, snapshot_service: r.get(2)?, kms_access: r.get(3)? })
+    })
     .map_err(Fail::from)
 }
 
 pub fn disk(conn: &Connection, env: &Env, id: &str) -> R<Disk> {
-    let sql = format!(
-        "SELECT {} FROM disks WHERE id=?1 AND account_id=?2",
-        Disk::COLUMNS
-    );
-    match conn
-        .query_row(&sql, [id, env.account_id], Disk::from_row)
-        .optional()?
-    {
+    let sql = format!("SELECT {} FROM disks WHERE id=?1 AND account_id=?2", Disk::COLUMNS);
+    match conn.query_row(&sql, [id, env.account_id], Disk::from_row).optional()? {
         None => Err(Code::InvalidDiskIdNotFound.into()),
         Some(d) if d.released => Err(Code::DiskNotFound.into()),
         Some(d) => Ok(d),
@@ -46,20 +31,14 @@ pub fn disk(conn: &Connection, env: &Env, id: &str) -> R<Disk> {
 }
 
 pub fn instance(conn: &Connection, env: &Env, id: &str) -> R<Instance> {
-    let sql = format!(
-        "SELECT {} FROM instances WHERE id=?1 AND account_id=?2 AND released=0",
-        Instance::COLUMNS
-    );
+    let sql = format!("SELECT {} FROM instances WHERE id=?1 AND account_id=?2 AND released=0", Instance::COLUMNS);
     conn.query_row(&sql, [id, env.account_id], Instance::from_row)
         .optional()?
         .ok_or_else(|| Code::InvalidInstanceIdNotFound.into())
 }
 
 pub fn snapshot(conn: &Connection, env: &Env, id: &str) -> R<Snapshot> {
-    let sql = format!(
-        "SELECT {} FROM snapshots WHERE id=?1 AND account_id=?2 AND released=0",
-        Snapshot::COLUMNS
-    );
+    let sql = format!("SELECT {} FROM snapshots WHERE id=?1 AND account_id=?2 AND released=0", Snapshot::COLUMNS);
     conn.query_row(&sql, [id, env.account_id], Snapshot::from_row)
         .optional()?
         .ok_or_else(|| Code::InvalidSnapshotIdNotFound.into())
@@ -67,34 +46,21 @@ pub fn snapshot(conn: &Connection, env: &Env, id: &str) -> R<Snapshot> {
 
 /// Disks of an instance that still point at it (attached, attaching or detaching).
 pub fn instance_disks(conn: &Connection, instance_id: &str) -> R<Vec<Disk>> {
-    let sql = format!(
-        "SELECT {} FROM disks WHERE instance_id=?1 AND released=0 ORDER BY device",
-        Disk::COLUMNS
-    );
+    let sql = format!("SELECT {} FROM disks WHERE instance_id=?1 AND released=0 ORDER BY device", Disk::COLUMNS);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map([instance_id], Disk::from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map([instance_id], Disk::from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
 /// While the operator enforces the disk white list, only listed accounts manage disks.
 pub fn whitelist(conn: &Connection, env: &Env) -> R<()> {
     let enforced: bool = conn
-        .query_row(
-            "SELECT value FROM settings WHERE key='whitelist_enforced'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
+        .query_row("SELECT value FROM settings WHERE key='whitelist_enforced'", [], |r| r.get::<_, String>(0))
         .optional()?
         .is_some_and(|v| v == "true");
     if enforced {
         let listed: Option<String> = conn
-            .query_row(
-                "SELECT account_id FROM whitelist WHERE account_id=?1",
-                [env.account_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT account_id FROM whitelist WHERE account_id=?1", [env.account_id], |r| r.get(0))
             .optional()?;
         if listed.is_none() {
             return Err(Code::UserNotInTheWhiteList.into());
@@ -137,11 +103,7 @@ pub fn kms(conn: &Connection, env: &Env, acct: &Account, key_id: Option<&str>) -
         return Ok(());
     };
     let state: Option<String> = conn
-        .query_row(
-            "SELECT state FROM kms_keys WHERE id=?1 AND account_id=?2",
-            [key_id, env.account_id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT state FROM kms_keys WHERE id=?1 AND account_id=?2", [key_id, env.account_id], |r| r.get(0))
         .optional()?;
     match state.as_deref() {
         None => Err(Code::KmsNotFound.into()),

@@ -74,13 +74,8 @@ pub struct Bootstrap {
 }
 
 impl Control {
-    pub fn open(
-        data_dir: &Path,
-        config: Config,
-        volumes: Box<dyn Volumes>,
-    ) -> Result<Control, ControlError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| ControlError::Invalid(format!("{}: {e}", data_dir.display())))?;
+    pub fn open(data_dir: &Path, config: Config, volumes: Box<dyn Volumes>) -> Result<Control, ControlError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| ControlError::Invalid(format!("{}: {e}", data_dir.display())))?;
         let conn = db::open(&data_dir.join("catalog.sqlite"))?;
         let control = Control {
             conn: Mutex::new(conn),
@@ -110,31 +105,18 @@ impl Control {
     }
 
     pub fn timings(&self) -> Timings {
-        self.setting("timings")
-            .ok()
-            .flatten()
-            .unwrap_or(self.config.timings)
+        self.setting("timings").ok().flatten().unwrap_or(self.config.timings)
     }
 
-    fn setting<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, ControlError> {
-        let raw: Option<String> = self
-            .lock()
-            .query_row("SELECT value FROM settings WHERE key=?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?;
+    fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ControlError> {
+        let raw: Option<String> =
+            self.lock().query_row("SELECT value FROM settings WHERE key=?1", [key], |r| r.get(0)).optional()?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
     fn set_setting<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), ControlError> {
         let raw = serde_json::to_string(value).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        self.lock().execute(
-            "INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)",
-            [key, &raw],
-        )?;
+        self.lock().execute("INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)", [key, &raw])?;
         Ok(())
     }
 
@@ -171,9 +153,7 @@ impl Control {
     fn recover(&self) -> Result<(), ControlError> {
         let mut conn = self.lock();
         let timings: Timings = conn
-            .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
             .optional()?
             .and_then(|r| serde_json::from_str(&r).ok())
             .unwrap_or(self.config.timings);
@@ -193,12 +173,7 @@ impl Control {
         if let Some((account_id, id, secret)) = existing.clone()
             && key.as_ref().is_none_or(|(k, s)| *k == id && *s == secret)
         {
-            return Ok(Bootstrap {
-                account_id,
-                access_key_id: id,
-                access_key_secret: secret,
-                generated: false,
-            });
+            return Ok(Bootstrap { account_id, access_key_id: id, access_key_secret: secret, generated: false });
         }
         let account_id = match &existing {
             Some((a, ..)) => a.clone(),
@@ -210,33 +185,17 @@ impl Control {
             "INSERT OR REPLACE INTO access_keys(id, secret, account_id, enabled, created_ms) VALUES(?1, ?2, ?3, 1, ?4)",
             rusqlite::params![id, secret, account_id, model::now_ms()],
         )?;
-        conn.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES('bootstrap_key', ?1)",
-            [&id],
-        )?;
-        Ok(Bootstrap {
-            account_id,
-            access_key_id: id,
-            access_key_secret: secret,
-            generated,
-        })
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('bootstrap_key', ?1)", [&id])?;
+        Ok(Bootstrap { account_id, access_key_id: id, access_key_secret: secret, generated })
     }
 }
 
 impl KeyStore for Control {
     fn lookup(&self, access_key_id: &str) -> Option<KeyInfo> {
         self.lock()
-            .query_row(
-                "SELECT account_id, secret, enabled FROM access_keys WHERE id=?1",
-                [access_key_id],
-                |r| {
-                    Ok(KeyInfo {
-                        account_id: r.get(0)?,
-                        secret: r.get(1)?,
-                        enabled: r.get(2)?,
-                    })
-                },
-            )
+            .query_row("SELECT account_id, secret, enabled FROM access_keys WHERE id=?1", [access_key_id], |r| {
+                Ok(KeyInfo { account_id: r.get(0)?, secret: r.get(1)?, enabled: r.get(2)? })
+            })
             .optional()
             .ok()
             .flatten()
@@ -248,9 +207,7 @@ const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// `prefix` + 20 random lower-case alphanumerics, the shape of ECS ids (`d-bp1...`).
 pub(crate) fn new_id(prefix: &str) -> String {
     let mut rng = rand::rng();
-    let tail: String = (0..20)
-        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
-        .collect();
+    let tail: String = (0..20).map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char).collect();
     format!("{prefix}{tail}")
 }
 
@@ -258,10 +215,6 @@ pub(crate) fn new_id(prefix: &str) -> String {
 pub fn new_key_pair() -> (String, String) {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let mut pick = |n: usize| -> String {
-        (0..n)
-            .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-            .collect()
-    };
+    let mut pick = |n: usize| -> String { (0..n).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect() };
     (format!("LTAI{}", pick(20)), pick(30))
 }

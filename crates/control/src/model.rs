@@ -11,16 +11,12 @@ pub fn now_ms() -> i64 {
 
 /// `2019-11-11T08:35:29Z`, the disk and snapshot time format.
 pub fn fmt_time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
 /// `2017-12-10T04:04Z`, the instance time format.
 pub fn fmt_minute(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string())
-        .unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string()).unwrap_or_default()
 }
 
 pub fn tags_json(tags: &[(String, String)]) -> String {
@@ -99,8 +95,7 @@ impl Disk {
     }
 
     pub fn to_json(&self) -> Value {
-        let attached =
-            self.status == "In_use" || (self.instance_id.is_some() && self.status != "Available");
+        let attached = self.status == "In_use" || (self.instance_id.is_some() && self.status != "Available");
         let attachments: Vec<Value> = match (&self.instance_id, attached) {
             (Some(i), true) => vec![json!({
                 "InstanceId": i,
@@ -109,11 +104,7 @@ impl Disk {
             })],
             _ => vec![],
         };
-        let iops = if self.category == "cloud_essd" {
-            1800 + 50 * self.size_gib.min(1000)
-        } else {
-            0
-        };
+        let iops = if self.category == "cloud_essd" { 1800 + 50 * self.size_gib.min(1000) } else { 0 };
         json!({
             "DiskId": self.id,
             "DiskName": self.name,
@@ -225,11 +216,7 @@ impl Instance {
 
     pub fn to_json(&self) -> Value {
         let (cpu, mem) = config::instance_type(&self.instance_type).unwrap_or((0, 0));
-        let family = self
-            .instance_type
-            .rsplit_once('.')
-            .map(|(f, _)| f.to_string())
-            .unwrap_or_default();
+        let family = self.instance_type.rsplit_once('.').map(|(f, _)| f.to_string()).unwrap_or_default();
         let sgs: Vec<String> = serde_json::from_str(&self.security_groups).unwrap_or_default();
         let locks: Vec<Value> = self
             .lock_reason

@@ -4,16 +4,8 @@
 
 use rusqlite::{Connection, Transaction, params};
 
-pub(crate) fn schedule(
-    tx: &Transaction,
-    kind: &str,
-    id: &str,
-    due_ms: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR REPLACE INTO transitions(kind, id, due_ms) VALUES(?1, ?2, ?3)",
-        params![kind, id, due_ms],
-    )?;
+pub(crate) fn schedule(tx: &Transaction, kind: &str, id: &str, due_ms: i64) -> rusqlite::Result<()> {
+    tx.execute("INSERT OR REPLACE INTO transitions(kind, id, due_ms) VALUES(?1, ?2, ?3)", params![kind, id, due_ms])?;
     Ok(())
 }
 
@@ -25,27 +17,18 @@ pub(crate) fn complete_due(conn: &mut Connection, now: i64) -> rusqlite::Result<
 /// The same on a shared connection (the caller holds the catalog lock).
 pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     // The common case is nothing due: answer it without a write transaction.
-    let due: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM transitions WHERE due_ms <= ?1",
-        [now],
-        |r| r.get(0),
-    )?;
+    let due: i64 = conn.query_row("SELECT COUNT(*) FROM transitions WHERE due_ms <= ?1", [now], |r| r.get(0))?;
     if due == 0 {
         return Ok(());
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let rows: Vec<(String, String)> = {
-        let mut stmt =
-            tx.prepare("SELECT kind, id FROM transitions WHERE due_ms <= ?1 ORDER BY due_ms")?;
+        let mut stmt = tx.prepare("SELECT kind, id FROM transitions WHERE due_ms <= ?1 ORDER BY due_ms")?;
 
-        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?
+        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
     };
     for (kind, id) in rows {
-        tx.execute(
-            "DELETE FROM transitions WHERE kind=?1 AND id=?2",
-            [&kind, &id],
-        )?;
+        tx.execute("DELETE FROM transitions WHERE kind=?1 AND id=?2", [&kind, &id])?;
         match kind.as_str() {
             "disk" => complete_disk(&tx, &id, now)?,
             "instance" => complete_instance(&tx, &id, now)?,
@@ -59,11 +42,10 @@ pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result
 }
 
 fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
-    let status: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
-        "SELECT status FROM disks WHERE id=?1",
-        [id],
-        |r| r.get(0),
-    ))?;
+    let status: Option<String> =
+        rusqlite::OptionalExtension::optional(
+            tx.query_row("SELECT status FROM disks WHERE id=?1", [id], |r| r.get(0)),
+        )?;
     match status.as_deref() {
         Some("Creating") | Some("ReIniting") => {
             tx.execute(
@@ -74,10 +56,7 @@ fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
             )?;
         }
         Some("Attaching") => {
-            tx.execute(
-                "UPDATE disks SET status='In_use', attached_ms=?2 WHERE id=?1",
-                params![id, now],
-            )?;
+            tx.execute("UPDATE disks SET status='In_use', attached_ms=?2 WHERE id=?1", params![id, now])?;
         }
         Some("Detaching") => {
             tx.execute(
@@ -91,25 +70,19 @@ fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
 }
 
 fn complete_instance(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
-    let row: Option<(String, Option<String>)> =
-        rusqlite::OptionalExtension::optional(tx.query_row(
-            "SELECT status, pending_target FROM instances WHERE id=?1 AND released=0",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        ))?;
+    let row: Option<(String, Option<String>)> = rusqlite::OptionalExtension::optional(tx.query_row(
+        "SELECT status, pending_target FROM instances WHERE id=?1 AND released=0",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ))?;
     let Some((status, target)) = row else {
         return Ok(());
     };
     match status.as_str() {
         "Pending" if target.as_deref() == Some("Starting") => {
-            tx.execute(
-                "UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1",
-                [id],
-            )?;
+            tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
             let step: i64 = tx
-                .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| {
-                    r.get::<_, String>(0)
-                })
+                .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
                 .ok()
                 .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
                 .map(|t| t.instance_ms as i64)
@@ -117,16 +90,10 @@ fn complete_instance(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<(
             schedule(tx, "instance", id, now + step)?;
         }
         "Pending" => {
-            tx.execute(
-                "UPDATE instances SET status='Stopped', pending_target=NULL WHERE id=?1",
-                [id],
-            )?;
+            tx.execute("UPDATE instances SET status='Stopped', pending_target=NULL WHERE id=?1", [id])?;
         }
         "Starting" => {
-            tx.execute(
-                "UPDATE instances SET status='Running', start_ms=?2 WHERE id=?1",
-                params![id, now],
-            )?;
+            tx.execute("UPDATE instances SET status='Running', start_ms=?2 WHERE id=?1", params![id, now])?;
         }
         "Stopping" => {
             tx.execute("UPDATE instances SET status='Stopped' WHERE id=?1", [id])?;

@@ -35,8 +35,7 @@ pub trait Volumes: Send + Sync {
 /// The storage engine behind the seam.
 impl Volumes for std::sync::Arc<store::Engine> {
     fn create(&self, volume: &str, size_bytes: u64, source: Option<&str>) -> VolumeResult {
-        self.create_volume(volume, size_bytes, source)
-            .map_err(VolumeError::from)
+        self.create_volume(volume, size_bytes, source).map_err(VolumeError::from)
     }
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult {
         store::Engine::snapshot(self, volume, snapshot).map_err(VolumeError::from)
@@ -87,10 +86,7 @@ pub const FAULT_OPERATIONS: &[&str] = &["create", "snapshot", "reset", "delete"]
 
 impl<V: Volumes> FaultInjector<V> {
     pub fn new(inner: V) -> Self {
-        FaultInjector {
-            inner,
-            pending: Mutex::new(BTreeMap::new()),
-        }
+        FaultInjector { inner, pending: Mutex::new(BTreeMap::new()) }
     }
 
     pub fn inner(&self) -> &V {
@@ -156,8 +152,7 @@ mod tests {
         let v = FaultInjector::new(engine.clone());
         v.create("d-1", 1 << 20, None).unwrap();
         v.snapshot("d-1", "s-1").unwrap();
-        store::BlockWrite::write_at(&*engine.volume("d-1").unwrap(), &[7u8; 4096], 0, true)
-            .unwrap();
+        store::BlockWrite::write_at(&*engine.volume("d-1").unwrap(), &[7u8; 4096], 0, true).unwrap();
         assert!(v.arm("reset", 1));
         assert!(!v.arm("bogus", 1));
         assert_eq!(v.reset("d-1", "s-1"), Err(VolumeError::Injected("reset")));

@@ -20,49 +20,27 @@ impl Harness {
     pub fn new(transition_ms: u64) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let control = open(dir.path());
-        let boot = control
-            .bootstrap(Some(("ak".into(), "secret".into())))
-            .unwrap();
-        let h = Harness {
-            control,
-            account: boot.account_id,
-            dir,
-        };
+        let boot = control.bootstrap(Some(("ak".into(), "secret".into()))).unwrap();
+        let h = Harness { control, account: boot.account_id, dir };
         h.timings(transition_ms);
         h
     }
 
     pub fn reopen(self) -> Harness {
-        let Harness {
-            control,
-            account,
-            dir,
-        } = self;
+        let Harness { control, account, dir } = self;
         drop(control);
-        Harness {
-            control: open(dir.path()),
-            account,
-            dir,
-        }
+        Harness { control: open(dir.path()), account, dir }
     }
 
     pub fn timings(&self, ms: u64) {
-        self.admin(
-            "timings",
-            json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms}),
-        );
+        self.admin("timings", json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms}));
     }
 
     pub fn admin(&self, cmd: &str, body: Value) -> Value {
         self.control.admin(cmd, body).unwrap()
     }
 
-    pub fn call_as(
-        &self,
-        account: &str,
-        action: &str,
-        params: &[(&str, &str)],
-    ) -> Result<Value, ApiError> {
+    pub fn call_as(&self, account: &str, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
         let p = Params::from_pairs(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let req = Action::parse(action, &p)?;
         self.control.handle(account, req)
@@ -73,8 +51,7 @@ impl Harness {
     }
 
     pub fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
-        self.call(action, params)
-            .unwrap_or_else(|e| panic!("{action}: {e}"))
+        self.call(action, params).unwrap_or_else(|e| panic!("{action}: {e}"))
     }
 
     pub fn err(&self, action: &str, params: &[(&str, &str)]) -> Code {
@@ -86,28 +63,19 @@ impl Harness {
 
     pub fn disk(&self, id: &str) -> Value {
         let ids = format!("[\"{id}\"]");
-        let v = self.ok(
-            "DescribeDisks",
-            &[("RegionId", "cn-hangzhou"), ("DiskIds", &ids)],
-        );
+        let v = self.ok("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("DiskIds", &ids)]);
         v["Disks"]["Disk"][0].clone()
     }
 
     pub fn instance(&self, id: &str) -> Value {
         let ids = format!("[\"{id}\"]");
-        let v = self.ok(
-            "DescribeInstances",
-            &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)],
-        );
+        let v = self.ok("DescribeInstances", &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)]);
         v["Instances"]["Instance"][0].clone()
     }
 
     pub fn snapshot(&self, id: &str) -> Value {
         let ids = format!("[\"{id}\"]");
-        let v = self.ok(
-            "DescribeSnapshots",
-            &[("RegionId", "cn-hangzhou"), ("SnapshotIds", &ids)],
-        );
+        let v = self.ok("DescribeSnapshots", &[("RegionId", "cn-hangzhou"), ("SnapshotIds", &ids)]);
         v["Snapshots"]["Snapshot"][0].clone()
     }
 
@@ -120,38 +88,21 @@ impl Harness {
             if v["Status"] == want {
                 return v;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "still {} waiting for {want}",
-                v["Status"]
-            );
+            assert!(start.elapsed() < Duration::from_secs(5), "still {} waiting for {want}", v["Status"]);
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     pub fn run_instance(&self, extra: &[(&str, &str)]) -> String {
-        let mut p = vec![
-            ("RegionId", "cn-hangzhou"),
-            ("ImageId", "blank_x64_20G.vhd"),
-            ("InstanceType", "ecs.g7.large"),
-        ];
+        let mut p =
+            vec![("RegionId", "cn-hangzhou"), ("ImageId", "blank_x64_20G.vhd"), ("InstanceType", "ecs.g7.large")];
         p.extend_from_slice(extra);
         let v = self.ok("RunInstances", &p);
-        v["InstanceIdSets"]["InstanceIdSet"][0]
-            .as_str()
-            .unwrap()
-            .to_string()
+        v["InstanceIdSets"]["InstanceIdSet"][0].as_str().unwrap().to_string()
     }
 
     pub fn create_disk(&self) -> String {
-        let v = self.ok(
-            "CreateDisk",
-            &[
-                ("RegionId", "cn-hangzhou"),
-                ("ZoneId", "cn-hangzhou-h"),
-                ("Size", "40"),
-            ],
-        );
+        let v = self.ok("CreateDisk", &[("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "40")]);
         v["DiskId"].as_str().unwrap().to_string()
     }
 

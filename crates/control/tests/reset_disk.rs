@@ -20,29 +20,14 @@ fn parameters_region_and_existence() {
         "The input parameter \"DiskId\" that is mandatory for processing this request is not supplied."
     );
     assert_eq!(
-        h.err(
-            "ResetDisk",
-            &[
-                ("DiskId", &d),
-                ("SnapshotId", &s),
-                ("RegionId", "xx-nowhere-1")
-            ]
-        ),
+        h.err("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s), ("RegionId", "xx-nowhere-1")]),
         Code::InvalidRegionIdMalFormed
     );
     assert_eq!(reset(&h, "d-doesnotexist", &s), Code::InvalidDiskIdNotFound);
-    assert_eq!(
-        reset(&h, &d, "s-doesnotexist"),
-        Code::InvalidSnapshotIdNotFound
-    );
+    assert_eq!(reset(&h, &d, "s-doesnotexist"), Code::InvalidSnapshotIdNotFound);
     // Another account sees nothing of ours.
-    let other = h.admin("account-create", json!({}))["AccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let e = h
-        .call_as(&other, "ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)])
-        .unwrap_err();
+    let other = h.admin("account-create", json!({}))["AccountId"].as_str().unwrap().to_string();
+    let e = h.call_as(&other, "ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)]).unwrap_err();
     assert_eq!(e.code, Code::InvalidDiskIdNotFound);
 }
 
@@ -53,29 +38,14 @@ fn account_conditions() {
     h.admin("whitelist", json!({"Enforced": true}));
     assert_eq!(reset(&h, &d, &s), Code::UserNotInTheWhiteList);
     h.admin("whitelist", json!({"Add": [h.account]}));
-    h.admin(
-        "snapshot-service",
-        json!({"AccountId": h.account, "Open": false}),
-    );
+    h.admin("snapshot-service", json!({"AccountId": h.account, "Open": false}));
     assert_eq!(reset(&h, &d, &s), Code::SnapshotServiceUnavailable);
-    h.admin(
-        "snapshot-service",
-        json!({"AccountId": h.account, "Open": true}),
-    );
-    h.admin(
-        "account-billing",
-        json!({"AccountId": h.account, "Balance": -1.0}),
-    );
+    h.admin("snapshot-service", json!({"AccountId": h.account, "Open": true}));
+    h.admin("account-billing", json!({"AccountId": h.account, "Balance": -1.0}));
     assert_eq!(reset(&h, &d, &s), Code::NotEnoughBalance);
-    h.admin(
-        "account-billing",
-        json!({"AccountId": h.account, "Balance": 0.0, "InArrears": true}),
-    );
+    h.admin("account-billing", json!({"AccountId": h.account, "Balance": 0.0, "InArrears": true}));
     assert_eq!(reset(&h, &d, &s), Code::InstanceExpiredOrInArrears);
-    h.admin(
-        "account-billing",
-        json!({"AccountId": h.account, "InArrears": false}),
-    );
+    h.admin("account-billing", json!({"AccountId": h.account, "InArrears": false}));
     h.ok("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)]);
 }
 
@@ -89,28 +59,17 @@ fn snapshot_conditions() {
     let s2 = h.snapshot_of(&d2);
     assert_eq!(reset(&h, &d, &s2), Code::InvalidParameterMismatch);
     // A legacy snapshot from before 2013-07-15.
-    let old = h.admin(
-        "snapshot-import",
-        json!({"AccountId": h.account, "DiskId": d, "CreationTime": "2013-01-01T00:00:00Z"}),
-    );
-    assert_eq!(
-        reset(&h, &d, old["SnapshotId"].as_str().unwrap()),
-        Code::InvalidSnapshotTooOld
-    );
+    let old = h
+        .admin("snapshot-import", json!({"AccountId": h.account, "DiskId": d, "CreationTime": "2013-01-01T00:00:00Z"}));
+    assert_eq!(reset(&h, &d, old["SnapshotId"].as_str().unwrap()), Code::InvalidSnapshotTooOld);
     // A snapshot whose storage failed.
     h.admin("fault-inject", json!({"Operation": "snapshot"}));
-    let failed = h.ok("CreateSnapshot", &[("DiskId", &d)])["SnapshotId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let failed = h.ok("CreateSnapshot", &[("DiskId", &d)])["SnapshotId"].as_str().unwrap().to_string();
     assert_eq!(h.snapshot(&failed)["Status"], "failed");
     assert_eq!(reset(&h, &d, &failed), Code::OperationDenied);
     // A snapshot still progressing: NotReady for it, IncorrectDiskStatus for the disk's others.
     h.timings(60_000);
-    let slow = h.ok("CreateSnapshot", &[("DiskId", &d)])["SnapshotId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let slow = h.ok("CreateSnapshot", &[("DiskId", &d)])["SnapshotId"].as_str().unwrap().to_string();
     assert_eq!(reset(&h, &d, &slow), Code::InvalidSnapshotIdNotReady);
     assert_eq!(reset(&h, &d, &s), Code::IncorrectDiskStatus);
     h.ok("DeleteSnapshot", &[("SnapshotId", &slow)]);
@@ -122,36 +81,18 @@ fn snapshot_conditions() {
 #[test]
 fn local_disks_are_refused() {
     let h = Harness::new(5);
-    let i = h.run_instance(&[
-        ("DataDisk.1.Size", "100"),
-        ("DataDisk.1.Category", "ephemeral_ssd"),
-    ]);
+    let i = h.run_instance(&[("DataDisk.1.Size", "100"), ("DataDisk.1.Category", "ephemeral_ssd")]);
     h.wait("Running", || h.instance(&i));
-    let disks = h.ok(
-        "DescribeDisks",
-        &[("RegionId", "cn-hangzhou"), ("Category", "ephemeral_ssd")],
-    );
-    let local = disks["Disks"]["Disk"][0]["DiskId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        reset(&h, &local, "s-any"),
-        Code::DiskCategoryOperationNotSupported
-    );
-    assert_eq!(
-        h.err("CreateSnapshot", &[("DiskId", &local)]),
-        Code::DiskCategoryOperationNotSupported
-    );
+    let disks = h.ok("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("Category", "ephemeral_ssd")]);
+    let local = disks["Disks"]["Disk"][0]["DiskId"].as_str().unwrap().to_string();
+    assert_eq!(reset(&h, &local, "s-any"), Code::DiskCategoryOperationNotSupported);
+    assert_eq!(h.err("CreateSnapshot", &[("DiskId", &local)]), Code::DiskCategoryOperationNotSupported);
 }
 
 #[test]
 fn kms_conditions() {
     let h = Harness::new(5);
-    let key = h.admin("kms-create", json!({"AccountId": h.account}))["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = h.admin("kms-create", json!({"AccountId": h.account}))["KeyId"].as_str().unwrap().to_string();
     let d = h.ok(
         "CreateDisk",
         &[
@@ -170,15 +111,9 @@ fn kms_conditions() {
     h.admin("kms-disable", json!({"KeyId": key}));
     assert_eq!(reset(&h, &d, &s), Code::KmsCmkNotEnabled);
     h.admin("kms-enable", json!({"KeyId": key}));
-    h.admin(
-        "kms-ecs-access",
-        json!({"AccountId": h.account, "Granted": false}),
-    );
+    h.admin("kms-ecs-access", json!({"AccountId": h.account, "Granted": false}));
     assert_eq!(reset(&h, &d, &s), Code::KmsUnauthorized);
-    h.admin(
-        "kms-ecs-access",
-        json!({"AccountId": h.account, "Granted": true}),
-    );
+    h.admin("kms-ecs-access", json!({"AccountId": h.account, "Granted": true}));
     h.ok("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)]);
     h.wait("Available", || h.disk(&d));
     h.admin("kms-delete", json!({"KeyId": key}));
@@ -190,10 +125,7 @@ fn instance_conditions() {
     let h = Harness::new(5);
     let (i, d, s) = h.stopped_with_snapshot();
     h.admin("instance-lock", json!({"InstanceId": i}));
-    assert_eq!(
-        h.instance(&i)["OperationLocks"]["LockReason"][0]["LockReason"],
-        "security"
-    );
+    assert_eq!(h.instance(&i)["OperationLocks"]["LockReason"][0]["LockReason"], "security");
     assert_eq!(reset(&h, &d, &s), Code::InstanceLockedForSecurity);
     h.admin("instance-unlock", json!({"InstanceId": i}));
     h.ok("StartInstance", &[("InstanceId", &i)]);
@@ -205,18 +137,8 @@ fn instance_conditions() {
 
     let p = h.run_instance(&[("InstanceChargeType", "PrePaid"), ("DataDisk.1.Size", "20")]);
     h.wait("Running", || h.instance(&p));
-    let pd = h.ok(
-        "DescribeDisks",
-        &[
-            ("RegionId", "cn-hangzhou"),
-            ("InstanceId", &p),
-            ("DiskType", "data"),
-        ],
-    );
-    let pd = pd["Disks"]["Disk"][0]["DiskId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pd = h.ok("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &p), ("DiskType", "data")]);
+    let pd = pd["Disks"]["Disk"][0]["DiskId"].as_str().unwrap().to_string();
     h.wait("In_use", || h.disk(&pd));
     let ps = h.snapshot_of(&pd);
     h.ok("StopInstance", &[("InstanceId", &p)]);
@@ -229,24 +151,13 @@ fn instance_conditions() {
 fn disk_state_conflict_dry_run_and_storage_failure() {
     let h = Harness::new(5);
     let (_, d, s) = h.stopped_with_snapshot();
-    let e = h
-        .call(
-            "ResetDisk",
-            &[("DiskId", &d), ("SnapshotId", &s), ("DryRun", "true")],
-        )
-        .unwrap_err();
+    let e = h.call("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s), ("DryRun", "true")]).unwrap_err();
     assert_eq!((e.code, e.status()), (Code::DryRunOperation, 400));
     assert_eq!(h.disk(&d)["Status"], "In_use", "DryRun changes nothing");
     h.admin("fault-inject", json!({"Operation": "reset"}));
-    let e = h
-        .call("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)])
-        .unwrap_err();
+    let e = h.call("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)]).unwrap_err();
     assert_eq!((e.code.as_str(), e.status()), ("InternalError", 500));
-    assert_eq!(
-        h.disk(&d)["Status"],
-        "In_use",
-        "a failed reset leaves the disk as it was"
-    );
+    assert_eq!(h.disk(&d)["Status"], "In_use", "a failed reset leaves the disk as it was");
     h.timings(60_000);
     h.ok("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s)]);
     assert_eq!(reset(&h, &d, &s), Code::OperationConflict);

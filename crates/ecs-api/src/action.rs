@@ -19,74 +19,25 @@ pub enum Action {
     ResetDisk(ResetDisk),
     CreateDisk(CreateDisk),
     DescribeDisks(DescribeDisks),
-    DeleteDisk {
-        disk_id: String,
-        dry_run: bool,
-    },
-    AttachDisk {
-        disk_id: String,
-        instance_id: String,
-        delete_with_instance: Option<bool>,
-        dry_run: bool,
-    },
-    DetachDisk {
-        disk_id: String,
-        instance_id: String,
-        delete_with_instance: Option<bool>,
-        dry_run: bool,
-    },
+    DeleteDisk { disk_id: String, dry_run: bool },
+    AttachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
+    DetachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
     CreateSnapshot(CreateSnapshot),
     DescribeSnapshots(DescribeSnapshots),
-    DeleteSnapshot {
-        snapshot_id: String,
-        force: bool,
-    },
-    RunInstances {
-        spec: InstanceSpec,
-        amount: u32,
-        min_amount: Option<u32>,
-        dry_run: bool,
-    },
-    CreateInstance {
-        spec: InstanceSpec,
-        dry_run: bool,
-    },
-    StartInstance {
-        instance_id: String,
-        dry_run: bool,
-    },
-    StopInstance {
-        instance_id: String,
-        force_stop: bool,
-        dry_run: bool,
-    },
-    StartInstances {
-        instance_ids: Vec<String>,
-        dry_run: bool,
-    },
-    StopInstances {
-        instance_ids: Vec<String>,
-        force_stop: bool,
-        dry_run: bool,
-    },
+    DeleteSnapshot { snapshot_id: String, force: bool },
+    RunInstances { spec: InstanceSpec, amount: u32, min_amount: Option<u32>, dry_run: bool },
+    CreateInstance { spec: InstanceSpec, dry_run: bool },
+    StartInstance { instance_id: String, dry_run: bool },
+    StopInstance { instance_id: String, force_stop: bool, dry_run: bool },
+    StartInstances { instance_ids: Vec<String>, dry_run: bool },
+    StopInstances { instance_ids: Vec<String>, force_stop: bool, dry_run: bool },
     DescribeInstances(DescribeInstances),
-    DeleteInstance {
-        instance_id: String,
-        force: bool,
-        dry_run: bool,
-    },
+    DeleteInstance { instance_id: String, force: bool, dry_run: bool },
     DescribeRegions,
     DescribeZones,
     DescribeImages(DescribeImages),
-    CreateImage {
-        snapshot_id: String,
-        image_name: Option<String>,
-        description: Option<String>,
-    },
-    DeleteImage {
-        image_id: String,
-        force: bool,
-    },
+    CreateImage { snapshot_id: String, image_name: Option<String>, description: Option<String> },
+    DeleteImage { image_id: String, force: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,10 +201,7 @@ impl Action {
                     paging: Paging::parse(p, 500)?,
                 })
             }
-            "DeleteDisk" => Action::DeleteDisk {
-                disk_id: p.req_str("DiskId")?,
-                dry_run: dry()?,
-            },
+            "DeleteDisk" => Action::DeleteDisk { disk_id: p.req_str("DiskId")?, dry_run: dry()? },
             "AttachDisk" => Action::AttachDisk {
                 disk_id: p.req_str("DiskId")?,
                 instance_id: p.req_str("InstanceId")?,
@@ -268,9 +216,10 @@ impl Action {
             },
             "CreateSnapshot" => {
                 let name = p.opt_str("SnapshotName");
-                if name.as_ref().is_some_and(|n| {
-                    n.chars().count() < 2 || n.chars().count() > 128 || n.starts_with("auto")
-                }) {
+                if name
+                    .as_ref()
+                    .is_some_and(|n| n.chars().count() < 2 || n.chars().count() > 128 || n.starts_with("auto"))
+                {
                     return Err(ApiError::invalid("SnapshotName"));
                 }
                 Action::CreateSnapshot(CreateSnapshot {
@@ -292,32 +241,20 @@ impl Action {
                     paging: Paging::parse(p, 100)?,
                 })
             }
-            "DeleteSnapshot" => Action::DeleteSnapshot {
-                snapshot_id: p.req_str("SnapshotId")?,
-                force: p.bool_or("Force", false)?,
-            },
+            "DeleteSnapshot" => {
+                Action::DeleteSnapshot { snapshot_id: p.req_str("SnapshotId")?, force: p.bool_or("Force", false)? }
+            }
             "RunInstances" => {
                 region_required = true;
                 let amount = p.opt_range("Amount", 1, 100)?.unwrap_or(1) as u32;
                 let min_amount = p.opt_range("MinAmount", 1, 100)?.map(|m| m as u32);
-                Action::RunInstances {
-                    spec: instance_spec(p)?,
-                    amount,
-                    min_amount,
-                    dry_run: dry()?,
-                }
+                Action::RunInstances { spec: instance_spec(p)?, amount, min_amount, dry_run: dry()? }
             }
             "CreateInstance" => {
                 region_required = true;
-                Action::CreateInstance {
-                    spec: instance_spec(p)?,
-                    dry_run: dry()?,
-                }
+                Action::CreateInstance { spec: instance_spec(p)?, dry_run: dry()? }
             }
-            "StartInstance" => Action::StartInstance {
-                instance_id: p.req_str("InstanceId")?,
-                dry_run: dry()?,
-            },
+            "StartInstance" => Action::StartInstance { instance_id: p.req_str("InstanceId")?, dry_run: dry()? },
             "StopInstance" => Action::StopInstance {
                 instance_id: p.req_str("InstanceId")?,
                 force_stop: p.bool_or("ForceStop", false)?,
@@ -333,10 +270,7 @@ impl Action {
                     return Err(ApiError::invalid("InstanceId"));
                 }
                 if name == "StartInstances" {
-                    Action::StartInstances {
-                        instance_ids: ids,
-                        dry_run: dry()?,
-                    }
+                    Action::StartInstances { instance_ids: ids, dry_run: dry()? }
                 } else {
                     Action::StopInstances {
                         instance_ids: ids,
@@ -371,9 +305,7 @@ impl Action {
             "DescribeImages" => {
                 region_required = true;
                 Action::DescribeImages(DescribeImages {
-                    image_ids: p
-                        .opt_str("ImageId")
-                        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+                    image_ids: p.opt_str("ImageId").map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
                     image_name: p.opt_str("ImageName"),
                     owner_alias: p.opt_str("ImageOwnerAlias"),
                     snapshot_id: p.opt_str("SnapshotId"),
@@ -390,33 +322,18 @@ impl Action {
             }
             "DeleteImage" => {
                 region_required = true;
-                Action::DeleteImage {
-                    image_id: p.req_str("ImageId")?,
-                    force: p.bool_or("Force", false)?,
-                }
+                Action::DeleteImage { image_id: p.req_str("ImageId")?, force: p.bool_or("Force", false)? }
             }
             _ => return Err(Code::InvalidActionNotFound.into()),
         };
-        let region_id = if region_required {
-            Some(p.req_str("RegionId")?)
-        } else {
-            p.opt_str("RegionId")
-        };
+        let region_id = if region_required { Some(p.req_str("RegionId")?) } else { p.opt_str("RegionId") };
         Ok(Request { region_id, action })
     }
 }
 
-fn disk_spec(
-    fields: &std::collections::BTreeMap<String, String>,
-    prefix: &str,
-) -> Result<DiskSpec, ApiError> {
+fn disk_spec(fields: &std::collections::BTreeMap<String, String>, prefix: &str) -> Result<DiskSpec, ApiError> {
     let sub = Params::from_pairs(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let wrap = |e: ApiError| {
-        ApiError::invalid(&format!(
-            "{prefix}{}",
-            e.message.split('"').nth(1).unwrap_or("")
-        ))
-    };
+    let wrap = |e: ApiError| ApiError::invalid(&format!("{prefix}{}", e.message.split('"').nth(1).unwrap_or("")));
     Ok(DiskSpec {
         size_gib: sub.opt_i64("Size").map_err(wrap)?,
         category: sub.opt_str("Category"),
@@ -430,13 +347,8 @@ fn disk_spec(
 }
 
 fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
-    let system = p
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("SystemDisk.")
-                .map(|f| (f.to_string(), v.to_string()))
-        })
-        .collect();
+    let system =
+        p.iter().filter_map(|(k, v)| k.strip_prefix("SystemDisk.").map(|f| (f.to_string(), v.to_string()))).collect();
     let data_disks = p
         .repeat_struct("DataDisk")?
         .iter()
@@ -450,9 +362,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
     if let Some(sg) = p.opt_str("SecurityGroupId") {
         security_group_ids.insert(0, sg);
     }
-    let charge_type = p
-        .opt_str("InstanceChargeType")
-        .unwrap_or_else(|| "PostPaid".into());
+    let charge_type = p.opt_str("InstanceChargeType").unwrap_or_else(|| "PostPaid".into());
     if charge_type != "PostPaid" && charge_type != "PrePaid" {
         return Err(ApiError::invalid("InstanceChargeType"));
     }
@@ -483,15 +393,10 @@ mod tests {
         let r = Action::parse("ResetDisk", &p).unwrap();
         assert_eq!(
             r.action,
-            Action::ResetDisk(ResetDisk {
-                disk_id: "d-1".into(),
-                snapshot_id: "s-1".into(),
-                dry_run: true
-            })
+            Action::ResetDisk(ResetDisk { disk_id: "d-1".into(), snapshot_id: "s-1".into(), dry_run: true })
         );
         assert_eq!(r.region_id, None);
-        let e =
-            Action::parse("ResetDisk", &Params::from_pairs([("SnapshotId", "s-1")])).unwrap_err();
+        let e = Action::parse("ResetDisk", &Params::from_pairs([("SnapshotId", "s-1")])).unwrap_err();
         assert_eq!(
             e.message,
             "The input parameter \"DiskId\" that is mandatory for processing this request is not supplied."
@@ -512,25 +417,16 @@ mod tests {
     #[test]
     fn legacy_region_is_kept_and_required_where_documented() {
         let p = Params::from_pairs([("DiskId", "d"), ("SnapshotId", "s"), ("RegionId", "cn-x")]);
-        assert_eq!(
-            Action::parse("ResetDisk", &p).unwrap().region_id.as_deref(),
-            Some("cn-x")
-        );
+        assert_eq!(Action::parse("ResetDisk", &p).unwrap().region_id.as_deref(), Some("cn-x"));
         let e = Action::parse("DescribeDisks", &Params::default()).unwrap_err();
         assert_eq!(e, ApiError::missing("RegionId"));
     }
 
     #[test]
     fn unknown_action_and_owner_conflict() {
-        assert_eq!(
-            Action::parse("Nope", &Params::default()).unwrap_err().code,
-            Code::InvalidActionNotFound
-        );
+        assert_eq!(Action::parse("Nope", &Params::default()).unwrap_err().code, Code::InvalidActionNotFound);
         let p = Params::from_pairs([("OwnerId", "1"), ("OwnerAccount", "a")]);
-        assert_eq!(
-            Action::parse("DescribeRegions", &p).unwrap_err().code,
-            Code::InvalidOwner
-        );
+        assert_eq!(Action::parse("DescribeRegions", &p).unwrap_err().code, Code::InvalidOwner);
     }
 
     #[test]
@@ -546,37 +442,22 @@ mod tests {
             ("SystemDisk.Size", "40"),
             ("Amount", "2"),
         ]);
-        let Action::RunInstances { spec, amount, .. } =
-            Action::parse("RunInstances", &p).unwrap().action
-        else {
+        let Action::RunInstances { spec, amount, .. } = Action::parse("RunInstances", &p).unwrap().action else {
             panic!("wrong variant")
         };
         assert_eq!(amount, 2);
         assert_eq!(spec.system_disk.size_gib, Some(40));
         assert_eq!(spec.data_disks.len(), 2);
-        assert_eq!(
-            spec.data_disks[0].category.as_deref(),
-            Some("ephemeral_ssd")
-        );
+        assert_eq!(spec.data_disks[0].category.as_deref(), Some("ephemeral_ssd"));
         assert!(!spec.data_disks[1].delete_with_instance);
-        let bad = Params::from_pairs([
-            ("RegionId", "r"),
-            ("ImageId", "i"),
-            ("InstanceType", "t"),
-            ("DataDisk.1.Size", "x"),
-        ]);
-        assert_eq!(
-            Action::parse("RunInstances", &bad).unwrap_err(),
-            ApiError::invalid("DataDisk.1.Size")
-        );
+        let bad =
+            Params::from_pairs([("RegionId", "r"), ("ImageId", "i"), ("InstanceType", "t"), ("DataDisk.1.Size", "x")]);
+        assert_eq!(Action::parse("RunInstances", &bad).unwrap_err(), ApiError::invalid("DataDisk.1.Size"));
     }
 
     #[test]
     fn create_disk_needs_size_or_snapshot() {
         let p = Params::from_pairs([("RegionId", "r"), ("ZoneId", "z")]);
-        assert_eq!(
-            Action::parse("CreateDisk", &p).unwrap_err().code,
-            Code::MissingSizeOrSnapshot
-        );
+        assert_eq!(Action::parse("CreateDisk", &p).unwrap_err().code, Code::MissingSizeOrSnapshot);
     }
 }

@@ -108,18 +108,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code) -> Self {
-        ApiError {
-            code,
-            message: code.message().to_string(),
-        }
+        ApiError { code, message: code.message().to_string() }
     }
 
     /// A code whose message template names something (a parameter, a string to sign).
     pub fn with(code: Code, name: &str) -> Self {
-        ApiError {
-            code,
-            message: code.message().replacen("{}", name, 1),
-        }
+        ApiError { code, message: code.message().replacen("{}", name, 1) }
     }
 
     pub fn missing(name: &str) -> Self {
@@ -143,13 +137,7 @@ impl From<Code> for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.code.as_str(),
-            self.status(),
-            self.message
-        )
+        write!(f, "{} ({}): {}", self.code.as_str(), self.status(), self.message)
     }
 }
 
@@ -168,36 +156,12 @@ mod tests {
                 "DiskCategory.OperationNotSupported",
                 "The operation is not supported to the specified disk due to its disk category",
             ),
-            (
-                400,
-                "InvalidRegionId.MalFormed",
-                "The specified RegionId is not valid",
-            ),
-            (
-                400,
-                "DryRunOperation",
-                "Request validation has been passed with DryRun flag set.",
-            ),
-            (
-                403,
-                "IncorrectDiskStatus",
-                "The current disk status does not support this operation.",
-            ),
-            (
-                403,
-                "IncorrectInstanceStatus",
-                "The current status of the resource does not support this operation.",
-            ),
-            (
-                403,
-                "InstanceLockedForSecurity",
-                "The instance is locked due to security.",
-            ),
-            (
-                403,
-                "InvalidParameter.Mismatch",
-                "The specified snapshot is not created from the specified disk.",
-            ),
+            (400, "InvalidRegionId.MalFormed", "The specified RegionId is not valid"),
+            (400, "DryRunOperation", "Request validation has been passed with DryRun flag set."),
+            (403, "IncorrectDiskStatus", "The current disk status does not support this operation."),
+            (403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation."),
+            (403, "InstanceLockedForSecurity", "The instance is locked due to security."),
+            (403, "InvalidParameter.Mismatch", "The specified snapshot is not created from the specified disk."),
             (
                 403,
                 "InvalidSnapshot.TooOld",
@@ -208,72 +172,20 @@ mod tests {
                 "InstanceExpiredOrInArrears",
                 "The specified operation is denied as your prepay instance is expired (prepay mode) or in arrears (afterpay mode).",
             ),
-            (
-                403,
-                "OperationDenied",
-                "The specified snapshot dees not support ResetDisk.",
-            ),
-            (
-                403,
-                "InvalidSnapshotId.NotReady",
-                "The specified snapshot has not completed yet.",
-            ),
-            (
-                403,
-                "InvalidAccountStatus.NotEnoughBalance",
-                "Your account does not have enough balance.",
-            ),
-            (
-                403,
-                "InvalidAccountStatus.SnapshotServiceUnavailable",
-                "Snapshot service has not been opened yet.",
-            ),
-            (
-                403,
-                "Operation.Conflict",
-                "The operation may conflicts with others.",
-            ),
-            (
-                403,
-                "UserNotInTheWhiteList",
-                "The user is not in disk white list.",
-            ),
-            (
-                403,
-                "InvalidParameter.KMSKeyId.CMKNotEnabled",
-                "The CMK needs to be enabled.",
-            ),
-            (
-                403,
-                "InvalidParameter.KMSKeyId.KMSUnauthorized",
-                "ECS service have no right to access your KMS.",
-            ),
-            (
-                404,
-                "InvalidParameter.KMSKeyId.NotFound",
-                "The specified KMSKeyId does not exist.",
-            ),
-            (
-                404,
-                "InvalidDiskId.NotFound",
-                "The specified disk does not exist.",
-            ),
+            (403, "OperationDenied", "The specified snapshot dees not support ResetDisk."),
+            (403, "InvalidSnapshotId.NotReady", "The specified snapshot has not completed yet."),
+            (403, "InvalidAccountStatus.NotEnoughBalance", "Your account does not have enough balance."),
+            (403, "InvalidAccountStatus.SnapshotServiceUnavailable", "Snapshot service has not been opened yet."),
+            (403, "Operation.Conflict", "The operation may conflicts with others."),
+            (403, "UserNotInTheWhiteList", "The user is not in disk white list."),
+            (403, "InvalidParameter.KMSKeyId.CMKNotEnabled", "The CMK needs to be enabled."),
+            (403, "InvalidParameter.KMSKeyId.KMSUnauthorized", "ECS service have no right to access your KMS."),
+            (404, "InvalidParameter.KMSKeyId.NotFound", "The specified KMSKeyId does not exist."),
+            (404, "InvalidDiskId.NotFound", "The specified disk does not exist."),
             (404, "Disk.NotFound", "The specified disk does not exist."),
-            (
-                404,
-                "InvalidSnapshotId.NotFound",
-                "The specified SnapshotId does not exist.",
-            ),
-            (
-                404,
-                "InvalidInstanceId.NotFound",
-                "The specified InstanceId does not exist.",
-            ),
-            (
-                500,
-                "InternalError",
-                "The request processing has failed due to some unknown error.",
-            ),
+            (404, "InvalidSnapshotId.NotFound", "The specified SnapshotId does not exist."),
+            (404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist."),
+            (500, "InternalError", "The request processing has failed due to some unknown error."),
             (
                 500,
                 "InternalError",
@@ -282,9 +194,7 @@ mod tests {
         ];
         for (status, code, message) in rows {
             assert!(
-                Code::ALL.iter().any(|c| c.status() == *status
-                    && c.as_str() == *code
-                    && c.message() == *message),
+                Code::ALL.iter().any(|c| c.status() == *status && c.as_str() == *code && c.message() == *message),
                 "missing {status} {code} {message}"
             );
         }

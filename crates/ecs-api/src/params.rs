@@ -36,12 +36,7 @@ impl Params {
         K: Into<String>,
         V: Into<String>,
     {
-        Params {
-            map: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+        Params { map: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -80,9 +75,7 @@ impl Params {
     }
 
     pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.opt_str(name)
-            .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::invalid(name)))
-            .transpose()
+        self.opt_str(name).map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::invalid(name))).transpose()
     }
 
     /// An integer that must lie in `min..=max`.
@@ -125,10 +118,7 @@ impl Params {
                 continue;
             };
             let n: u32 = n.parse().map_err(|_| ApiError::invalid(k))?;
-            items
-                .entry(n)
-                .or_default()
-                .insert(field.to_string(), v.clone());
+            items.entry(n).or_default().insert(field.to_string(), v.clone());
         }
         Ok(items.into_values().collect())
     }
@@ -163,9 +153,7 @@ pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             _ => {
                 out.push('%');
                 out.push(char::from(b"0123456789ABCDEF"[(b >> 4) as usize]));
@@ -179,14 +167,8 @@ pub fn percent_encode(s: &str) -> String {
 /// Paging as DescribeX accepts it: NextToken/MaxResults (preferred) or PageNumber/PageSize.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Paging {
-    Token {
-        next_token: Option<String>,
-        max_results: u32,
-    },
-    Pages {
-        number: u32,
-        size: u32,
-    },
+    Token { next_token: Option<String>, max_results: u32 },
+    Pages { number: u32, size: u32 },
 }
 
 impl Paging {
@@ -194,14 +176,9 @@ impl Paging {
         let token = p.opt_str("NextToken");
         let max = p.opt_range("MaxResults", 1, max_results_cap)?;
         if token.is_some() || max.is_some() {
-            return Ok(Paging::Token {
-                next_token: token,
-                max_results: max.unwrap_or(10) as u32,
-            });
+            return Ok(Paging::Token { next_token: token, max_results: max.unwrap_or(10) as u32 });
         }
-        let number = p
-            .opt_range("PageNumber", 1, i64::from(u32::MAX))?
-            .unwrap_or(1) as u32;
+        let number = p.opt_range("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
         let size = p.opt_range("PageSize", 1, 100)?.unwrap_or(10) as u32;
         Ok(Paging::Pages { number, size })
     }
@@ -232,10 +209,7 @@ mod tests {
         let p = Params::from_pairs([("a", "True"), ("b", "false"), ("c", "yes")]);
         assert_eq!(p.opt_bool("a").unwrap(), Some(true));
         assert_eq!(p.opt_bool("b").unwrap(), Some(false));
-        assert_eq!(
-            p.opt_bool("c").unwrap_err().message,
-            "The specified parameter \"c\" is not valid."
-        );
+        assert_eq!(p.opt_bool("c").unwrap_err().message, "The specified parameter \"c\" is not valid.");
     }
 
     #[test]
@@ -249,10 +223,7 @@ mod tests {
             ("Tag.1.Key", "k"),
             ("Tag.1.Value", "v"),
         ]);
-        assert_eq!(
-            p.repeat_list("InstanceId").unwrap(),
-            vec!["i-a", "i-b", "i-c"]
-        );
+        assert_eq!(p.repeat_list("InstanceId").unwrap(), vec!["i-a", "i-b", "i-c"]);
         let dd = p.repeat_struct("DataDisk").unwrap();
         assert_eq!(dd.len(), 2);
         assert_eq!(dd[0]["Size"], "20");
@@ -262,10 +233,7 @@ mod tests {
     #[test]
     fn json_lists() {
         let p = Params::from_pairs([("DiskIds", "[\"d-1\",\"d-2\"]"), ("Bad", "[1")]);
-        assert_eq!(
-            p.json_list("DiskIds", 100).unwrap().unwrap(),
-            vec!["d-1", "d-2"]
-        );
+        assert_eq!(p.json_list("DiskIds", 100).unwrap().unwrap(), vec!["d-1", "d-2"]);
         assert!(p.json_list("DiskIds", 1).is_err());
         assert!(p.json_list("Bad", 100).is_err());
         assert_eq!(p.json_list("None", 100).unwrap(), None);
@@ -280,21 +248,9 @@ mod tests {
     #[test]
     fn paging_prefers_tokens() {
         let p = Params::from_pairs([("NextToken", "t"), ("PageNumber", "3")]);
-        assert_eq!(
-            Paging::parse(&p, 500).unwrap(),
-            Paging::Token {
-                next_token: Some("t".into()),
-                max_results: 10
-            }
-        );
+        assert_eq!(Paging::parse(&p, 500).unwrap(), Paging::Token { next_token: Some("t".into()), max_results: 10 });
         let p = Params::from_pairs([("PageNumber", "2"), ("PageSize", "50")]);
-        assert_eq!(
-            Paging::parse(&p, 500).unwrap(),
-            Paging::Pages {
-                number: 2,
-                size: 50
-            }
-        );
+        assert_eq!(Paging::parse(&p, 500).unwrap(), Paging::Pages { number: 2, size: 50 });
         let p = Params::from_pairs([("PageSize", "101")]);
         assert!(Paging::parse(&p, 500).is_err());
     }

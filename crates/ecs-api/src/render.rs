@@ -43,27 +43,19 @@ pub fn error(err: &ApiError, format: Format, request_id: &str) -> Rendered {
         "Message": err.message,
         "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"),
     });
-    let Value::Object(obj) = body else {
-        unreachable!("json! object literal")
-    };
+    let Value::Object(obj) = body else { unreachable!("json! object literal") };
     document(err.status(), format, "Error", obj)
 }
 
 fn document(status: u16, format: Format, root: &str, obj: Map<String, Value>) -> Rendered {
     match format {
-        Format::Json => Rendered {
-            status,
-            content_type: "application/json;charset=utf-8",
-            body: Value::Object(obj).to_string(),
-        },
+        Format::Json => {
+            Rendered { status, content_type: "application/json;charset=utf-8", body: Value::Object(obj).to_string() }
+        }
         Format::Xml => {
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
             element(&mut out, root, &Value::Object(obj));
-            Rendered {
-                status,
-                content_type: "text/xml;charset=utf-8",
-                body: out,
-            }
+            Rendered { status, content_type: "text/xml;charset=utf-8", body: out }
         }
     }
 }
@@ -83,9 +75,7 @@ fn element(out: &mut String, name: &str, v: &Value) {
             out.push_str(&format!("</{name}>"));
         }
         Value::Null => out.push_str(&format!("<{name}/>")),
-        Value::String(s) => {
-            out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str())))
-        }
+        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str()))),
         other => out.push_str(&format!("<{name}>{other}</{name}>")),
     }
 }

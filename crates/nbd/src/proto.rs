@@ -157,11 +157,7 @@ impl Request {
 
     /// Bytes of payload that follow this header on the wire.
     pub fn payload_len(&self) -> u32 {
-        if self.kind == CMD_WRITE {
-            self.length
-        } else {
-            0
-        }
+        if self.kind == CMD_WRITE { self.length } else { 0 }
     }
 }
 
@@ -259,12 +255,7 @@ pub fn chunk_header(cookie: u64, flags: u16, kind: u16, len: u32) -> Vec<u8> {
 
 pub fn error_chunk(cookie: u64, error: u32, message: &str) -> Vec<u8> {
     let msg = &message.as_bytes()[..message.len().min(1024)];
-    let mut out = chunk_header(
-        cookie,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE_ERROR,
-        6 + msg.len() as u32,
-    );
+    let mut out = chunk_header(cookie, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 6 + msg.len() as u32);
     out.extend_from_slice(&error.to_be_bytes());
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg);
@@ -278,21 +269,12 @@ mod tests {
 
     #[test]
     fn request_round_trip() {
-        let r = Request {
-            flags: CMD_FLAG_FUA,
-            kind: CMD_WRITE,
-            cookie: 42,
-            offset: 4096,
-            length: 512,
-        };
+        let r = Request { flags: CMD_FLAG_FUA, kind: CMD_WRITE, cookie: 42, offset: 4096, length: 512 };
         assert_eq!(Request::decode(&r.encode()), Ok(r));
         assert_eq!(r.payload_len(), 512);
         let mut bad = r.encode();
         bad[0] = 0;
-        assert!(matches!(
-            Request::decode(&bad),
-            Err(FrameError::BadMagic(_))
-        ));
+        assert!(matches!(Request::decode(&bad), Err(FrameError::BadMagic(_))));
         assert_eq!(Request::decode(&bad[..10]), Err(FrameError::Short));
     }
 
@@ -303,19 +285,13 @@ mod tests {
         d.extend_from_slice(&2u16.to_be_bytes());
         d.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
         d.extend_from_slice(&INFO_NAME.to_be_bytes());
-        assert_eq!(
-            parse_info_request(&d),
-            Some(("d-1".into(), vec![INFO_BLOCK_SIZE, INFO_NAME]))
-        );
+        assert_eq!(parse_info_request(&d), Some(("d-1".into(), vec![INFO_BLOCK_SIZE, INFO_NAME])));
         assert_eq!(parse_info_request(&d[..d.len() - 1]), None);
         let mut m = 0u32.to_be_bytes().to_vec();
         m.extend_from_slice(&1u32.to_be_bytes());
         m.extend_from_slice(&15u32.to_be_bytes());
         m.extend_from_slice(BASE_ALLOCATION.as_bytes());
-        assert_eq!(
-            parse_meta_request(&m),
-            Some((String::new(), vec![BASE_ALLOCATION.to_string()]))
-        );
+        assert_eq!(parse_meta_request(&m), Some((String::new(), vec![BASE_ALLOCATION.to_string()])));
         m.push(0);
         assert_eq!(parse_meta_request(&m), None);
     }

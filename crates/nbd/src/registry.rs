@@ -90,10 +90,7 @@ impl Registry {
         }
         // A connection still negotiating is refused by the policy from now on, and one that
         // starts serving sees its cancellation before it reads a request.
-        for h in handles
-            .iter()
-            .filter(|h| h.active.load(std::sync::atomic::Ordering::Acquire))
-        {
+        for h in handles.iter().filter(|h| h.active.load(std::sync::atomic::Ordering::Acquire)) {
             if !h.done.wait(timeout) {
                 tracing::warn!(export, "an NBD connection did not close in time");
             }

@@ -19,11 +19,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(exports: Arc<dyn Exports>, shutdown: CancellationToken) -> Arc<Server> {
-        Arc::new(Server {
-            exports,
-            registry: Arc::new(Registry::default()),
-            shutdown,
-        })
+        Arc::new(Server { exports, registry: Arc::new(Registry::default()), shutdown })
     }
 }
 
@@ -77,10 +73,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
     if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
         return Err(invalid("unknown client flags"));
     }
-    let mut h = Haggle {
-        no_zeroes: client_flags & FLAG_C_NO_ZEROES != 0,
-        ..Haggle::default()
-    };
+    let mut h = Haggle { no_zeroes: client_flags & FLAG_C_NO_ZEROES != 0, ..Haggle::default() };
     loop {
         let mut head = [0u8; 16];
         sock.read_exact(&mut head).await?;
@@ -91,8 +84,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                 return Err(invalid("option payload too large"));
             }
             tokio::io::copy(&mut (&mut sock).take(len as u64), &mut tokio::io::sink()).await?;
-            sock.write_all(&option_reply(option, REP_ERR_TOO_BIG, b"option too large"))
-                .await?;
+            sock.write_all(&option_reply(option, REP_ERR_TOO_BIG, b"option too large")).await?;
             continue;
         }
         let mut data = vec![0u8; len as usize];
@@ -109,14 +101,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                     reply.extend_from_slice(&[0u8; 124]);
                 }
                 sock.write_all(&reply).await?;
-                let session = Session {
-                    server: server.clone(),
-                    name,
-                    device,
-                    handle,
-                    structured: false,
-                    meta: false,
-                };
+                let session = Session { server: server.clone(), name, device, handle, structured: false, meta: false };
                 return transmit(sock, session).await;
             }
             OPT_ABORT => {
@@ -125,12 +110,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
             }
             OPT_LIST => {
                 if !data.is_empty() {
-                    sock.write_all(&option_reply(
-                        option,
-                        REP_ERR_INVALID,
-                        b"NBD_OPT_LIST takes no data",
-                    ))
-                    .await?;
+                    sock.write_all(&option_reply(option, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")).await?;
                     continue;
                 }
                 let names = server.exports.list();
@@ -144,41 +124,23 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                 sock.write_all(&out).await?;
             }
             OPT_STRUCTURED_REPLY => {
-                let kind = if data.is_empty() && !h.structured {
-                    REP_ACK
-                } else {
-                    REP_ERR_INVALID
-                };
+                let kind = if data.is_empty() && !h.structured { REP_ACK } else { REP_ERR_INVALID };
                 h.structured |= kind == REP_ACK;
                 sock.write_all(&option_reply(option, kind, &[])).await?;
             }
             OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
                 let set = option == OPT_SET_META_CONTEXT;
                 let Some((name, queries)) = parse_meta_request(&data) else {
-                    sock.write_all(&option_reply(
-                        option,
-                        REP_ERR_INVALID,
-                        b"malformed meta context request",
-                    ))
-                    .await?;
+                    sock.write_all(&option_reply(option, REP_ERR_INVALID, b"malformed meta context request")).await?;
                     continue;
                 };
                 if !h.structured {
-                    sock.write_all(&option_reply(
-                        option,
-                        REP_ERR_INVALID,
-                        b"negotiate structured replies first",
-                    ))
-                    .await?;
+                    sock.write_all(&option_reply(option, REP_ERR_INVALID, b"negotiate structured replies first"))
+                        .await?;
                     continue;
                 }
-                let wanted =
-                    |q: &str| q == BASE_ALLOCATION || (!set && (q == "base:" || q.is_empty()));
-                let offer = if queries.is_empty() {
-                    !set
-                } else {
-                    queries.iter().any(|q| wanted(q))
-                };
+                let wanted = |q: &str| q == BASE_ALLOCATION || (!set && (q == "base:" || q.is_empty()));
+                let offer = if queries.is_empty() { !set } else { queries.iter().any(|q| wanted(q)) };
                 let mut out = Vec::new();
                 if offer {
                     let mut d = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
@@ -193,12 +155,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
             }
             OPT_INFO | OPT_GO => {
                 let Some((name, infos)) = parse_info_request(&data) else {
-                    sock.write_all(&option_reply(
-                        option,
-                        REP_ERR_INVALID,
-                        b"malformed info request",
-                    ))
-                    .await?;
+                    sock.write_all(&option_reply(option, REP_ERR_INVALID, b"malformed info request")).await?;
                     continue;
                 };
                 let opened = if option == OPT_GO {
@@ -210,26 +167,17 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                     Ok(x) => x,
                     Err(Refusal::Unknown) => {
                         let msg = format!("no export named {name:?}");
-                        sock.write_all(&option_reply(option, REP_ERR_UNKNOWN, msg.as_bytes()))
-                            .await?;
+                        sock.write_all(&option_reply(option, REP_ERR_UNKNOWN, msg.as_bytes())).await?;
                         continue;
                     }
                     Err(Refusal::Policy(msg)) => {
-                        sock.write_all(&option_reply(option, REP_ERR_POLICY, msg.as_bytes()))
-                            .await?;
+                        sock.write_all(&option_reply(option, REP_ERR_POLICY, msg.as_bytes())).await?;
                         continue;
                     }
                 };
-                let mut out = option_reply(
-                    option,
-                    REP_INFO,
-                    &info_export(device.size(), flags_for(&device, h.structured)),
-                );
-                out.extend(option_reply(
-                    option,
-                    REP_INFO,
-                    &info_block_size(1, 4096, MAX_PAYLOAD),
-                ));
+                let mut out =
+                    option_reply(option, REP_INFO, &info_export(device.size(), flags_for(&device, h.structured)));
+                out.extend(option_reply(option, REP_INFO, &info_block_size(1, 4096, MAX_PAYLOAD)));
                 if infos.contains(&INFO_NAME) {
                     out.extend(option_reply(option, REP_INFO, &info_name(&name)));
                 }
@@ -237,24 +185,13 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                 sock.write_all(&out).await?;
                 if let Some(handle) = handle {
                     let meta = h.meta.as_deref() == Some(name.as_str());
-                    let session = Session {
-                        server: server.clone(),
-                        name,
-                        device,
-                        handle,
-                        structured: h.structured,
-                        meta,
-                    };
+                    let session =
+                        Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
                     return transmit(sock, session).await;
                 }
             }
             _ => {
-                sock.write_all(&option_reply(
-                    option,
-                    REP_ERR_UNSUP,
-                    b"option not supported",
-                ))
-                .await?;
+                sock.write_all(&option_reply(option, REP_ERR_UNSUP, b"option not supported")).await?;
             }
         }
     }
@@ -262,10 +199,7 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
 
 /// Register first, then ask for the device: a revoke that runs in between either finds this
 /// connection registered or made the policy refuse it.
-async fn open(
-    server: &Arc<Server>,
-    name: &str,
-) -> Result<(Device, crate::registry::Handle), Refusal> {
+async fn open(server: &Arc<Server>, name: &str) -> Result<(Device, crate::registry::Handle), Refusal> {
     let handle = server.registry.register(name, &server.shutdown);
     let exports = server.exports.clone();
     let n = name.to_string();
@@ -286,13 +220,7 @@ fn flags_for(device: &Device, structured: bool) -> u16 {
     let df = if structured { TF_SEND_DF } else { 0 };
     match device {
         Device::ReadWrite(_) => {
-            TF_HAS_FLAGS
-                | TF_SEND_FLUSH
-                | TF_SEND_FUA
-                | TF_SEND_TRIM
-                | TF_SEND_WRITE_ZEROES
-                | TF_CAN_MULTI_CONN
-                | df
+            TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES | TF_CAN_MULTI_CONN | df
         }
         Device::ReadOnly(_) => TF_HAS_FLAGS | TF_READ_ONLY | TF_SEND_FLUSH | TF_CAN_MULTI_CONN | df,
     }

@@ -29,9 +29,7 @@ pub(crate) struct Session {
 }
 
 pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
-    s.handle
-        .active
-        .store(true, std::sync::atomic::Ordering::Release);
+    s.handle.active.store(true, std::sync::atomic::Ordering::Release);
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(async move {
@@ -53,10 +51,7 @@ pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
     }
     drop(tx);
     let _ = writer.await;
-    session
-        .server
-        .registry
-        .unregister(&session.name, session.handle.id);
+    session.server.registry.unregister(&session.name, session.handle.id);
     session.handle.done.set();
     result
 }
@@ -78,24 +73,16 @@ async fn read_loop(
                 Err(e) => return Err(e),
             },
         }
-        let req = Request::decode(&head)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let req = Request::decode(&head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         if req.kind == CMD_DISC {
             return Ok(());
         }
         if req.payload_len() > MAX_PAYLOAD {
             // The payload cannot be skipped safely: the protocol allows closing.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "write larger than the advertised maximum",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum"));
         }
         let kib = (req.length.min(MAX_PAYLOAD) / 1024).max(1);
-        let permit = budget
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| io::Error::other("budget closed"))?;
+        let permit = budget.clone().acquire_many_owned(kib).await.map_err(|_| io::Error::other("budget closed"))?;
         let mut payload = vec![0u8; req.payload_len() as usize];
         rd.read_exact(&mut payload).await?;
         let (s, tx) = (s.clone(), tx.clone());
@@ -119,9 +106,7 @@ fn errno(e: &StoreError, write: bool) -> u32 {
 }
 
 fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
-    offset
-        .checked_add(len as u64)
-        .is_some_and(|end| end <= size)
+    offset.checked_add(len as u64).is_some_and(|end| end <= size)
 }
 
 /// Run one request and encode its reply.
@@ -145,12 +130,7 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
             }
             let n = req.length as usize;
             let (mut out, at) = if s.structured {
-                let mut h = chunk_header(
-                    req.cookie,
-                    REPLY_FLAG_DONE,
-                    REPLY_TYPE_OFFSET_DATA,
-                    8 + req.length,
-                );
+                let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
                 h.extend_from_slice(&req.offset.to_be_bytes());
                 let at = h.len();
                 (h, at)
@@ -176,19 +156,9 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
             let r = match req.kind {
                 CMD_WRITE => dev.write_at(&payload, req.offset, fua),
                 CMD_TRIM => dev.trim(req.offset, req.length as u64),
-                _ => dev.write_zeroes(
-                    req.offset,
-                    req.length as u64,
-                    req.flags & CMD_FLAG_NO_HOLE == 0,
-                ),
+                _ => dev.write_zeroes(req.offset, req.length as u64, req.flags & CMD_FLAG_NO_HOLE == 0),
             }
-            .and_then(|_| {
-                if fua && req.kind != CMD_WRITE {
-                    dev.flush()
-                } else {
-                    Ok(())
-                }
-            });
+            .and_then(|_| if fua && req.kind != CMD_WRITE { dev.flush() } else { Ok(()) });
             match r {
                 Ok(()) => simple_reply(req.cookie, 0, &[]),
                 Err(e) => fail(errno(&e, true), &e.to_string()),
@@ -205,11 +175,7 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
             if req.length == 0 || !in_bounds(size, req.offset, req.length) {
                 return fail(EINVAL, "block status beyond the end of the export");
             }
-            match s
-                .device
-                .reader()
-                .block_status(req.offset, req.length as u64)
-            {
+            match s.device.reader().block_status(req.offset, req.length as u64) {
                 Ok(extents) => block_status_reply(req, &extents),
                 Err(e) => fail(errno(&e, false), &e.to_string()),
             }
@@ -219,18 +185,10 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
 }
 
 fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
-    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 {
-        1
-    } else {
-        MAX_EXTENTS
-    };
+    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { MAX_EXTENTS };
     let mut descs: Vec<(u32, u32)> = Vec::new();
     for e in extents {
-        let flags = if e.allocated {
-            0
-        } else {
-            STATE_HOLE | STATE_ZERO
-        };
+        let flags = if e.allocated { 0 } else { STATE_HOLE | STATE_ZERO };
         let mut left = e.len;
         while left > 0 && descs.len() < limit {
             // Extents longer than a u32 are split on a 4 KiB boundary.
@@ -239,12 +197,7 @@ fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
             left -= n;
         }
     }
-    let mut out = chunk_header(
-        req.cookie,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE_BLOCK_STATUS,
-        4 + 8 * descs.len() as u32,
-    );
+    let mut out = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * descs.len() as u32);
     out.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
     for (len, flags) in descs {
         out.extend_from_slice(&len.to_be_bytes());

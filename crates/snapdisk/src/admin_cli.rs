@@ -6,11 +6,9 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
 #[derive(clap::Args)]
-#[command(
-    after_help = "Commands: see docs/operator.md. Values are JSON when they parse as JSON \
+#[command(after_help = "Commands: see docs/operator.md. Values are JSON when they parse as JSON \
     (numbers, true/false, [\"lists\"]), strings otherwise; keys ending in Id are always strings.\n\
-    Example: snapdisk admin instance-lock InstanceId=i-abc LockMsg='abuse report'"
-)]
+    Example: snapdisk admin instance-lock InstanceId=i-abc LockMsg='abuse report'")]
 pub struct AdminArgs {
     #[command(flatten)]
     data: DataDir,
@@ -29,9 +27,7 @@ pub struct AdminArgs {
 fn body(fields: &[String]) -> anyhow::Result<Value> {
     let mut map = Map::new();
     for f in fields {
-        let Some((k, v)) = f.split_once('=') else {
-            bail!("{f}: expected Key=Value")
-        };
+        let Some((k, v)) = f.split_once('=') else { bail!("{f}: expected Key=Value") };
         let value = if k.ends_with("Id") {
             Value::String(v.to_string())
         } else {
@@ -53,14 +49,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .to_string()
         }
     };
-    let url = format!(
-        "{}/admin/{}",
-        args.endpoint.trim_end_matches('/'),
-        args.command
-    );
-    let resp = ureq::post(&url)
-        .set("authorization", &format!("Bearer {token}"))
-        .send_json(body(&args.fields)?);
+    let url = format!("{}/admin/{}", args.endpoint.trim_end_matches('/'), args.command);
+    let resp = ureq::post(&url).set("authorization", &format!("Bearer {token}")).send_json(body(&args.fields)?);
     match resp {
         Ok(r) => {
             let v: Value = r.into_json()?;

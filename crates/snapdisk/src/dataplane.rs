@@ -20,12 +20,10 @@ impl nbd::Exports for Exports {
     fn open(&self, name: &str) -> Result<nbd::Device, nbd::Refusal> {
         let unavailable = |e: store::StoreError| nbd::Refusal::Policy(e.to_string());
         match self.control.export_grant(name) {
-            Ok(Grant::ReadWrite) => Ok(nbd::Device::ReadWrite(
-                self.engine.volume(name).map_err(unavailable)?,
-            )),
-            Ok(Grant::ReadOnly) => Ok(nbd::Device::ReadOnly(Arc::new(
-                self.engine.snapshot_view(name).map_err(unavailable)?,
-            ))),
+            Ok(Grant::ReadWrite) => Ok(nbd::Device::ReadWrite(self.engine.volume(name).map_err(unavailable)?)),
+            Ok(Grant::ReadOnly) => {
+                Ok(nbd::Device::ReadOnly(Arc::new(self.engine.snapshot_view(name).map_err(unavailable)?)))
+            }
             Err(Denied::Unknown) => Err(nbd::Refusal::Unknown),
             Err(Denied::Policy(why)) => Err(nbd::Refusal::Policy(why)),
         }

@@ -23,39 +23,21 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(control: Arc<Control>, admin_token: String) -> Self {
-        AppState {
-            control,
-            nonces: Arc::new(NonceCache::new()),
-            admin_token: Arc::new(admin_token),
-        }
+        AppState { control, nonces: Arc::new(NonceCache::new()), admin_token: Arc::new(admin_token) }
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", any(ecs))
-        .route("/admin/{command}", post(admin))
-        .with_state(state)
+    Router::new().route("/", any(ecs)).route("/admin/{command}", post(admin)).with_state(state)
 }
 
-async fn ecs(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn ecs(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let req = HttpRequest {
         method: method.as_str().to_string(),
         query: uri.query().unwrap_or_default().to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: body.to_vec(),
     };
@@ -69,20 +51,11 @@ async fn ecs(
         }
         Err(e) => {
             tracing::error!(error = %e, "request handler panicked");
-            render::error(
-                &ApiError::new(Code::InternalFailure),
-                Format::Json,
-                &request_id,
-            )
+            render::error(&ApiError::new(Code::InternalFailure), Format::Json, &request_id)
         }
     };
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [("content-type", rendered.content_type)],
-        rendered.body,
-    )
-        .into_response()
+    (status, [("content-type", rendered.content_type)], rendered.body).into_response()
 }
 
 type Handled = Result<(String, Format, serde_json::Value), (ApiError, Format)>;
@@ -98,19 +71,11 @@ fn handle(app: &AppState, req: HttpRequest) -> Handled {
         return Err(fail(Code::InvalidVersion.into()));
     }
     let parsed = Action::parse(&verified.action, &verified.params).map_err(fail)?;
-    let body = app
-        .control
-        .handle(&verified.account_id, parsed)
-        .map_err(fail)?;
+    let body = app.control.handle(&verified.account_id, parsed).map_err(fail)?;
     Ok((verified.action, format, body))
 }
 
-async fn admin(
-    State(app): State<AppState>,
-    Path(command): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn admin(State(app): State<AppState>, Path(command): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -118,8 +83,7 @@ async fn admin(
         .unwrap_or_default();
     let ok = {
         use subtle::ConstantTimeEq;
-        presented.len() == app.admin_token.len()
-            && bool::from(presented.as_bytes().ct_eq(app.admin_token.as_bytes()))
+        presented.len() == app.admin_token.len() && bool::from(presented.as_bytes().ct_eq(app.admin_token.as_bytes()))
     };
     if !ok {
         return json_error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
@@ -137,10 +101,7 @@ async fn admin(
     let control = app.control.clone();
     match tokio::task::spawn_blocking(move || control.admin(&command, body)).await {
         Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
-        Ok(Err(e)) => json_error(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            &e.to_string(),
-        ),
+        Ok(Err(e)) => json_error(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), &e.to_string()),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

@@ -13,11 +13,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
 
 #[derive(Parser)]
-#[command(
-    name = "snapdisk",
-    version,
-    about = "Block storage that speaks the Alibaba Cloud ECS API"
-)]
+#[command(name = "snapdisk", version, about = "Block storage that speaks the Alibaba Cloud ECS API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,9 +45,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(serve::run(args))
         }
         Command::Admin(args) => admin_cli::run(args),

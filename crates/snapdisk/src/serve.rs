@@ -42,51 +42,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.regions = regions;
     }
     if let Some(ms) = args.transition_ms {
-        config.timings = Timings {
-            disk_ms: ms,
-            instance_ms: ms,
-            snapshot_ms: ms,
-        };
+        config.timings = Timings { disk_ms: ms, instance_ms: ms, snapshot_ms: ms };
     }
     let engine = store::Engine::open(&dir.join("store")).context("opening the storage engine")?;
     engine.start_gc_thread();
-    let control =
-        Control::open(&dir, config, Box::new(engine.clone())).context("opening the catalog")?;
+    let control = Control::open(&dir, config, Box::new(engine.clone())).context("opening the catalog")?;
     if let Some(ms) = args.transition_ms {
         let t = serde_json::json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms});
-        control
-            .admin("timings", t)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        control.admin("timings", t).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let env_key = match (
-        std::env::var("SNAPDISK_ACCESS_KEY_ID"),
-        std::env::var("SNAPDISK_ACCESS_KEY_SECRET"),
-    ) {
+    let env_key = match (std::env::var("SNAPDISK_ACCESS_KEY_ID"), std::env::var("SNAPDISK_ACCESS_KEY_SECRET")) {
         (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
         _ => None,
     };
-    let boot = control
-        .bootstrap(env_key)
-        .context("bootstrapping the first account")?;
+    let boot = control.bootstrap(env_key).context("bootstrapping the first account")?;
     let admin_token = admin_token(&dir)?;
     let control = Arc::new(control);
 
     let shutdown = CancellationToken::new();
     let nbd_server = nbd::Server::new(
-        Arc::new(dataplane::Exports {
-            control: control.clone(),
-            engine: engine.clone(),
-        }),
+        Arc::new(dataplane::Exports { control: control.clone(), engine: engine.clone() }),
         shutdown.clone(),
     );
     control.set_events(Arc::new(dataplane::Revoker(nbd_server.registry.clone())));
-    let nbd_listener = tokio::net::TcpListener::bind(args.nbd_listen)
-        .await
-        .with_context(|| format!("binding {}", args.nbd_listen))?;
+    let nbd_listener =
+        tokio::net::TcpListener::bind(args.nbd_listen).await.with_context(|| format!("binding {}", args.nbd_listen))?;
     let nbd_addr = nbd_listener.local_addr()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let state = http::AppState::new(control.clone(), admin_token);
     let nonce_file = dir.join("nonces.json");
@@ -100,11 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "api listening on http://{addr}")?;
     writeln!(out, "nbd listening on {nbd_addr}")?;
-    writeln!(
-        out,
-        "account {} AccessKeyId {}",
-        boot.account_id, boot.access_key_id
-    )?;
+    writeln!(out, "account {} AccessKeyId {}", boot.account_id, boot.access_key_id)?;
     if boot.generated {
         let key = serde_json::json!({
             "AccountId": boot.account_id,
@@ -113,12 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
         let path = dir.join("bootstrap-key.json");
         write_private(&path, &serde_json::to_vec_pretty(&key)?)?;
-        writeln!(
-            out,
-            "AccessKeySecret {} (shown once; also in {})",
-            boot.access_key_secret,
-            path.display()
-        )?;
+        writeln!(out, "AccessKeySecret {} (shown once; also in {})", boot.access_key_secret, path.display())?;
     }
     writeln!(out, "admin token in {}", dir.join("admin-token").display())?;
     out.flush()?;

@@ -48,7 +48,6 @@ pub struct Engine {
     pub(crate) dir: PathBuf,
     pub(crate) io: Arc<Io>,
     pub(crate) meta: Mutex<Meta>,
-    gc_kick: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// Checkpoint when the log has grown past this.
@@ -57,8 +56,7 @@ pub(crate) const CHECKPOINT_BYTES: u64 = 64 << 20;
 impl Engine {
     /// Open (or create) the store in `dir`, replaying its log. Corrupt metadata refuses to open.
     pub fn open(dir: &Path) -> Result<Arc<Engine>> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
         let data = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -66,10 +64,7 @@ impl Engine {
             .write(true)
             .open(dir.join("data"))
             .map_err(|e| StoreError::io("opening the data file", e))?;
-        let data_len = data
-            .metadata()
-            .map_err(|e| StoreError::io("stat of the data file", e))?
-            .len();
+        let data_len = data.metadata().map_err(|e| StoreError::io("stat of the data file", e))?.len();
 
         let mut st = State::default();
         let ckpt = read_records(&dir.join("meta.ckpt"))?;
@@ -100,14 +95,10 @@ impl Engine {
         let mut log = if replay_log {
             // Cut a torn tail so that new records follow the last good one.
             if scan.valid_len < raw.len() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&log_path)
-                    .map_err(|e| StoreError::io("opening the log", e))?;
-                f.set_len(scan.valid_len as u64)
-                    .map_err(|e| StoreError::io("cutting the log's torn tail", e))?;
-                f.sync_all()
-                    .map_err(|e| StoreError::io("syncing the log", e))?;
+                let f =
+                    OpenOptions::new().write(true).open(&log_path).map_err(|e| StoreError::io("opening the log", e))?;
+                f.set_len(scan.valid_len as u64).map_err(|e| StoreError::io("cutting the log's torn tail", e))?;
+                f.sync_all().map_err(|e| StoreError::io("syncing the log", e))?;
                 tracing::warn!(
                     kept = scan.valid_len,
                     dropped = raw.len() - scan.valid_len,
@@ -116,13 +107,7 @@ impl Engine {
             }
             Log::open(&log_path)?
         } else {
-            write_file_atomically(
-                &log_path,
-                &[Record::Header {
-                    version: FORMAT_VERSION,
-                    generation: ckpt_gen,
-                }],
-            )?;
+            write_file_atomically(&log_path, &[Record::Header { version: FORMAT_VERSION, generation: ckpt_gen }])?;
             Log::open(&log_path)?
         };
         log.pending_free = std::mem::take(&mut st.freed);
@@ -149,37 +134,71 @@ impl Engine {
             garbage: st.garbage,
             generation: ckpt_gen,
         };
-        let engine = Arc::new(Engine {
-            dir: dir.to_path_buf(),
-            io,
-            meta: Mutex::new(meta),
-            gc_kick: Mutex::new(None),
-        });
+        let engine = Arc::new(Engine { dir: dir.to_path_buf(), io, meta: Mutex::new(meta) });
         engine.gc()?;
+        engine.sweep()?;
         if engine.io.log_len()? > CHECKPOINT_BYTES {
             engine.checkpoint()?;
         }
         Ok(engine)
     }
 
+    /// Punch out every data block nothing references: blocks written but never recorded
+    /// (a crash before the flush), or released but not yet punched when the process stopped.
+    /// Runs on open, when nothing else touches the store.
+    fn sweep(&self) -> Result<()> {
+        let meta = self.meta()?;
+        let mut referenced: Vec<Phys> = Vec::new();
+        for l in meta.layers.values() {
+            referenced.extend(l.own.values().filter_map(|v| *v));
+        }
+        for v in meta.volumes.values() {
+            referenced.extend(v.head_read()?.own.values().filter_map(|v| *v));
+        }
+        drop(meta);
+        referenced.sort_unstable();
+        let mut unreferenced = Vec::new();
+        for (start, end) in crate::io::data_extents(&self.io.data)? {
+            let mut b = start;
+            while b < end {
+                let i = referenced.partition_point(|p| *p < b);
+                match referenced.get(i) {
+                    Some(&p) if p == b => b += 1,
+                    Some(&p) if p < end => {
+                        unreferenced.push((b, p - b));
+                        b = p;
+                    }
+                    _ => {
+                        unreferenced.push((b, end - b));
+                        b = end;
+                    }
+                }
+            }
+        }
+        if !unreferenced.is_empty() {
+            let blocks: u64 = unreferenced.iter().map(|(_, n)| n).sum();
+            tracing::info!(blocks, "freeing data blocks nothing references");
+            self.io.release_now(unreferenced)?;
+        }
+        Ok(())
+    }
+
     /// Run GC in a background thread, woken after deletes and resets.
     pub fn start_gc_thread(self: &Arc<Self>) {
         let (tx, rx) = mpsc::channel::<()>();
         let weak = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("store-gc".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    while rx.try_recv().is_ok() {}
-                    let Some(engine) = weak.upgrade() else { break };
-                    if let Err(e) = engine.gc().and_then(|_| engine.maybe_checkpoint()) {
-                        tracing::error!(error = %e, "storage GC failed");
-                    }
+        let spawned = std::thread::Builder::new().name("store-gc".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                let Some(engine) = weak.upgrade() else { break };
+                if let Err(e) = engine.gc().and_then(|_| engine.maybe_checkpoint()) {
+                    tracing::error!(error = %e, "storage GC failed");
                 }
-            });
+            }
+        });
         match spawned {
             Ok(_) => {
-                if let Ok(mut k) = self.gc_kick.lock() {
+                if let Ok(mut k) = self.io.kick.lock() {
                     *k = Some(tx);
                 }
             }
@@ -190,17 +209,11 @@ impl Engine {
     }
 
     fn kick_gc(&self) {
-        if let Ok(k) = self.gc_kick.lock()
-            && let Some(tx) = k.as_ref()
-        {
-            let _ = tx.send(());
-        }
+        self.io.kick();
     }
 
     pub(crate) fn meta(&self) -> Result<MutexGuard<'_, Meta>> {
-        self.meta
-            .lock()
-            .map_err(|_| StoreError::new(ErrorKind::Io, "engine lock poisoned"))
+        self.meta.lock().map_err(|_| StoreError::new(ErrorKind::Io, "engine lock poisoned"))
     }
 
     fn new_layer(meta: &mut Meta) -> LayerId {
@@ -218,27 +231,14 @@ impl Engine {
         }
         let (parent, map) = match from {
             Some(s) => {
-                let snap = meta
-                    .snapshots
-                    .get(s)
-                    .ok_or_else(|| StoreError::not_found("snapshot", s))?;
+                let snap = meta.snapshots.get(s).ok_or_else(|| StoreError::not_found("snapshot", s))?;
                 (Some(snap.layer), snap.map.clone())
             }
             None => (None, BlockMap::new()),
         };
         let layer = Self::new_layer(&mut meta);
-        let head = Head {
-            layer,
-            parent,
-            own: OwnMap::new(),
-            map,
-        };
-        let rec = Record::CreateVolume {
-            volume: name.into(),
-            size,
-            layer,
-            from: from.map(String::from),
-        };
+        let head = Head { layer, parent, own: OwnMap::new(), map };
+        let rec = Record::CreateVolume { volume: name.into(), size, layer, from: from.map(String::from) };
         self.io.append_sync(&[rec], Vec::new())?;
         let v = Volume {
             name: name.into(),
@@ -259,54 +259,25 @@ impl Engine {
             return if s.volume == volume {
                 Ok(())
             } else {
-                Err(StoreError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("snapshot {snapshot} belongs to {}", s.volume),
-                ))
+                Err(StoreError::new(ErrorKind::AlreadyExists, format!("snapshot {snapshot} belongs to {}", s.volume)))
             };
         }
-        let vol = meta
-            .volumes
-            .get(volume)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("volume", volume))?;
+        let vol = meta.volumes.get(volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
         let new_layer = Self::new_layer(&mut meta);
         let mut head = vol.head_write()?;
         self.io.append_sync(
-            &[Record::Snapshot {
-                volume: volume.into(),
-                snapshot: snapshot.into(),
-                new_layer,
-            }],
+            &[Record::Snapshot { volume: volume.into(), snapshot: snapshot.into(), new_layer }],
             Vec::new(),
         )?;
         let old = std::mem::replace(
             &mut *head,
-            Head {
-                layer: new_layer,
-                parent: None,
-                own: OwnMap::new(),
-                map: BlockMap::new(),
-            },
+            Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
         );
         head.parent = Some(old.layer);
         head.map = old.map.clone();
-        meta.layers.insert(
-            old.layer,
-            Frozen {
-                parent: old.parent,
-                own: old.own,
-            },
-        );
-        meta.snapshots.insert(
-            snapshot.into(),
-            Snap {
-                volume: volume.into(),
-                layer: old.layer,
-                size: vol.size,
-                map: old.map,
-            },
-        );
+        meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
+        meta.snapshots
+            .insert(snapshot.into(), Snap { volume: volume.into(), layer: old.layer, size: vol.size, map: old.map });
         Ok(())
     }
 
@@ -314,40 +285,20 @@ impl Engine {
     /// stay. O(1): the old head is handed to GC.
     pub fn reset(&self, volume: &str, snapshot: &str) -> Result<()> {
         let mut meta = self.meta()?;
-        let snap = meta
-            .snapshots
-            .get(snapshot)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("snapshot", snapshot))?;
+        let snap = meta.snapshots.get(snapshot).cloned().ok_or_else(|| StoreError::not_found("snapshot", snapshot))?;
         if snap.volume != volume {
-            return Err(StoreError::new(
-                ErrorKind::Invalid,
-                format!("snapshot {snapshot} is not of volume {volume}"),
-            ));
+            return Err(StoreError::new(ErrorKind::Invalid, format!("snapshot {snapshot} is not of volume {volume}")));
         }
-        let vol = meta
-            .volumes
-            .get(volume)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("volume", volume))?;
+        let vol = meta.volumes.get(volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
         let new_layer = Self::new_layer(&mut meta);
         let mut head = vol.head_write()?;
         self.io.append_sync(
-            &[Record::Reset {
-                volume: volume.into(),
-                snapshot: snapshot.into(),
-                new_layer,
-            }],
+            &[Record::Reset { volume: volume.into(), snapshot: snapshot.into(), new_layer }],
             Vec::new(),
         )?;
         let old = std::mem::replace(
             &mut *head,
-            Head {
-                layer: new_layer,
-                parent: Some(snap.layer),
-                own: OwnMap::new(),
-                map: snap.map,
-            },
+            Head { layer: new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
         );
         meta.garbage.push(old.own);
         drop(head);
@@ -363,12 +314,7 @@ impl Engine {
             return Ok(());
         };
         let mut head = vol.head_write()?;
-        self.io.append_sync(
-            &[Record::DeleteVolume {
-                volume: volume.into(),
-            }],
-            Vec::new(),
-        )?;
+        self.io.append_sync(&[Record::DeleteVolume { volume: volume.into() }], Vec::new())?;
         vol.deleted.store(true, Ordering::Release);
         meta.garbage.push(std::mem::take(&mut head.own));
         head.map = BlockMap::new();
@@ -385,12 +331,7 @@ impl Engine {
         if !meta.snapshots.contains_key(snapshot) {
             return Ok(());
         }
-        self.io.append_sync(
-            &[Record::DeleteSnapshot {
-                snapshot: snapshot.into(),
-            }],
-            Vec::new(),
-        )?;
+        self.io.append_sync(&[Record::DeleteSnapshot { snapshot: snapshot.into() }], Vec::new())?;
         meta.snapshots.remove(snapshot);
         drop(meta);
         self.kick_gc();
@@ -398,25 +339,13 @@ impl Engine {
     }
 
     pub fn volume(&self, name: &str) -> Result<Arc<Volume>> {
-        self.meta()?
-            .volumes
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("volume", name))
+        self.meta()?.volumes.get(name).cloned().ok_or_else(|| StoreError::not_found("volume", name))
     }
 
     pub fn snapshot_view(&self, name: &str) -> Result<SnapshotView> {
         let meta = self.meta()?;
-        let s = meta
-            .snapshots
-            .get(name)
-            .ok_or_else(|| StoreError::not_found("snapshot", name))?;
-        Ok(SnapshotView {
-            name: name.into(),
-            size: s.size,
-            io: self.io.clone(),
-            map: s.map.clone(),
-        })
+        let s = meta.snapshots.get(name).ok_or_else(|| StoreError::not_found("snapshot", name))?;
+        Ok(SnapshotView { name: name.into(), size: s.size, io: self.io.clone(), map: s.map.clone() })
     }
 
     pub fn volumes(&self) -> Result<Vec<String>> {
@@ -430,13 +359,7 @@ impl Engine {
     /// Bytes the data file occupies on disk (holes excluded).
     pub fn physical_bytes(&self) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
-        Ok(self
-            .io
-            .data
-            .metadata()
-            .map_err(|e| StoreError::io("stat of the data file", e))?
-            .blocks()
-            * 512)
+        Ok(self.io.data.metadata().map_err(|e| StoreError::io("stat of the data file", e))?.blocks() * 512)
     }
 
     /// Number of frozen layers kept (for tests and metrics).
@@ -459,36 +382,21 @@ impl Engine {
     pub fn checkpoint(&self) -> Result<()> {
         let mut meta = self.meta()?;
         let vols: Vec<Arc<Volume>> = meta.volumes.values().cloned().collect();
-        let heads = vols
-            .iter()
-            .map(|v| v.head_write())
-            .collect::<Result<Vec<_>>>()?;
+        let heads = vols.iter().map(|v| v.head_write()).collect::<Result<Vec<_>>>()?;
         // Everything in the old log must be durable before it stops counting, and what dropped
         // heads held is freed now, since the checkpoint will not mention it.
-        let freed: Vec<Phys> = meta
-            .garbage
-            .drain(..)
-            .flat_map(|g| g.values().filter_map(|v| *v).collect::<Vec<_>>())
-            .collect();
+        let freed: Vec<Phys> =
+            meta.garbage.drain(..).flat_map(|g| g.values().filter_map(|v| *v).collect::<Vec<_>>()).collect();
         self.io.append_sync(&[], crate::io::runs(freed))?;
         let generation = meta.generation + 1;
-        let mut recs = vec![Record::Header {
-            version: FORMAT_VERSION,
-            generation,
-        }];
-        recs.push(Record::NextIds {
-            layer: meta.next_layer,
-            phys: self.io.next_phys.load(Ordering::Relaxed),
-        });
+        let mut recs = vec![Record::Header { version: FORMAT_VERSION, generation }];
+        recs.push(Record::NextIds { layer: meta.next_layer, phys: self.io.next_phys.load(Ordering::Relaxed) });
         let mut ids: Vec<&LayerId> = meta.layers.keys().collect();
         ids.sort();
         // Parents are written before children: layer ids only grow along a chain.
         for id in ids {
             let l = &meta.layers[id];
-            recs.push(Record::Layer {
-                layer: *id,
-                parent: l.parent,
-            });
+            recs.push(Record::Layer { layer: *id, parent: l.parent });
             own_records(*id, &l.own, &mut recs);
         }
         for (name, s) in &meta.snapshots {
@@ -500,23 +408,12 @@ impl Engine {
             });
         }
         for (v, h) in vols.iter().zip(&heads) {
-            recs.push(Record::Volume {
-                volume: v.name.clone(),
-                size: v.size,
-                layer: h.layer,
-                parent: h.parent,
-            });
+            recs.push(Record::Volume { volume: v.name.clone(), size: v.size, layer: h.layer, parent: h.parent });
             own_records(h.layer, &h.own, &mut recs);
         }
         write_file_atomically(&self.dir.join("meta.ckpt"), &recs)?;
         let log_path = self.dir.join("meta.log");
-        write_file_atomically(
-            &log_path,
-            &[Record::Header {
-                version: FORMAT_VERSION,
-                generation,
-            }],
-        )?;
+        write_file_atomically(&log_path, &[Record::Header { version: FORMAT_VERSION, generation }])?;
         self.io.replace_log(Log::open(&log_path)?)?;
         meta.generation = generation;
         drop(heads);
@@ -529,27 +426,14 @@ impl Engine {
 fn own_records(layer: LayerId, own: &OwnMap, out: &mut Vec<Record>) {
     let mut run: Option<(u64, u64, Option<Phys>)> = None; // (block, count, first phys)
     let flush = |run: Option<(u64, u64, Option<Phys>)>, out: &mut Vec<Record>| match run {
-        Some((block, count, Some(phys))) => out.push(Record::Write {
-            layer,
-            block,
-            count: count as u32,
-            phys,
-        }),
-        Some((block, count, None)) => out.push(Record::Trim {
-            layer,
-            block,
-            count: count as u32,
-        }),
+        Some((block, count, Some(phys))) => out.push(Record::Write { layer, block, count: count as u32, phys }),
+        Some((block, count, None)) => out.push(Record::Trim { layer, block, count: count as u32 }),
         None => {}
     };
     for (&b, &v) in own.iter() {
         run = match run {
-            Some((s, n, Some(p))) if b == s + n && v == Some(p + n) && n < u32::MAX as u64 => {
-                Some((s, n + 1, Some(p)))
-            }
-            Some((s, n, None)) if b == s + n && v.is_none() && n < u32::MAX as u64 => {
-                Some((s, n + 1, None))
-            }
+            Some((s, n, Some(p))) if b == s + n && v == Some(p + n) && n < u32::MAX as u64 => Some((s, n + 1, Some(p))),
+            Some((s, n, None)) if b == s + n && v.is_none() && n < u32::MAX as u64 => Some((s, n + 1, None)),
             other => {
                 flush(other, out);
                 Some((b, 1, v))
@@ -564,10 +448,7 @@ fn read_records(path: &Path) -> Result<Vec<Record>> {
         Ok(raw) => {
             let scan = format::scan(&raw)?;
             if scan.valid_len != raw.len() {
-                return Err(StoreError::corrupt(format!(
-                    "{} is truncated",
-                    path.display()
-                )));
+                return Err(StoreError::corrupt(format!("{} is truncated", path.display())));
             }
             Ok(scan.records)
         }
@@ -623,47 +504,19 @@ impl State {
                     self.next_phys = *phys;
                 }
                 Record::Layer { layer, parent } => {
-                    self.layers.insert(
-                        *layer,
-                        Frozen {
-                            parent: *parent,
-                            own: OwnMap::new(),
-                        },
-                    );
+                    self.layers.insert(*layer, Frozen { parent: *parent, own: OwnMap::new() });
                     target = Target::Frozen(*layer);
                 }
-                Record::BindSnapshot {
-                    snapshot,
-                    volume,
-                    layer,
-                    size,
-                } => {
-                    let snap = Snap {
-                        volume: volume.clone(),
-                        layer: *layer,
-                        size: *size,
-                        map: BlockMap::new(),
-                    };
+                Record::BindSnapshot { snapshot, volume, layer, size } => {
+                    let snap = Snap { volume: volume.clone(), layer: *layer, size: *size, map: BlockMap::new() };
                     self.snapshots.insert(snapshot.clone(), snap);
                 }
-                Record::Volume {
-                    volume,
-                    size,
-                    layer,
-                    parent,
-                } => {
-                    let head = Head {
-                        layer: *layer,
-                        parent: *parent,
-                        own: OwnMap::new(),
-                        map: BlockMap::new(),
-                    };
+                Record::Volume { volume, size, layer, parent } => {
+                    let head = Head { layer: *layer, parent: *parent, own: OwnMap::new(), map: BlockMap::new() };
                     self.heads.insert(volume.clone(), (*size, head));
                     target = Target::Head(volume.clone());
                 }
-                Record::Write {
-                    block, count, phys, ..
-                } => {
+                Record::Write { block, count, phys, .. } => {
                     let own = self.target_own(&target)?;
                     for i in 0..*count as u64 {
                         own.insert(block + i, Some(phys + i));
@@ -685,27 +538,22 @@ impl State {
         for id in ids {
             let l = &self.layers[&id];
             let mut map = match l.parent {
-                Some(p) => full
-                    .get(&p)
-                    .cloned()
-                    .ok_or_else(|| Self::bad(format!("layer {id} has a missing parent {p}")))?,
+                Some(p) => {
+                    full.get(&p).cloned().ok_or_else(|| Self::bad(format!("layer {id} has a missing parent {p}")))?
+                }
                 None => BlockMap::new(),
             };
             overlay(&mut map, &l.own);
             full.insert(id, map);
         }
         for (name, s) in self.snapshots.iter_mut() {
-            s.map = full
-                .get(&s.layer)
-                .cloned()
-                .ok_or_else(|| Self::bad(format!("snapshot {name} has no layer")))?;
+            s.map = full.get(&s.layer).cloned().ok_or_else(|| Self::bad(format!("snapshot {name} has no layer")))?;
         }
         for (name, (_, h)) in self.heads.iter_mut() {
             let mut map = match h.parent {
-                Some(p) => full
-                    .get(&p)
-                    .cloned()
-                    .ok_or_else(|| Self::bad(format!("volume {name} has a missing parent")))?,
+                Some(p) => {
+                    full.get(&p).cloned().ok_or_else(|| Self::bad(format!("volume {name} has a missing parent")))?
+                }
                 None => BlockMap::new(),
             };
             overlay(&mut map, &h.own);
@@ -726,119 +574,54 @@ impl State {
     /// Apply one log record, exactly as the live operation changed the state.
     fn apply(&mut self, r: &Record) -> Result<()> {
         match r {
-            Record::Write {
-                layer,
-                block,
-                count,
-                phys,
-            } => {
+            Record::Write { layer, block, count, phys } => {
                 self.see(*layer, phys + *count as u64);
-                let freed = self
-                    .head_of(*layer)?
-                    .apply_write(*block, *count as u64, *phys);
+                let freed = self.head_of(*layer)?.apply_write(*block, *count as u64, *phys);
                 self.freed.extend(crate::io::runs(freed));
             }
-            Record::Trim {
-                layer,
-                block,
-                count,
-            } => {
+            Record::Trim { layer, block, count } => {
                 self.see(*layer, 0);
                 let freed = self.head_of(*layer)?.apply_trim(*block, *count as u64);
                 self.freed.extend(crate::io::runs(freed));
             }
-            Record::CreateVolume {
-                volume,
-                size,
-                layer,
-                from,
-            } => {
+            Record::CreateVolume { volume, size, layer, from } => {
                 self.see(*layer, 0);
                 let (parent, map) = match from {
                     Some(s) => {
-                        let snap = self
-                            .snapshots
-                            .get(s)
-                            .ok_or_else(|| Self::bad(format!("clone of missing {s}")))?;
+                        let snap = self.snapshots.get(s).ok_or_else(|| Self::bad(format!("clone of missing {s}")))?;
                         (Some(snap.layer), snap.map.clone())
                     }
                     None => (None, BlockMap::new()),
                 };
-                self.heads.insert(
-                    volume.clone(),
-                    (
-                        *size,
-                        Head {
-                            layer: *layer,
-                            parent,
-                            own: OwnMap::new(),
-                            map,
-                        },
-                    ),
-                );
+                self.heads.insert(volume.clone(), (*size, Head { layer: *layer, parent, own: OwnMap::new(), map }));
             }
-            Record::Snapshot {
-                volume,
-                snapshot,
-                new_layer,
-            } => {
+            Record::Snapshot { volume, snapshot, new_layer } => {
                 self.see(*new_layer, 0);
-                let (size, head) = self
-                    .heads
-                    .get_mut(volume)
-                    .ok_or_else(|| Self::bad(format!("snapshot of missing {volume}")))?;
+                let (size, head) =
+                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("snapshot of missing {volume}")))?;
                 let size = *size;
                 let old = std::mem::replace(
                     head,
-                    Head {
-                        layer: *new_layer,
-                        parent: None,
-                        own: OwnMap::new(),
-                        map: BlockMap::new(),
-                    },
+                    Head { layer: *new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
                 );
                 head.parent = Some(old.layer);
                 head.map = old.map.clone();
-                self.layers.insert(
-                    old.layer,
-                    Frozen {
-                        parent: old.parent,
-                        own: old.own,
-                    },
-                );
-                self.snapshots.insert(
-                    snapshot.clone(),
-                    Snap {
-                        volume: volume.clone(),
-                        layer: old.layer,
-                        size,
-                        map: old.map,
-                    },
-                );
+                self.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
+                self.snapshots
+                    .insert(snapshot.clone(), Snap { volume: volume.clone(), layer: old.layer, size, map: old.map });
             }
-            Record::Reset {
-                volume,
-                snapshot,
-                new_layer,
-            } => {
+            Record::Reset { volume, snapshot, new_layer } => {
                 self.see(*new_layer, 0);
                 let snap = self
                     .snapshots
                     .get(snapshot)
                     .cloned()
                     .ok_or_else(|| Self::bad(format!("reset to missing {snapshot}")))?;
-                let (_, head) = self
-                    .heads
-                    .get_mut(volume)
-                    .ok_or_else(|| Self::bad(format!("reset of missing {volume}")))?;
+                let (_, head) =
+                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("reset of missing {volume}")))?;
                 let old = std::mem::replace(
                     head,
-                    Head {
-                        layer: *new_layer,
-                        parent: Some(snap.layer),
-                        own: OwnMap::new(),
-                        map: snap.map,
-                    },
+                    Head { layer: *new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
                 );
                 self.garbage.push(old.own);
             }
@@ -851,20 +634,13 @@ impl State {
                 self.snapshots.remove(snapshot);
             }
             Record::Merge { parent, child } => {
-                let freed = crate::gc::merge_state(
-                    &mut self.layers,
-                    self.heads.values_mut().map(|(_, h)| h),
-                    *parent,
-                    *child,
-                )
-                .map_err(Self::bad)?;
+                let freed =
+                    crate::gc::merge_state(&mut self.layers, self.heads.values_mut().map(|(_, h)| h), *parent, *child)
+                        .map_err(Self::bad)?;
                 self.freed.extend(crate::io::runs(freed));
             }
             Record::Drop { layer } => {
-                let l = self
-                    .layers
-                    .remove(layer)
-                    .ok_or_else(|| Self::bad(format!("drop of missing layer {layer}")))?;
+                let l = self.layers.remove(layer).ok_or_else(|| Self::bad(format!("drop of missing layer {layer}")))?;
                 let freed: Vec<Phys> = l.own.values().filter_map(|v| *v).collect();
                 self.freed.extend(crate::io::runs(freed));
             }

@@ -30,19 +30,11 @@ impl fmt::Display for StoreError {
 
 impl StoreError {
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
-        StoreError {
-            kind,
-            context: context.into(),
-            source: None,
-        }
+        StoreError { kind, context: context.into(), source: None }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StoreError {
-            kind: ErrorKind::Io,
-            context: context.into(),
-            source: Some(source),
-        }
+        StoreError { kind: ErrorKind::Io, context: context.into(), source: Some(source) }
     }
 
     pub fn not_found(what: &str, name: &str) -> Self {

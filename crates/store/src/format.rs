@@ -148,8 +148,7 @@ impl Rd<'_> {
     }
     fn str(&mut self) -> Result<String> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| StoreError::corrupt("metadata name is not UTF-8"))
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| StoreError::corrupt("metadata name is not UTF-8"))
     }
     fn ostr(&mut self) -> Result<Option<String>> {
         match self.u8()? {
@@ -165,64 +164,39 @@ impl Record {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = W(Vec::with_capacity(40));
         match self {
-            Record::Header {
-                version,
-                generation,
-            } => {
+            Record::Header { version, generation } => {
                 w.u8(0);
                 w.0.extend_from_slice(MAGIC);
                 w.u32(*version);
                 w.u64(*generation);
             }
-            Record::Write {
-                layer,
-                block,
-                count,
-                phys,
-            } => {
+            Record::Write { layer, block, count, phys } => {
                 w.u8(1);
                 w.u64(*layer);
                 w.u64(*block);
                 w.u32(*count);
                 w.u64(*phys);
             }
-            Record::Trim {
-                layer,
-                block,
-                count,
-            } => {
+            Record::Trim { layer, block, count } => {
                 w.u8(2);
                 w.u64(*layer);
                 w.u64(*block);
                 w.u32(*count);
             }
-            Record::CreateVolume {
-                volume,
-                size,
-                layer,
-                from,
-            } => {
+            Record::CreateVolume { volume, size, layer, from } => {
                 w.u8(3);
                 w.str(volume);
                 w.u64(*size);
                 w.u64(*layer);
                 w.ostr(from);
             }
-            Record::Snapshot {
-                volume,
-                snapshot,
-                new_layer,
-            } => {
+            Record::Snapshot { volume, snapshot, new_layer } => {
                 w.u8(4);
                 w.str(volume);
                 w.str(snapshot);
                 w.u64(*new_layer);
             }
-            Record::Reset {
-                volume,
-                snapshot,
-                new_layer,
-            } => {
+            Record::Reset { volume, snapshot, new_layer } => {
                 w.u8(5);
                 w.str(volume);
                 w.str(snapshot);
@@ -250,24 +224,14 @@ impl Record {
                 w.u64(*layer);
                 w.opt(*parent);
             }
-            Record::BindSnapshot {
-                snapshot,
-                volume,
-                layer,
-                size,
-            } => {
+            Record::BindSnapshot { snapshot, volume, layer, size } => {
                 w.u8(11);
                 w.str(snapshot);
                 w.str(volume);
                 w.u64(*layer);
                 w.u64(*size);
             }
-            Record::Volume {
-                volume,
-                size,
-                layer,
-                parent,
-            } => {
+            Record::Volume { volume, size, layer, parent } => {
                 w.u8(12);
                 w.str(volume);
                 w.u64(*size);
@@ -294,69 +258,23 @@ impl Record {
                 if r.take(8)? != MAGIC {
                     return Err(StoreError::corrupt("metadata log has a bad magic"));
                 }
-                Record::Header {
-                    version: r.u32()?,
-                    generation: r.u64()?,
-                }
+                Record::Header { version: r.u32()?, generation: r.u64()? }
             }
-            1 => Record::Write {
-                layer: r.u64()?,
-                block: r.u64()?,
-                count: r.u32()?,
-                phys: r.u64()?,
-            },
-            2 => Record::Trim {
-                layer: r.u64()?,
-                block: r.u64()?,
-                count: r.u32()?,
-            },
-            3 => Record::CreateVolume {
-                volume: r.str()?,
-                size: r.u64()?,
-                layer: r.u64()?,
-                from: r.ostr()?,
-            },
-            4 => Record::Snapshot {
-                volume: r.str()?,
-                snapshot: r.str()?,
-                new_layer: r.u64()?,
-            },
-            5 => Record::Reset {
-                volume: r.str()?,
-                snapshot: r.str()?,
-                new_layer: r.u64()?,
-            },
+            1 => Record::Write { layer: r.u64()?, block: r.u64()?, count: r.u32()?, phys: r.u64()? },
+            2 => Record::Trim { layer: r.u64()?, block: r.u64()?, count: r.u32()? },
+            3 => Record::CreateVolume { volume: r.str()?, size: r.u64()?, layer: r.u64()?, from: r.ostr()? },
+            4 => Record::Snapshot { volume: r.str()?, snapshot: r.str()?, new_layer: r.u64()? },
+            5 => Record::Reset { volume: r.str()?, snapshot: r.str()?, new_layer: r.u64()? },
             6 => Record::DeleteVolume { volume: r.str()? },
             7 => Record::DeleteSnapshot { snapshot: r.str()? },
-            8 => Record::Merge {
-                parent: r.u64()?,
-                child: r.u64()?,
-            },
+            8 => Record::Merge { parent: r.u64()?, child: r.u64()? },
             9 => Record::Drop { layer: r.u64()? },
-            10 => Record::Layer {
-                layer: r.u64()?,
-                parent: r.opt()?,
-            },
-            11 => Record::BindSnapshot {
-                snapshot: r.str()?,
-                volume: r.str()?,
-                layer: r.u64()?,
-                size: r.u64()?,
-            },
-            12 => Record::Volume {
-                volume: r.str()?,
-                size: r.u64()?,
-                layer: r.u64()?,
-                parent: r.opt()?,
-            },
-            13 => Record::NextIds {
-                layer: r.u64()?,
-                phys: r.u64()?,
-            },
+            10 => Record::Layer { layer: r.u64()?, parent: r.opt()? },
+            11 => Record::BindSnapshot { snapshot: r.str()?, volume: r.str()?, layer: r.u64()?, size: r.u64()? },
+            12 => Record::Volume { volume: r.str()?, size: r.u64()?, layer: r.u64()?, parent: r.opt()? },
+            13 => Record::NextIds { layer: r.u64()?, phys: r.u64()? },
             k => {
-                return Err(StoreError::corrupt(format!(
-                    "unknown metadata record kind {k}"
-                )));
+                return Err(StoreError::corrupt(format!("unknown metadata record kind {k}")));
             }
         };
         if !r.0.is_empty() {
@@ -387,9 +305,7 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
         let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         let (len, len_crc, crc) = (word(0) as usize, word(4), word(8));
         if crc32c::crc32c(&rest[0..4]) != len_crc || len == 0 || len > MAX_RECORD {
-            return Err(StoreError::corrupt(format!(
-                "metadata record at byte {pos} has a damaged length"
-            )));
+            return Err(StoreError::corrupt(format!("metadata record at byte {pos} has a damaged length")));
         }
         if rest.len() < FRAME + len {
             break; // torn body
@@ -399,9 +315,7 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
             if rest.len() == FRAME + len {
                 break; // the last record, torn in place
             }
-            return Err(StoreError::corrupt(format!(
-                "metadata record at byte {pos} fails its checksum"
-            )));
+            return Err(StoreError::corrupt(format!("metadata record at byte {pos} fails its checksum")));
         }
         records.push(Record::decode_body(body)?);
         pos += FRAME + len;
@@ -414,19 +328,14 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
             )));
         }
         Some(_) => {
-            return Err(StoreError::corrupt(
-                "metadata log does not start with a header",
-            ));
+            return Err(StoreError::corrupt("metadata log does not start with a header"));
         }
         None if buf.len() >= FRAME => {
             return Err(StoreError::corrupt("metadata log header is damaged"));
         }
         None => {}
     }
-    Ok(Scan {
-        records,
-        valid_len: pos,
-    })
+    Ok(Scan { records, valid_len: pos })
 }
 
 #[cfg(test)]
@@ -436,78 +345,22 @@ mod tests {
 
     fn sample() -> Vec<Record> {
         vec![
-            Record::Header {
-                version: FORMAT_VERSION,
-                generation: 3,
-            },
-            Record::CreateVolume {
-                volume: "d-1".into(),
-                size: 1 << 30,
-                layer: 1,
-                from: None,
-            },
-            Record::Write {
-                layer: 1,
-                block: 7,
-                count: 3,
-                phys: 99,
-            },
-            Record::Trim {
-                layer: 1,
-                block: 8,
-                count: 1,
-            },
-            Record::Snapshot {
-                volume: "d-1".into(),
-                snapshot: "s-1".into(),
-                new_layer: 2,
-            },
-            Record::Reset {
-                volume: "d-1".into(),
-                snapshot: "s-1".into(),
-                new_layer: 3,
-            },
-            Record::CreateVolume {
-                volume: "d-2".into(),
-                size: 1 << 30,
-                layer: 4,
-                from: Some("s-1".into()),
-            },
-            Record::Merge {
-                parent: 1,
-                child: 3,
-            },
+            Record::Header { version: FORMAT_VERSION, generation: 3 },
+            Record::CreateVolume { volume: "d-1".into(), size: 1 << 30, layer: 1, from: None },
+            Record::Write { layer: 1, block: 7, count: 3, phys: 99 },
+            Record::Trim { layer: 1, block: 8, count: 1 },
+            Record::Snapshot { volume: "d-1".into(), snapshot: "s-1".into(), new_layer: 2 },
+            Record::Reset { volume: "d-1".into(), snapshot: "s-1".into(), new_layer: 3 },
+            Record::CreateVolume { volume: "d-2".into(), size: 1 << 30, layer: 4, from: Some("s-1".into()) },
+            Record::Merge { parent: 1, child: 3 },
             Record::Drop { layer: 2 },
-            Record::Layer {
-                layer: 5,
-                parent: None,
-            },
-            Record::Layer {
-                layer: 6,
-                parent: Some(0),
-            },
-            Record::BindSnapshot {
-                snapshot: "s".into(),
-                volume: "d".into(),
-                layer: 6,
-                size: 1 << 20,
-            },
-            Record::Volume {
-                volume: "d".into(),
-                size: 4096,
-                layer: 7,
-                parent: Some(6),
-            },
-            Record::NextIds {
-                layer: 8,
-                phys: 100,
-            },
-            Record::DeleteSnapshot {
-                snapshot: "s-1".into(),
-            },
-            Record::DeleteVolume {
-                volume: "d-2".into(),
-            },
+            Record::Layer { layer: 5, parent: None },
+            Record::Layer { layer: 6, parent: Some(0) },
+            Record::BindSnapshot { snapshot: "s".into(), volume: "d".into(), layer: 6, size: 1 << 20 },
+            Record::Volume { volume: "d".into(), size: 4096, layer: 7, parent: Some(6) },
+            Record::NextIds { layer: 8, phys: 100 },
+            Record::DeleteSnapshot { snapshot: "s-1".into() },
+            Record::DeleteVolume { volume: "d-2".into() },
         ]
     }
 

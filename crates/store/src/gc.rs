@@ -18,9 +18,7 @@ pub(crate) fn merge_state<'a>(
     parent: LayerId,
     child: LayerId,
 ) -> std::result::Result<Vec<Phys>, String> {
-    let p = layers
-        .remove(&parent)
-        .ok_or_else(|| format!("merge of missing layer {parent}"))?;
+    let p = layers.remove(&parent).ok_or_else(|| format!("merge of missing layer {parent}"))?;
     let (own, up): (&mut OwnMap, &mut Option<LayerId>) = match layers.get_mut(&child) {
         Some(c) => (&mut c.own, &mut c.parent),
         None => match heads.find(|h| h.layer == child) {
@@ -44,11 +42,7 @@ pub(crate) fn merge_state<'a>(
     *up = p.parent;
     if up.is_none() {
         // Nothing lies beneath a root: tombstones there mean nothing.
-        let stale: Vec<u64> = own
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(b, _)| *b)
-            .collect();
+        let stale: Vec<u64> = own.iter().filter(|(_, v)| v.is_none()).map(|(b, _)| *b).collect();
         for b in stale {
             own.remove(&b);
         }
@@ -67,10 +61,7 @@ impl Engine {
         }
         let mut records = Vec::new();
         let volumes: Vec<_> = meta.volumes.values().cloned().collect();
-        let mut heads = volumes
-            .iter()
-            .map(|v| v.head_write())
-            .collect::<Result<Vec<_>>>()?;
+        let mut heads = volumes.iter().map(|v| v.head_write()).collect::<Result<Vec<_>>>()?;
         loop {
             let pinned: HashSet<LayerId> = meta.snapshots.values().map(|s| s.layer).collect();
             let mut children: HashMap<LayerId, Vec<LayerId>> = HashMap::new();
@@ -99,26 +90,26 @@ impl Engine {
                     records.push(Record::Drop { layer: id });
                 }
                 Some(&child) => {
-                    let f = merge_state(
-                        &mut meta.layers,
-                        heads.iter_mut().map(|h| &mut **h),
-                        id,
-                        child,
-                    )
-                    .map_err(crate::error::StoreError::corrupt)?;
+                    let f = merge_state(&mut meta.layers, heads.iter_mut().map(|h| &mut **h), id, child)
+                        .map_err(crate::error::StoreError::corrupt)?;
                     freed.extend(f);
                     records.push(Record::Merge { parent: id, child });
                 }
             }
         }
         if records.is_empty() && freed.is_empty() {
-            return Ok(());
+            drop(heads);
+            drop(meta);
+            // Releases recorded by replay or by writes since the last flush become durable here.
+            self.io.sync()?;
+            return self.io.punch_released();
         }
         // Records go in while the heads are held, so they stay ordered with the heads' own
-        // writes; the sync (which punches the freed blocks) need not hold up their I/O.
+        // writes; the sync and the punching need not hold up their I/O.
         self.io.append(&records, runs(freed))?;
         drop(heads);
         drop(meta);
-        self.io.sync()
+        self.io.sync()?;
+        self.io.punch_released()
     }
 }

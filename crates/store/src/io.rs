@@ -18,6 +18,11 @@ pub(crate) struct Io {
     pub data: File,
     pub next_phys: AtomicU64,
     log: Mutex<Log>,
+    /// Blocks whose release is durable, waiting to be punched out of the data file. Punching
+    /// is slow (a syscall per run), so it happens off the flush path, on the GC thread.
+    punchable: Mutex<Vec<(Phys, u64)>>,
+    /// Wakes the GC thread, when there is one.
+    pub kick: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Set when a write to the log failed: the state in memory is ahead of the disk, so
     /// nothing more may be acknowledged.
     broken: std::sync::atomic::AtomicBool,
@@ -38,20 +43,17 @@ impl Io {
             data,
             next_phys: AtomicU64::new(next_phys),
             log: Mutex::new(log),
+            punchable: Mutex::default(),
+            kick: Mutex::default(),
             broken: Default::default(),
         }
     }
 
     pub fn log(&self) -> Result<MutexGuard<'_, Log>> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(StoreError::new(
-                crate::ErrorKind::Io,
-                "the metadata log failed earlier; restart to recover",
-            ));
+            return Err(StoreError::new(crate::ErrorKind::Io, "the metadata log failed earlier; restart to recover"));
         }
-        self.log
-            .lock()
-            .map_err(|_| StoreError::new(crate::ErrorKind::Io, "metadata log lock poisoned"))
+        self.log.lock().map_err(|_| StoreError::new(crate::ErrorKind::Io, "metadata log lock poisoned"))
     }
 
     /// Reserve `n` fresh blocks. They are never reused, so a crash can never leave a stale
@@ -92,11 +94,58 @@ impl Io {
             r.encode(&mut log.buf);
         }
         log.pending_free.extend(freed);
-        self.guard(log.sync(&self.data))
+        self.guard(log.sync(&self.data))?;
+        let released = std::mem::take(&mut log.pending_free);
+        drop(log);
+        if !released.is_empty() {
+            if let Ok(mut p) = self.punchable.lock() {
+                p.extend(released);
+            }
+            self.kick();
+        }
+        Ok(())
     }
 
     pub fn sync(&self) -> Result<()> {
         self.append_sync(&[], Vec::new())
+    }
+
+    /// Wake the GC thread (it punches what flushes released).
+    pub fn kick(&self) {
+        if let Ok(k) = self.kick.lock()
+            && let Some(tx) = k.as_ref()
+        {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Queue runs whose release is already durable (or that were never referenced).
+    pub fn release_now(&self, runs: Vec<(Phys, u64)>) -> Result<()> {
+        if let Ok(mut p) = self.punchable.lock() {
+            p.extend(runs);
+        }
+        self.punch_released()
+    }
+
+    /// Punch out every block whose release is durable.
+    pub fn punch_released(&self) -> Result<()> {
+        let runs = match self.punchable.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return Err(StoreError::new(crate::ErrorKind::Io, "punch list lock poisoned")),
+        };
+        let mut blocks: Vec<(Phys, u64)> = runs;
+        blocks.sort_unstable();
+        let mut merged: Vec<(Phys, u64)> = Vec::new();
+        for (p, n) in blocks {
+            match merged.last_mut() {
+                Some((s, m)) if *s + *m >= p => *m = (*m).max(p + n - *s),
+                _ => merged.push((p, n)),
+            }
+        }
+        for (p, n) in merged {
+            punch(&self.data, p, n)?;
+        }
+        Ok(())
     }
 
     fn guard(&self, r: Result<()>) -> Result<()> {
@@ -129,17 +178,8 @@ impl Log {
             .read(true)
             .open(path)
             .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat of the metadata log", e))?
-            .len();
-        Ok(Log {
-            file,
-            path: path.to_path_buf(),
-            buf: Vec::new(),
-            len,
-            pending_free: Vec::new(),
-        })
+        let len = file.metadata().map_err(|e| StoreError::io("stat of the metadata log", e))?.len();
+        Ok(Log { file, path: path.to_path_buf(), buf: Vec::new(), len, pending_free: Vec::new() })
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -154,18 +194,11 @@ impl Log {
         Ok(())
     }
 
-    /// Data first, then the records that point at it, then free what they released.
+    /// Data first, then the records that point at it; after this, what they released may go.
     fn sync(&mut self, data: &File) -> Result<()> {
-        data.sync_data()
-            .map_err(|e| StoreError::io("syncing the data file", e))?;
+        data.sync_data().map_err(|e| StoreError::io("syncing the data file", e))?;
         self.spill()?;
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io("syncing the metadata log", e))?;
-        for (phys, n) in std::mem::take(&mut self.pending_free) {
-            punch(data, phys, n)?;
-        }
-        Ok(())
+        self.file.sync_data().map_err(|e| StoreError::io("syncing the metadata log", e))
     }
 }
 
@@ -174,12 +207,29 @@ fn punch(data: &File, phys: Phys, n: u64) -> Result<()> {
     use std::os::fd::AsRawFd;
     let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
     let (off, len) = ((phys * BLOCK_SIZE) as i64, (n * BLOCK_SIZE) as i64);
-    fallocate(data.as_raw_fd(), flags, off, len).map_err(|e| {
-        StoreError::io(
-            format!("freeing data blocks {phys}+{n}"),
-            std::io::Error::from(e),
-        )
-    })
+    fallocate(data.as_raw_fd(), flags, off, len)
+        .map_err(|e| StoreError::io(format!("freeing data blocks {phys}+{n}"), std::io::Error::from(e)))
+}
+
+/// Allocated ranges of the data file, in blocks `[start, end)`, found with SEEK_DATA/SEEK_HOLE.
+pub(crate) fn data_extents(data: &File) -> Result<Vec<(Phys, Phys)>> {
+    use nix::unistd::{Whence, lseek};
+    use std::os::fd::AsRawFd;
+    let fd = data.as_raw_fd();
+    let len = data.metadata().map_err(|e| StoreError::io("stat of the data file", e))?.len() as i64;
+    let mut out = Vec::new();
+    let mut pos = 0i64;
+    while pos < len {
+        let start = match lseek(fd, pos, Whence::SeekData) {
+            Ok(s) => s,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(StoreError::io("seeking data in the data file", e.into())),
+        };
+        let end = lseek(fd, start, Whence::SeekHole).map_err(|e| StoreError::io("seeking a hole", e.into()))?;
+        out.push((start as u64 / BLOCK_SIZE, (end as u64).div_ceil(BLOCK_SIZE)));
+        pos = end;
+    }
+    Ok(out)
 }
 
 /// Group a list of freed blocks into runs.
@@ -208,9 +258,7 @@ pub(crate) fn write_file_atomically(path: &Path, records: &[Record]) -> Result<(
     f.sync_all().map_err(|e| io("syncing", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("renaming", e))?;
     if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the directory of", e))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing the directory of", e))?;
     }
     Ok(())
 }
@@ -219,9 +267,6 @@ pub(crate) fn write_file_atomically(path: &Path, records: &[Record]) -> Result<(
 mod tests {
     #[test]
     fn runs_coalesce() {
-        assert_eq!(
-            super::runs(vec![5, 3, 4, 9, 10, 1]),
-            vec![(1, 1), (3, 3), (9, 2)]
-        );
+        assert_eq!(super::runs(vec![5, 3, 4, 9, 10, 1]), vec![(1, 1), (3, 3), (9, 2)]);
     }
 }

@@ -45,18 +45,10 @@ impl Head {
     /// an older layer may still have them, nothing at the root of a chain.
     pub fn apply_trim(&mut self, block: u64, count: u64) -> Vec<Phys> {
         let mut freed = Vec::new();
-        let keys: Vec<u64> = self
-            .map
-            .range(block..block + count)
-            .map(|(k, _)| *k)
-            .collect();
+        let keys: Vec<u64> = self.map.range(block..block + count).map(|(k, _)| *k).collect();
         for b in keys {
             self.map.remove(&b);
-            let old = if self.parent.is_some() {
-                self.own.insert(b, None)
-            } else {
-                self.own.remove(&b)
-            };
+            let old = if self.parent.is_some() { self.own.insert(b, None) } else { self.own.remove(&b) };
             if let Some(Some(p)) = old {
                 freed.push(p);
             }
@@ -80,15 +72,11 @@ impl Volume {
 
     pub(crate) fn head_read(&self) -> Result<RwLockReadGuard<'_, Head>> {
         self.live()?;
-        self.head
-            .read()
-            .map_err(|_| StoreError::new(ErrorKind::Io, "volume lock poisoned"))
+        self.head.read().map_err(|_| StoreError::new(ErrorKind::Io, "volume lock poisoned"))
     }
 
     pub(crate) fn head_write(&self) -> Result<RwLockWriteGuard<'_, Head>> {
-        self.head
-            .write()
-            .map_err(|_| StoreError::new(ErrorKind::Io, "volume lock poisoned"))
+        self.head.write().map_err(|_| StoreError::new(ErrorKind::Io, "volume lock poisoned"))
     }
 
     fn live(&self) -> Result<()> {
@@ -105,15 +93,7 @@ impl Volume {
         let mut head = self.head_write()?;
         self.live()?;
         let freed = head.apply_write(block, count, phys);
-        self.io.append(
-            &[Record::Write {
-                layer: head.layer,
-                block,
-                count: count as u32,
-                phys,
-            }],
-            runs(freed),
-        )
+        self.io.append(&[Record::Write { layer: head.layer, block, count: count as u32, phys }], runs(freed))
     }
 
     /// A write that starts or ends inside a block: merge it with the blocks' current
@@ -127,37 +107,23 @@ impl Volume {
         self.live()?;
         read_map(&self.io, &head.map, first, &mut buf[..BLOCK_SIZE as usize])?;
         if count > 1 {
-            read_map(
-                &self.io,
-                &head.map,
-                last,
-                &mut buf[((count - 1) * BLOCK_SIZE) as usize..],
-            )?;
+            read_map(&self.io, &head.map, last, &mut buf[((count - 1) * BLOCK_SIZE) as usize..])?;
         }
         let at = (offset - first * BLOCK_SIZE) as usize;
         buf[at..at + data.len()].copy_from_slice(data);
         let phys = self.io.alloc(count);
         self.io.write_blocks(&buf, phys)?;
         let freed = head.apply_write(first, count, phys);
-        self.io.append(
-            &[Record::Write {
-                layer: head.layer,
-                block: first,
-                count: count as u32,
-                phys,
-            }],
-            runs(freed),
-        )
+        self.io.append(&[Record::Write { layer: head.layer, block: first, count: count as u32, phys }], runs(freed))
     }
 }
 
 fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
-        _ => Err(StoreError::new(
-            ErrorKind::OutOfBounds,
-            format!("{len} bytes at {offset} lie beyond the end ({size})"),
-        )),
+        _ => {
+            Err(StoreError::new(ErrorKind::OutOfBounds, format!("{len} bytes at {offset} lie beyond the end ({size})")))
+        }
     }
 }
 
@@ -294,23 +260,14 @@ impl BlockWrite for Volume {
         let count = end_full - first_full;
         let freed = head.apply_trim(first_full, count);
         // The record is needed only if something changed; large trims of empty space are free.
-        if freed.is_empty()
-            && !head
-                .own
-                .range(first_full..end_full)
-                .any(|(_, v)| v.is_none())
-        {
+        if freed.is_empty() && !head.own.range(first_full..end_full).any(|(_, v)| v.is_none()) {
             return Ok(());
         }
         let mut records = Vec::new();
         let mut b = first_full;
         while b < end_full {
             let n = (end_full - b).min(u32::MAX as u64);
-            records.push(Record::Trim {
-                layer: head.layer,
-                block: b,
-                count: n as u32,
-            });
+            records.push(Record::Trim { layer: head.layer, block: b, count: n as u32 });
             b += n;
         }
         self.io.append(&records, runs(freed))
@@ -374,50 +331,19 @@ mod tests {
         m.insert(5, 12);
         let s = status(&m, 100, 6 * BLOCK_SIZE);
         assert_eq!(s.iter().map(|e| e.len).sum::<u64>(), 6 * BLOCK_SIZE);
-        assert_eq!(
-            s[0],
-            Extent {
-                len: BLOCK_SIZE - 100,
-                allocated: false
-            }
-        );
-        assert_eq!(
-            s[1],
-            Extent {
-                len: 2 * BLOCK_SIZE,
-                allocated: true
-            }
-        );
-        assert_eq!(
-            status(&BlockMap::new(), 0, 7),
-            vec![Extent {
-                len: 7,
-                allocated: false
-            }]
-        );
+        assert_eq!(s[0], Extent { len: BLOCK_SIZE - 100, allocated: false });
+        assert_eq!(s[1], Extent { len: 2 * BLOCK_SIZE, allocated: true });
+        assert_eq!(status(&BlockMap::new(), 0, 7), vec![Extent { len: 7, allocated: false }]);
     }
 
     #[test]
     fn trim_leaves_tombstones_only_over_a_parent() {
-        let mut h = Head {
-            layer: 1,
-            parent: None,
-            own: OwnMap::new(),
-            map: BlockMap::new(),
-        };
+        let mut h = Head { layer: 1, parent: None, own: OwnMap::new(), map: BlockMap::new() };
         h.apply_write(0, 4, 100);
         assert_eq!(h.apply_trim(1, 2), vec![101, 102]);
         assert_eq!(h.own.len(), 2);
-        let mut child = Head {
-            layer: 2,
-            parent: Some(1),
-            own: OwnMap::new(),
-            map: h.map.clone(),
-        };
-        assert!(
-            child.apply_trim(0, 1).is_empty(),
-            "the parent's block is not the child's to free"
-        );
+        let mut child = Head { layer: 2, parent: Some(1), own: OwnMap::new(), map: h.map.clone() };
+        assert!(child.apply_trim(0, 1).is_empty(), "the parent's block is not the child's to free");
         assert_eq!(child.own.get(&0), Some(&None));
         assert_eq!(child.apply_write(3, 1, 200), Vec::<Phys>::new());
         assert_eq!(child.apply_write(3, 1, 201), vec![200]);

@@ -43,10 +43,7 @@ fn read_all(dev: &dyn BlockRead) -> Vec<u64> {
     let mut buf = vec![0u8; BLOCKS as usize * BS];
     dev.read_at(&mut buf, 0).unwrap();
     (0..BLOCKS)
-        .map(|b| {
-            decode(b, &buf[b as usize * BS..(b as usize + 1) * BS])
-                .unwrap_or_else(|| panic!("block {b} is torn"))
-        })
+        .map(|b| decode(b, &buf[b as usize * BS..(b as usize + 1) * BS]).unwrap_or_else(|| panic!("block {b} is torn")))
         .collect()
 }
 
@@ -64,11 +61,7 @@ fn crash_child() {
     let engine = Engine::open(Path::new(&dir)).unwrap();
     engine.start_gc_thread();
     engine.create_volume(VOL, BLOCKS * BS as u64, None).unwrap();
-    let mut j = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(&dir).join("journal"))
-        .unwrap();
+    let mut j = std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join("journal")).unwrap();
     let mut log = |line: String| {
         j.write_all(format!("{line}\n").as_bytes()).unwrap();
     };
@@ -80,8 +73,7 @@ fn crash_child() {
         if roll < 65 {
             step += 1;
             let b = block_of(step);
-            vol.write_at(&content(step, b), b * BS as u64, roll < 5)
-                .unwrap();
+            vol.write_at(&content(step, b), b * BS as u64, roll < 5).unwrap();
             log(format!("W {step}"));
             if roll < 5 {
                 log(format!("F {step}"));
@@ -208,11 +200,8 @@ fn check_cycle(dir: &Path, model: &mut Model, journal: &str, seed: u64, first_st
         }
         assert!(snaps.contains(name), "seed {seed}: snapshot {name} lost");
         let got = read_all(&engine.snapshot_view(name).unwrap());
-        let diff: Vec<(usize, u64, u64)> = (0..BLOCKS as usize)
-            .filter(|b| got[*b] != want[*b])
-            .map(|b| (b, want[b], got[b]))
-            .take(5)
-            .collect();
+        let diff: Vec<(usize, u64, u64)> =
+            (0..BLOCKS as usize).filter(|b| got[*b] != want[*b]).map(|b| (b, want[b], got[b])).take(5).collect();
         assert!(
             diff.is_empty(),
             "seed {seed}: snapshot {name} changed (block, want, got): {diff:?}; journal tail {:?}",
@@ -223,11 +212,7 @@ fn check_cycle(dir: &Path, model: &mut Model, journal: &str, seed: u64, first_st
         && snaps.contains(name)
     {
         let got = read_all(&engine.snapshot_view(name).unwrap());
-        assert_eq!(
-            got,
-            model.settled(),
-            "seed {seed}: in-flight snapshot {name} is not the acknowledged state"
-        );
+        assert_eq!(got, model.settled(), "seed {seed}: in-flight snapshot {name} is not the acknowledged state");
         model.settle();
         model.snaps.insert(name.clone(), got);
     }
@@ -254,45 +239,25 @@ fn check_cycle(dir: &Path, model: &mut Model, journal: &str, seed: u64, first_st
     }
     model.pending.clear();
     model.disk = actual;
-    assert_eq!(
-        snaps,
-        model.snaps.keys().cloned().collect::<Vec<_>>(),
-        "seed {seed}: snapshot set"
-    );
+    assert_eq!(snaps, model.snaps.keys().cloned().collect::<Vec<_>>(), "seed {seed}: snapshot set");
     inflight + 1
 }
 
 #[test]
 fn crash_cycles() {
-    let cycles: u32 = std::env::var("CRASH_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(200);
+    let cycles: u32 = std::env::var("CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut model = Model {
-        disk: vec![0; BLOCKS as usize],
-        ..Model::default()
-    };
+    let mut model = Model { disk: vec![0; BLOCKS as usize], ..Model::default() };
     let mut step = 1u64;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(
-        std::env::var("CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(7),
-    );
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7));
     let mut worked = 0;
     for cycle in 0..cycles {
         let seed: u64 = rng.random();
         let _ = std::fs::remove_file(dir.path().join("journal"));
         let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CRASH_DIR", dir.path())
             .env("CRASH_STEP", step.to_string())
             .env("CRASH_SEED", seed.to_string())
@@ -311,8 +276,5 @@ fn crash_cycles() {
         worked += u32::from(journal.lines().count() > 10);
         step = check_cycle(dir.path(), &mut model, &journal, seed, step) + 10;
     }
-    assert!(
-        worked >= cycles / 2,
-        "only {worked} of {cycles} cycles got work done before the kill"
-    );
+    assert!(worked >= cycles / 2, "only {worked} of {cycles} cycles got work done before the kill");
 }

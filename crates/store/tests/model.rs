@@ -10,40 +10,15 @@ const SIZE: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write {
-        vol: usize,
-        off: u64,
-        len: u64,
-        seed: u8,
-    },
-    Trim {
-        vol: usize,
-        off: u64,
-        len: u64,
-    },
-    Zero {
-        vol: usize,
-        off: u64,
-        len: u64,
-        may_trim: bool,
-    },
+    Write { vol: usize, off: u64, len: u64, seed: u8 },
+    Trim { vol: usize, off: u64, len: u64 },
+    Zero { vol: usize, off: u64, len: u64, may_trim: bool },
     Flush,
-    Snapshot {
-        vol: usize,
-    },
-    Reset {
-        vol: usize,
-        snap: usize,
-    },
-    Clone {
-        snap: usize,
-    },
-    DeleteVolume {
-        vol: usize,
-    },
-    DeleteSnapshot {
-        snap: usize,
-    },
+    Snapshot { vol: usize },
+    Reset { vol: usize, snap: usize },
+    Clone { snap: usize },
+    DeleteVolume { vol: usize },
+    DeleteSnapshot { snap: usize },
     Gc,
     Checkpoint,
     Reopen,
@@ -82,40 +57,20 @@ struct Model {
 }
 
 fn pick<T>(m: &BTreeMap<String, T>, i: usize) -> Option<String> {
-    (!m.is_empty())
-        .then(|| m.keys().nth(i % m.len()).cloned())
-        .flatten()
+    (!m.is_empty()).then(|| m.keys().nth(i % m.len()).cloned()).flatten()
 }
 
 fn check(engine: &Engine, m: &Model) {
-    assert_eq!(
-        engine.volumes().unwrap(),
-        m.vols.keys().cloned().collect::<Vec<_>>()
-    );
-    assert_eq!(
-        engine.snapshots().unwrap(),
-        m.snaps.keys().cloned().collect::<Vec<_>>()
-    );
+    assert_eq!(engine.volumes().unwrap(), m.vols.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(engine.snapshots().unwrap(), m.snaps.keys().cloned().collect::<Vec<_>>());
     for (name, bytes) in &m.vols {
         let v = engine.volume(name).unwrap();
         let mut buf = vec![0u8; SIZE as usize];
         v.read_at(&mut buf, 0).unwrap();
         assert!(buf == *bytes, "volume {name} differs from the model");
-        let allocated: u64 = v
-            .block_status(0, SIZE)
-            .unwrap()
-            .iter()
-            .filter(|e| e.allocated)
-            .map(|e| e.len)
-            .sum();
-        let nonzero_blocks = bytes
-            .chunks(4096)
-            .filter(|c| c.iter().any(|b| *b != 0))
-            .count() as u64;
-        assert!(
-            allocated >= nonzero_blocks * 4096,
-            "data outside allocated extents"
-        );
+        let allocated: u64 = v.block_status(0, SIZE).unwrap().iter().filter(|e| e.allocated).map(|e| e.len).sum();
+        let nonzero_blocks = bytes.chunks(4096).filter(|c| c.iter().any(|b| *b != 0)).count() as u64;
+        assert!(allocated >= nonzero_blocks * 4096, "data outside allocated extents");
     }
     for (name, (_, bytes)) in &m.snaps {
         let s = engine.snapshot_view(name).unwrap();
@@ -128,32 +83,18 @@ fn check(engine: &Engine, m: &Model) {
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::open(dir.path()).unwrap();
-    let mut m = Model {
-        vols: BTreeMap::new(),
-        snaps: BTreeMap::new(),
-        next: 0,
-    };
+    let mut m = Model { vols: BTreeMap::new(), snaps: BTreeMap::new(), next: 0 };
     engine.create_volume("v0", SIZE, None).unwrap();
     m.vols.insert("v0".into(), vec![0; SIZE as usize]);
     for op in ops {
         match op {
-            Op::Write {
-                vol,
-                off,
-                len,
-                seed,
-            } => {
+            Op::Write { vol, off, len, seed } => {
                 let Some(v) = pick(&m.vols, vol) else {
                     continue;
                 };
                 let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8) | 1).collect();
-                engine
-                    .volume(&v)
-                    .unwrap()
-                    .write_at(&data, off, seed % 7 == 0)
-                    .unwrap();
-                m.vols.get_mut(&v).unwrap()[off as usize..(off + len) as usize]
-                    .copy_from_slice(&data);
+                engine.volume(&v).unwrap().write_at(&data, off, seed % 7 == 0).unwrap();
+                m.vols.get_mut(&v).unwrap()[off as usize..(off + len) as usize].copy_from_slice(&data);
             }
             Op::Trim { vol, off, len } | Op::Zero { vol, off, len, .. } => {
                 let Some(v) = pick(&m.vols, vol) else {
@@ -182,12 +123,8 @@ fn run(ops: Vec<Op>) {
                 let Some(v) = pick(&m.vols, vol) else {
                     continue;
                 };
-                let own: BTreeMap<String, Vec<u8>> = m
-                    .snaps
-                    .iter()
-                    .filter(|(_, (sv, _))| *sv == v)
-                    .map(|(k, (_, b))| (k.clone(), b.clone()))
-                    .collect();
+                let own: BTreeMap<String, Vec<u8>> =
+                    m.snaps.iter().filter(|(_, (sv, _))| *sv == v).map(|(k, (_, b))| (k.clone(), b.clone())).collect();
                 let Some(s) = pick(&own, snap) else { continue };
                 engine.reset(&v, &s).unwrap();
                 m.vols.insert(v, own[&s].clone());

@@ -29,12 +29,7 @@ pub(crate) struct NewDisk<'a> {
 }
 
 /// Validate a category and size for a new disk; local categories only come with instances.
-pub(crate) fn check_category(
-    category: &str,
-    size: i64,
-    allow_local: bool,
-    bad_category: Code,
-) -> R<()> {
+pub(crate) fn check_category(category: &str, size: i64, allow_local: bool, bad_category: Code) -> R<()> {
     let (lo, hi, local) = config::category(category).ok_or(bad_category)?;
     if local && !allow_local {
         return Err(bad_category.into());
@@ -53,9 +48,7 @@ pub(crate) fn insert(tx: &Transaction, env: &Env, d: &NewDisk) -> R<(String, i64
         Some((i, dev)) => (Some(*i), Some(dev.as_str())),
         None => (None, None),
     };
-    let pl = d
-        .performance_level
-        .or((d.category == "cloud_essd").then_some("PL1"));
+    let pl = d.performance_level.or((d.category == "cloud_essd").then_some("PL1"));
     tx.execute(
         "INSERT INTO disks(id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type,
           status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level,
@@ -80,21 +73,11 @@ pub(crate) fn insert(tx: &Transaction, env: &Env, d: &NewDisk) -> R<(String, i64
 
 fn uuid_like(id: &str) -> String {
     let t = id.trim_start_matches("d-");
-    format!(
-        "{}-{}-{}",
-        &t[..8.min(t.len())],
-        &t[8.min(t.len())..12.min(t.len())],
-        &t[12.min(t.len())..]
-    )
+    format!("{}-{}-{}", &t[..8.min(t.len())], &t[8.min(t.len())..12.min(t.len())], &t[12.min(t.len())..])
 }
 
 /// A snapshot a new disk may start from: ready, and no larger than the disk.
-pub(crate) fn source_snapshot(
-    tx: &Transaction,
-    env: &Env,
-    id: &str,
-    size: Option<i64>,
-) -> R<crate::model::Snapshot> {
+pub(crate) fn source_snapshot(tx: &Transaction, env: &Env, id: &str, size: Option<i64>) -> R<crate::model::Snapshot> {
     let snap = guards::snapshot(tx, env, id)?;
     if snap.status != "accomplished" {
         return Err(Code::InvalidSnapshotIdNotReady.into());
@@ -111,10 +94,7 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
     guards::whitelist(&tx, env)?;
     let zone = c.zone_id.as_deref().unwrap_or_default();
     guards::zone(env, zone)?;
-    let category = c
-        .category
-        .as_deref()
-        .unwrap_or(config::DEFAULT_DISK_CATEGORY);
+    let category = c.category.as_deref().unwrap_or(config::DEFAULT_DISK_CATEGORY);
     let snap = match &c.snapshot_id {
         Some(s) => {
             guards::snapshot_service(&acct)?;
@@ -122,22 +102,10 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
         }
         None => None,
     };
-    let size = c
-        .size_gib
-        .or(snap.as_ref().map(|s| s.disk_size_gib))
-        .unwrap_or(0);
-    check_category(
-        category,
-        size,
-        false,
-        Code::InvalidDiskCategoryValueNotSupported,
-    )?;
-    let encrypted =
-        c.encrypted || c.kms_key_id.is_some() || snap.as_ref().is_some_and(|s| s.encrypted);
-    let kms_key = c
-        .kms_key_id
-        .clone()
-        .or(snap.as_ref().and_then(|s| s.kms_key_id.clone()));
+    let size = c.size_gib.or(snap.as_ref().map(|s| s.disk_size_gib)).unwrap_or(0);
+    check_category(category, size, false, Code::InvalidDiskCategoryValueNotSupported)?;
+    let encrypted = c.encrypted || c.kms_key_id.is_some() || snap.as_ref().is_some_and(|s| s.encrypted);
+    let kms_key = c.kms_key_id.clone().or(snap.as_ref().and_then(|s| s.kms_key_id.clone()));
     if encrypted {
         guards::kms(&tx, env, &acct, kms_key.as_deref())?;
     }
@@ -180,10 +148,7 @@ pub(crate) fn account_disks(conn: &Connection, env: &Env) -> R<Vec<Disk>> {
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(
-            [env.account_id, env.region_id.unwrap_or_default()],
-            Disk::from_row,
-        )?
+        .query_map([env.account_id, env.region_id.unwrap_or_default()], Disk::from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -194,19 +159,11 @@ pub(crate) fn describe_disks(conn: &mut Connection, env: &Env, d: DescribeDisks)
         .iter()
         .filter(|k| d.disk_ids.as_ref().is_none_or(|ids| ids.contains(&k.id)))
         .filter(|k| d.zone_id.as_ref().is_none_or(|z| *z == k.zone_id))
-        .filter(|k| {
-            d.instance_id
-                .as_ref()
-                .is_none_or(|i| k.instance_id.as_ref() == Some(i))
-        })
+        .filter(|k| d.instance_id.as_ref().is_none_or(|i| k.instance_id.as_ref() == Some(i)))
         .filter(|k| d.disk_type.as_ref().is_none_or(|t| *t == k.disk_type))
         .filter(|k| d.category.as_ref().is_none_or(|c| *c == k.category))
         .filter(|k| d.status.as_ref().is_none_or(|s| *s == k.status))
-        .filter(|k| {
-            d.snapshot_id
-                .as_ref()
-                .is_none_or(|s| k.source_snapshot_id.as_ref() == Some(s))
-        })
+        .filter(|k| d.snapshot_id.as_ref().is_none_or(|s| k.source_snapshot_id.as_ref() == Some(s)))
         .filter(|k| d.disk_name.as_ref().is_none_or(|n| *n == k.name))
         .filter(|k| d.encrypted.is_none_or(|e| e == k.encrypted))
         .map(Disk::to_json)
@@ -216,31 +173,17 @@ pub(crate) fn describe_disks(conn: &mut Connection, env: &Env, d: DescribeDisks)
     Ok(Value::Object(out))
 }
 
-pub(crate) fn delete_disk(
-    conn: &mut Connection,
-    env: &Env,
-    disk_id: &str,
-    dry_run: bool,
-) -> R<Value> {
+pub(crate) fn delete_disk(conn: &mut Connection, env: &Env, disk_id: &str, dry_run: bool) -> R<Value> {
     let tx = begin(conn)?;
     let disk = match guards::disk(&tx, env, disk_id) {
         // The documented behaviour: deleting a disk that does not exist is ignored.
         Err(Fail::Api(e)) if matches!(e.code, Code::InvalidDiskIdNotFound | Code::DiskNotFound) => {
-            return if dry_run {
-                Err(dry_run_ok())
-            } else {
-                Ok(json!({}))
-            };
+            return if dry_run { Err(dry_run_ok()) } else { Ok(json!({})) };
         }
         other => other?,
     };
     if disk.instance_id.is_some() && disk.status != "Available" {
-        return Err(if disk.status == "In_use" {
-            Code::DiskStillAttached
-        } else {
-            Code::IncorrectDiskStatus
-        }
-        .into());
+        return Err(if disk.status == "In_use" { Code::DiskStillAttached } else { Code::IncorrectDiskStatus }.into());
     }
     if disk.status != "Available" {
         return Err(Code::IncorrectDiskStatus.into());
@@ -257,9 +200,7 @@ pub(crate) fn delete_disk(
         return Err(dry_run_ok());
     }
     tx.execute("UPDATE disks SET released=1 WHERE id=?1", [disk_id])?;
-    let intent = Intent::DeleteVolume {
-        disk: disk_id.to_string(),
-    };
+    let intent = Intent::DeleteVolume { disk: disk_id.to_string() };
     let iid = storage::record(&tx, &intent)?;
     tx.commit()?;
     if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
@@ -270,10 +211,7 @@ pub(crate) fn delete_disk(
 
 /// The next free device name on an instance: /dev/xvdb, /dev/xvdc, ...
 pub(crate) fn next_device(tx: &Transaction, instance_id: &str) -> R<String> {
-    let used: Vec<String> = guards::instance_disks(tx, instance_id)?
-        .into_iter()
-        .filter_map(|d| d.device)
-        .collect();
+    let used: Vec<String> = guards::instance_disks(tx, instance_id)?.into_iter().filter_map(|d| d.device).collect();
     ('b'..='z')
         .map(|c| format!("/dev/xvd{c}"))
         .find(|d| !used.contains(d))
@@ -305,10 +243,7 @@ pub(crate) fn attach_disk(
     if inst.status != "Running" && inst.status != "Stopped" {
         return Err(Code::IncorrectInstanceStatus.into());
     }
-    let attached = guards::instance_disks(&tx, instance_id)?
-        .iter()
-        .filter(|d| d.disk_type == "data")
-        .count() as i64;
+    let attached = guards::instance_disks(&tx, instance_id)?.iter().filter(|d| d.disk_type == "data").count() as i64;
     if attached >= config::MAX_DATA_DISKS {
         return Err(Code::InstanceDiskLimitExceeded.into());
     }
@@ -356,10 +291,7 @@ pub(crate) fn detach_disk(
         return Err(dry_run_ok());
     }
     // DetachDisk always clears DeleteWithInstance (documented).
-    tx.execute(
-        "UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1",
-        [disk_id],
-    )?;
+    tx.execute("UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1", [disk_id])?;
     transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
     tx.commit()?;
     Ok(json!({}))

@@ -19,15 +19,8 @@ pub(crate) fn describe_regions(env: &Env) -> R<Value> {
 }
 
 pub(crate) fn describe_zones(env: &Env) -> R<Value> {
-    let region = env
-        .config
-        .region(env.region_id.unwrap_or_default())
-        .ok_or(Code::InvalidRegionIdMalFormed)?;
-    let categories: Vec<&str> = config::DISK_CATEGORIES
-        .iter()
-        .filter(|c| !c.3)
-        .map(|c| c.0)
-        .collect();
+    let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
+    let categories: Vec<&str> = config::DISK_CATEGORIES.iter().filter(|c| !c.3).map(|c| c.0).collect();
     let types: Vec<&str> = config::INSTANCE_TYPES.iter().map(|t| t.0).collect();
     let zones: Vec<Value> = region
         .zones
@@ -87,11 +80,7 @@ pub(crate) fn describe_images(conn: &mut Connection, env: &Env, d: DescribeImage
         .iter()
         .filter(|i| d.image_ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
         .filter(|i| d.image_name.as_ref().is_none_or(|n| *n == i.name))
-        .filter(|i| {
-            d.snapshot_id
-                .as_ref()
-                .is_none_or(|s| i.snapshot_id.as_ref() == Some(s))
-        })
+        .filter(|i| d.snapshot_id.as_ref().is_none_or(|s| i.snapshot_id.as_ref() == Some(s)))
         .filter(|i| match d.owner_alias.as_deref() {
             Some("system") => i.account_id.is_none(),
             Some("self") => i.account_id.is_some(),
@@ -122,12 +111,20 @@ pub(crate) fn create_image(
         return Err(Code::InvalidSnapshotIdNotReady.into());
     }
     let id = new_id("m-");
-    let name =
-        name.unwrap_or_else(|| format!("image-{}", fmt_time(env.now).replace([':', '-'], "")));
+    let name = name.unwrap_or_else(|| format!("image-{}", fmt_time(env.now).replace([':', '-'], "")));
     tx.execute(
         "INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, env.account_id, snap.region_id, name, description.unwrap_or_default(), snap.id, snap.disk_size_gib, env.now],
+        params![
+            id,
+            env.account_id,
+            snap.region_id,
+            name,
+            description.unwrap_or_default(),
+            snap.id,
+            snap.disk_size_gib,
+            env.now
+        ],
     )?;
     tx.commit()?;
     Ok(json!({"ImageId": id}))

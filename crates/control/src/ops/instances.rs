@@ -38,10 +38,7 @@ fn data_disk<'a>(
     acct: &guards::Account,
     d: &'a DiskSpec,
 ) -> R<(&'a DiskSpec, String, i64)> {
-    let category = d
-        .category
-        .clone()
-        .unwrap_or_else(|| config::DEFAULT_DISK_CATEGORY.to_string());
+    let category = d.category.clone().unwrap_or_else(|| config::DEFAULT_DISK_CATEGORY.to_string());
     let snap = match &d.snapshot_id {
         Some(s) => {
             guards::snapshot_service(acct)?;
@@ -49,16 +46,9 @@ fn data_disk<'a>(
         }
         None => None,
     };
-    let size = d
-        .size_gib
-        .or(snap.as_ref().map(|s| s.disk_size_gib))
-        .ok_or_else(|| ApiError::missing("DataDisk.n.Size"))?;
-    disks::check_category(
-        &category,
-        size,
-        true,
-        Code::InvalidDataDiskCategoryValueNotSupported,
-    )?;
+    let size =
+        d.size_gib.or(snap.as_ref().map(|s| s.disk_size_gib)).ok_or_else(|| ApiError::missing("DataDisk.n.Size"))?;
+    disks::check_category(&category, size, true, Code::InvalidDataDiskCategoryValueNotSupported)?;
     if d.encrypted || d.kms_key_id.is_some() {
         guards::kms(tx, env, acct, d.kms_key_id.as_deref())?;
     }
@@ -77,40 +67,21 @@ pub(crate) fn run_instances(
     let tx = begin(conn)?;
     let acct = guards::account(&tx, env.account_id)?;
     config::instance_type(&spec.instance_type).ok_or(Code::InvalidInstanceTypeValueNotSupported)?;
-    let region = env
-        .config
-        .region(env.region_id.unwrap_or_default())
-        .ok_or(Code::InvalidRegionIdMalFormed)?;
+    let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
     let zone = match &spec.zone_id {
         Some(z) => z.clone(),
-        None => region
-            .zones
-            .first()
-            .map(|z| z.id.clone())
-            .ok_or(Code::InvalidZoneIdNotFound)?,
+        None => region.zones.first().map(|z| z.id.clone()).ok_or(Code::InvalidZoneIdNotFound)?,
     };
     guards::zone(env, &zone)?;
     let (image_size, image_snapshot) = image(&tx, env, &spec.image_id)?;
-    let sys_category = spec
-        .system_disk
-        .category
-        .clone()
-        .unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
+    let sys_category = spec.system_disk.category.clone().unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
     let sys_size = spec.system_disk.size_gib.unwrap_or(image_size.max(20));
     if sys_size < image_size {
         return Err(Code::InvalidDiskSizeTooSmall.into());
     }
-    disks::check_category(
-        &sys_category,
-        sys_size,
-        false,
-        Code::InvalidSystemDiskCategoryValueNotSupported,
-    )?;
-    let data: Vec<(&DiskSpec, String, i64)> = spec
-        .data_disks
-        .iter()
-        .map(|d| data_disk(&tx, env, &acct, d))
-        .collect::<R<_>>()?;
+    disks::check_category(&sys_category, sys_size, false, Code::InvalidSystemDiskCategoryValueNotSupported)?;
+    let data: Vec<(&DiskSpec, String, i64)> =
+        spec.data_disks.iter().map(|d| data_disk(&tx, env, &acct, d)).collect::<R<_>>()?;
     guards::balance(&acct)?;
     if spec.charge_type == "PostPaid" && acct.in_arrears {
         return Err(Code::InstanceExpiredOrInArrears.into());
@@ -124,11 +95,7 @@ pub(crate) fn run_instances(
     for _ in 0..amount {
         let id = new_id("i-");
         let mut rng = rand::rng();
-        let ip = format!(
-            "172.16.{}.{}",
-            rng.random_range(0..=255),
-            rng.random_range(2..=254)
-        );
+        let ip = format!("172.16.{}.{}", rng.random_range(0..=255), rng.random_range(2..=254));
         let host = format!("iZ{}Z", id.trim_start_matches("i-"));
         let expired = (spec.charge_type == "PrePaid").then_some(env.now + PREPAID_PERIOD_MS);
         tx.execute(
@@ -137,20 +104,28 @@ pub(crate) fn run_instances(
                private_ip, deletion_protection, tags, serial)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             params![
-                id, env.account_id, region.id, zone, spec.name.clone().unwrap_or_else(|| id.clone()),
-                spec.description.clone().unwrap_or_default(), spec.host_name.clone().unwrap_or(host),
-                spec.instance_type, spec.image_id, if auto_start { "Starting" } else { "Stopped" },
-                spec.charge_type, expired, env.now, spec.vswitch_id.clone().unwrap_or_default(),
-                serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()), ip,
-                spec.deletion_protection, tags_json(&spec.tags), uuid::Uuid::new_v4().to_string()
+                id,
+                env.account_id,
+                region.id,
+                zone,
+                spec.name.clone().unwrap_or_else(|| id.clone()),
+                spec.description.clone().unwrap_or_default(),
+                spec.host_name.clone().unwrap_or(host),
+                spec.instance_type,
+                spec.image_id,
+                if auto_start { "Starting" } else { "Stopped" },
+                spec.charge_type,
+                expired,
+                env.now,
+                spec.vswitch_id.clone().unwrap_or_default(),
+                serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()),
+                ip,
+                spec.deletion_protection,
+                tags_json(&spec.tags),
+                uuid::Uuid::new_v4().to_string()
             ],
         )?;
-        transitions::schedule(
-            &tx,
-            "instance",
-            &id,
-            env.now + env.timings.instance_ms as i64,
-        )?;
+        transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
         let sys = NewDisk {
             zone_id: &zone,
             name: spec.system_disk.name.as_deref(),
@@ -200,10 +175,7 @@ pub(crate) fn run_instances(
         // Undo the whole request: no instance without its disks.
         let tx = begin(conn)?;
         for id in &ids {
-            tx.execute(
-                "DELETE FROM transitions WHERE kind='instance' AND id=?1",
-                [id],
-            )?;
+            tx.execute("DELETE FROM transitions WHERE kind='instance' AND id=?1", [id])?;
             tx.execute("DELETE FROM instances WHERE id=?1", [id])?;
             tx.execute("UPDATE disks SET released=1 WHERE instance_id=?1", [id])?;
         }
@@ -220,9 +192,7 @@ pub(crate) fn run_instances(
     if auto_start {
         Ok(json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0}))
     } else {
-        Ok(
-            json!({"InstanceId": ids.first().cloned().unwrap_or_default(), "OrderId": "", "TradePrice": 0.0}),
-        )
+        Ok(json!({"InstanceId": ids.first().cloned().unwrap_or_default(), "OrderId": "", "TradePrice": 0.0}))
     }
 }
 
@@ -234,10 +204,7 @@ fn start_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
     if inst.status != "Stopped" {
         return Err(Code::IncorrectInstanceStatus.into());
     }
-    if guards::instance_disks(tx, id)?
-        .iter()
-        .any(|d| d.status == "ReIniting" || d.status == "Creating")
-    {
+    if guards::instance_disks(tx, id)?.iter().any(|d| d.status == "ReIniting" || d.status == "Creating") {
         return Err(Code::DiskError.into());
     }
     Ok(inst)
@@ -255,10 +222,7 @@ fn stop_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
 }
 
 fn disk_ids(tx: &Transaction, instance_id: &str) -> R<Vec<String>> {
-    Ok(guards::instance_disks(tx, instance_id)?
-        .into_iter()
-        .map(|d| d.id)
-        .collect())
+    Ok(guards::instance_disks(tx, instance_id)?.into_iter().map(|d| d.id).collect())
 }
 
 fn set_status(tx: &Transaction, env: &Env, id: &str, status: &str) -> R<()> {
@@ -267,12 +231,7 @@ fn set_status(tx: &Transaction, env: &Env, id: &str, status: &str) -> R<()> {
     Ok(())
 }
 
-pub(crate) fn start_instance(
-    conn: &mut Connection,
-    env: &Env,
-    id: &str,
-    dry_run: bool,
-) -> R<Value> {
+pub(crate) fn start_instance(conn: &mut Connection, env: &Env, id: &str, dry_run: bool) -> R<Value> {
     let tx = begin(conn)?;
     start_checks(&tx, env, id)?;
     if dry_run {
@@ -299,22 +258,12 @@ pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, dry_run:
 }
 
 /// StartInstances / StopInstances: one result per instance, errors inline.
-pub(crate) fn batch(
-    conn: &mut Connection,
-    env: &Env,
-    ids: &[String],
-    dry_run: bool,
-    start: bool,
-) -> R<Value> {
+pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: bool, start: bool) -> R<Value> {
     let tx = begin(conn)?;
     let mut results = Vec::new();
     let mut revoked = Vec::new();
     for id in ids {
-        let checked = if start {
-            start_checks(&tx, env, id)
-        } else {
-            stop_checks(&tx, env, id)
-        };
+        let checked = if start { start_checks(&tx, env, id) } else { stop_checks(&tx, env, id) };
         match checked {
             Ok(inst) => {
                 let next = if start { "Starting" } else { "Stopping" };
@@ -324,10 +273,8 @@ pub(crate) fn batch(
                         revoked.extend(disk_ids(&tx, id)?);
                     }
                 }
-                results.push(
-                    json!({"InstanceId": id, "Code": "200", "Message": "success",
-                    "PreviousStatus": inst.status, "CurrentStatus": next}),
-                );
+                results.push(json!({"InstanceId": id, "Code": "200", "Message": "success",
+                    "PreviousStatus": inst.status, "CurrentStatus": next}));
             }
             Err(Fail::Api(e)) if dry_run => return Err(Fail::Api(e)),
             Err(Fail::Api(e)) => {
@@ -339,10 +286,8 @@ pub(crate) fn batch(
                     )
                     .optional()?;
                 let current = current.unwrap_or_default();
-                results.push(
-                    json!({"InstanceId": id, "Code": e.code.as_str(), "Message": e.message,
-                    "PreviousStatus": current, "CurrentStatus": current}),
-                );
+                results.push(json!({"InstanceId": id, "Code": e.code.as_str(), "Message": e.message,
+                    "PreviousStatus": current, "CurrentStatus": current}));
             }
             Err(other) => return Err(other),
         }
@@ -355,43 +300,24 @@ pub(crate) fn batch(
     Ok(json!({"InstanceResponses": {"InstanceResponse": results}}))
 }
 
-pub(crate) fn describe_instances(
-    conn: &mut Connection,
-    env: &Env,
-    d: DescribeInstances,
-) -> R<Value> {
+pub(crate) fn describe_instances(conn: &mut Connection, env: &Env, d: DescribeInstances) -> R<Value> {
     let sql = format!(
         "SELECT {} FROM instances WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
         Instance::COLUMNS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let all = stmt
-        .query_map(
-            [env.account_id, env.region_id.unwrap_or_default()],
-            Instance::from_row,
-        )?
+        .query_map([env.account_id, env.region_id.unwrap_or_default()], Instance::from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let items: Vec<Value> = all
         .iter()
-        .filter(|i| {
-            d.instance_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&i.id))
-        })
+        .filter(|i| d.instance_ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
         .filter(|i| d.status.as_ref().is_none_or(|s| *s == i.status))
         .filter(|i| d.zone_id.as_ref().is_none_or(|z| *z == i.zone_id))
         .filter(|i| d.instance_name.as_ref().is_none_or(|n| *n == i.name))
-        .filter(|i| {
-            d.instance_type
-                .as_ref()
-                .is_none_or(|t| *t == i.instance_type)
-        })
+        .filter(|i| d.instance_type.as_ref().is_none_or(|t| *t == i.instance_type))
         .filter(|i| d.image_id.as_ref().is_none_or(|m| *m == i.image_id))
-        .filter(|i| {
-            d.lock_reason
-                .as_ref()
-                .is_none_or(|l| i.lock_reason.as_ref() == Some(l))
-        })
+        .filter(|i| d.lock_reason.as_ref().is_none_or(|l| i.lock_reason.as_ref() == Some(l)))
         .map(Instance::to_json)
         .collect();
     let mut out = Map::new();
@@ -401,13 +327,7 @@ pub(crate) fn describe_instances(
 
 /// Release an instance. Disks that go with it are deleted; the others detach, and until that
 /// completes they still point at an instance that no longer exists.
-pub(crate) fn delete_instance(
-    conn: &mut Connection,
-    env: &Env,
-    id: &str,
-    force: bool,
-    dry_run: bool,
-) -> R<Value> {
+pub(crate) fn delete_instance(conn: &mut Connection, env: &Env, id: &str, force: bool, dry_run: bool) -> R<Value> {
     let tx = begin(conn)?;
     let inst = guards::instance(&tx, env, id)?;
     if inst.lock_reason.as_deref() == Some("security") {
@@ -423,10 +343,7 @@ pub(crate) fn delete_instance(
         return Err(dry_run_ok());
     }
     tx.execute("UPDATE instances SET released=1 WHERE id=?1", [id])?;
-    tx.execute(
-        "DELETE FROM transitions WHERE kind='instance' AND id=?1",
-        [id],
-    )?;
+    tx.execute("DELETE FROM transitions WHERE kind='instance' AND id=?1", [id])?;
     let mut intents = Vec::new();
     let disks = disk_ids(&tx, id)?;
     for d in guards::instance_disks(&tx, id)? {
@@ -435,10 +352,7 @@ pub(crate) fn delete_instance(
             let intent = Intent::DeleteVolume { disk: d.id.clone() };
             intents.push((storage::record(&tx, &intent)?, intent));
         } else {
-            tx.execute(
-                "UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1",
-                [&d.id],
-            )?;
+            tx.execute("UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1", [&d.id])?;
             transitions::schedule(&tx, "disk", &d.id, env.now + env.timings.disk_ms as i64)?;
         }
     }

@@ -79,14 +79,8 @@ pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Va
         return Err(dry_run_ok());
     }
 
-    let intent = Intent::Reset {
-        disk: disk.id.clone(),
-        snapshot: snap.id.clone(),
-    };
-    tx.execute(
-        "UPDATE disks SET status='ReIniting' WHERE id=?1",
-        [&disk.id],
-    )?;
+    let intent = Intent::Reset { disk: disk.id.clone(), snapshot: snap.id.clone() };
+    tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&disk.id])?;
     transitions::schedule(&tx, "disk", &disk.id, env.now + env.timings.disk_ms as i64)?;
     let id = storage::record(&tx, &intent)?;
     tx.commit()?;

@@ -48,16 +48,25 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
            description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
-            id, env.account_id, disk.region_id, disk.id, disk.size_gib, disk.disk_type, disk.category,
-            c.name.unwrap_or_default(), c.description.unwrap_or_default(), env.now, due, disk.encrypted,
-            disk.kms_key_id, c.retention_days, tags_json(&c.tags)
+            id,
+            env.account_id,
+            disk.region_id,
+            disk.id,
+            disk.size_gib,
+            disk.disk_type,
+            disk.category,
+            c.name.unwrap_or_default(),
+            c.description.unwrap_or_default(),
+            env.now,
+            due,
+            disk.encrypted,
+            disk.kms_key_id,
+            c.retention_days,
+            tags_json(&c.tags)
         ],
     )?;
     transitions::schedule(&tx, "snapshot", &id, due)?;
-    let intent = Intent::Snapshot {
-        disk: disk.id.clone(),
-        snapshot: id.clone(),
-    };
+    let intent = Intent::Snapshot { disk: disk.id.clone(), snapshot: id.clone() };
     let iid = storage::record(&tx, &intent)?;
     tx.commit()?;
     // A store failure turns the snapshot `failed`, which is how the cloud reports it: the
@@ -82,46 +91,26 @@ fn usage(conn: &Connection, id: &str) -> R<&'static str> {
     })
 }
 
-pub(crate) fn describe_snapshots(
-    conn: &mut Connection,
-    env: &Env,
-    d: DescribeSnapshots,
-) -> R<Value> {
+pub(crate) fn describe_snapshots(conn: &mut Connection, env: &Env, d: DescribeSnapshots) -> R<Value> {
     let sql = format!(
         "SELECT {} FROM snapshots WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
         Snapshot::COLUMNS
     );
     let snaps = {
         let mut stmt = conn.prepare_cached(&sql)?;
-        stmt.query_map(
-            [env.account_id, env.region_id.unwrap_or_default()],
-            Snapshot::from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?
+        stmt.query_map([env.account_id, env.region_id.unwrap_or_default()], Snapshot::from_row)?
+            .collect::<Result<Vec<_>, _>>()?
     };
     let instance_disks: Option<Vec<String>> = match &d.instance_id {
-        Some(i) => Some(
-            guards::instance_disks(conn, i)?
-                .into_iter()
-                .map(|k| k.id)
-                .collect(),
-        ),
+        Some(i) => Some(guards::instance_disks(conn, i)?.into_iter().map(|k| k.id).collect()),
         None => None,
     };
     let mut items = Vec::new();
     for s in snaps
         .iter()
-        .filter(|s| {
-            d.snapshot_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&s.id))
-        })
+        .filter(|s| d.snapshot_ids.as_ref().is_none_or(|ids| ids.contains(&s.id)))
         .filter(|s| d.disk_id.as_ref().is_none_or(|k| *k == s.disk_id))
-        .filter(|s| {
-            instance_disks
-                .as_ref()
-                .is_none_or(|ks| ks.contains(&s.disk_id))
-        })
+        .filter(|s| instance_disks.as_ref().is_none_or(|ks| ks.contains(&s.disk_id)))
         .filter(|s| d.name.as_ref().is_none_or(|n| *n == s.name))
         .filter(|s| d.status.as_ref().is_none_or(|st| *st == s.status))
     {
@@ -132,12 +121,7 @@ pub(crate) fn describe_snapshots(
     Ok(Value::Object(out))
 }
 
-pub(crate) fn delete_snapshot(
-    conn: &mut Connection,
-    env: &Env,
-    snapshot_id: &str,
-    force: bool,
-) -> R<Value> {
+pub(crate) fn delete_snapshot(conn: &mut Connection, env: &Env, snapshot_id: &str, force: bool) -> R<Value> {
     let tx = begin(conn)?;
     let snap = guards::snapshot(&tx, env, snapshot_id)?;
     match usage(&tx, &snap.id)? {
@@ -146,13 +130,8 @@ pub(crate) fn delete_snapshot(
         _ => {}
     }
     tx.execute("UPDATE snapshots SET released=1 WHERE id=?1", [snapshot_id])?;
-    tx.execute(
-        "DELETE FROM transitions WHERE kind='snapshot' AND id=?1",
-        [snapshot_id],
-    )?;
-    let intent = Intent::DeleteSnapshot {
-        snapshot: snapshot_id.to_string(),
-    };
+    tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [snapshot_id])?;
+    let intent = Intent::DeleteSnapshot { snapshot: snapshot_id.to_string() };
     let iid = storage::record(&tx, &intent)?;
     tx.commit()?;
     env.revoke(&[snapshot_id.to_string()]);

@@ -12,35 +12,19 @@ use rusqlite::{Connection, Transaction, params};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Intent {
-    Create {
-        disk: String,
-        size_bytes: u64,
-        source: Option<String>,
-    },
-    Snapshot {
-        disk: String,
-        snapshot: String,
-    },
-    Reset {
-        disk: String,
-        snapshot: String,
-    },
-    DeleteVolume {
-        disk: String,
-    },
-    DeleteSnapshot {
-        snapshot: String,
-    },
+    Create { disk: String, size_bytes: u64, source: Option<String> },
+    Snapshot { disk: String, snapshot: String },
+    Reset { disk: String, snapshot: String },
+    DeleteVolume { disk: String },
+    DeleteSnapshot { snapshot: String },
 }
 
 impl Intent {
     fn columns(&self) -> (&'static str, &str, Option<&str>, Option<i64>) {
         match self {
-            Intent::Create {
-                disk,
-                size_bytes,
-                source,
-            } => ("create", disk, source.as_deref(), Some(*size_bytes as i64)),
+            Intent::Create { disk, size_bytes, source } => {
+                ("create", disk, source.as_deref(), Some(*size_bytes as i64))
+            }
             Intent::Snapshot { disk, snapshot } => ("snapshot", disk, Some(snapshot), None),
             Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot), None),
             Intent::DeleteVolume { disk } => ("delete_volume", disk, None, None),
@@ -48,26 +32,11 @@ impl Intent {
         }
     }
 
-    fn from_columns(
-        op: &str,
-        volume: String,
-        snapshot: Option<String>,
-        size: Option<i64>,
-    ) -> Option<Intent> {
+    fn from_columns(op: &str, volume: String, snapshot: Option<String>, size: Option<i64>) -> Option<Intent> {
         Some(match op {
-            "create" => Intent::Create {
-                disk: volume,
-                size_bytes: size.unwrap_or(0) as u64,
-                source: snapshot,
-            },
-            "snapshot" => Intent::Snapshot {
-                disk: volume,
-                snapshot: snapshot?,
-            },
-            "reset" => Intent::Reset {
-                disk: volume,
-                snapshot: snapshot?,
-            },
+            "create" => Intent::Create { disk: volume, size_bytes: size.unwrap_or(0) as u64, source: snapshot },
+            "snapshot" => Intent::Snapshot { disk: volume, snapshot: snapshot? },
+            "reset" => Intent::Reset { disk: volume, snapshot: snapshot? },
             "delete_volume" => Intent::DeleteVolume { disk: volume },
             "delete_snapshot" => Intent::DeleteSnapshot { snapshot: volume },
             _ => return None,
@@ -76,11 +45,7 @@ impl Intent {
 
     pub(crate) fn apply(&self, v: &dyn Volumes) -> Result<(), VolumeError> {
         match self {
-            Intent::Create {
-                disk,
-                size_bytes,
-                source,
-            } => v.create(disk, *size_bytes, source.as_deref()),
+            Intent::Create { disk, size_bytes, source } => v.create(disk, *size_bytes, source.as_deref()),
             Intent::Snapshot { disk, snapshot } => v.snapshot(disk, snapshot),
             Intent::Reset { disk, snapshot } => v.reset(disk, snapshot),
             Intent::DeleteVolume { disk } => v.delete_volume(disk),
@@ -93,30 +58,18 @@ impl Intent {
         match self {
             Intent::Create { disk, .. } => {
                 tx.execute("DELETE FROM disks WHERE id=?1", [disk])?;
-                tx.execute(
-                    "DELETE FROM transitions WHERE kind='disk' AND id=?1",
-                    [disk],
-                )?;
+                tx.execute("DELETE FROM transitions WHERE kind='disk' AND id=?1", [disk])?;
             }
             Intent::Snapshot { snapshot, .. } => {
-                tx.execute(
-                    "UPDATE snapshots SET status='failed' WHERE id=?1",
-                    [snapshot],
-                )?;
-                tx.execute(
-                    "DELETE FROM transitions WHERE kind='snapshot' AND id=?1",
-                    [snapshot],
-                )?;
+                tx.execute("UPDATE snapshots SET status='failed' WHERE id=?1", [snapshot])?;
+                tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [snapshot])?;
             }
             Intent::Reset { disk, .. } => {
                 tx.execute(
                     "UPDATE disks SET status=CASE WHEN instance_id IS NULL THEN 'Available' ELSE 'In_use' END WHERE id=?1",
                     [disk],
                 )?;
-                tx.execute(
-                    "DELETE FROM transitions WHERE kind='disk' AND id=?1",
-                    [disk],
-                )?;
+                tx.execute("DELETE FROM transitions WHERE kind='disk' AND id=?1", [disk])?;
             }
             Intent::DeleteVolume { disk } => {
                 tx.execute("UPDATE disks SET released=0 WHERE id=?1", [disk])?;
@@ -169,26 +122,16 @@ pub(crate) fn recover_intents(
     _timings: Timings,
 ) -> Result<(), ControlError> {
     let pending: Vec<(i64, Intent)> = {
-        let mut stmt =
-            conn.prepare("SELECT id, op, volume, snapshot, size_bytes FROM intents ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-            ))
-        })?;
+        let mut stmt = conn.prepare("SELECT id, op, volume, snapshot, size_bytes FROM intents ORDER BY id")?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (id, op, volume, snapshot, size) = row?;
             match Intent::from_columns(&op, volume, snapshot, size) {
                 Some(i) => out.push((id, i)),
                 None => {
-                    return Err(ControlError::Invalid(format!(
-                        "unknown intent {op} in the catalog"
-                    )));
+                    return Err(ControlError::Invalid(format!("unknown intent {op} in the catalog")));
                 }
             }
         }
@@ -197,10 +140,7 @@ pub(crate) fn recover_intents(
     if pending.is_empty() {
         return Ok(());
     }
-    tracing::info!(
-        count = pending.len(),
-        "replaying storage intents left by an interrupted run"
-    );
+    tracing::info!(count = pending.len(), "replaying storage intents left by an interrupted run");
     run(conn, volumes, &pending).map_err(|f| match f {
         super::Fail::Sql(e) => ControlError::Sql(e),
         super::Fail::Api(e) => ControlError::Invalid(e.message),
@@ -241,57 +181,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, engine) = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
-        c.admin("timings", serde_json::json!({"DiskMs": 0, "SnapshotMs": 0}))
-            .unwrap();
-        let zone = [
-            ("RegionId", "cn-hangzhou"),
-            ("ZoneId", "cn-hangzhou-h"),
-            ("Size", "20"),
-        ];
-        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        c.admin("timings", serde_json::json!({"DiskMs": 0, "SnapshotMs": 0})).unwrap();
+        let zone = [("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "20")];
+        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"].as_str().unwrap().to_string();
         c.tick().unwrap();
-        let s = call(&c, &acct, "CreateSnapshot", &[("DiskId", &d)])["SnapshotId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let s = call(&c, &acct, "CreateSnapshot", &[("DiskId", &d)])["SnapshotId"].as_str().unwrap().to_string();
         c.tick().unwrap();
-        engine
-            .volume(&d)
-            .unwrap()
-            .write_at(&[9u8; 4096], 0, true)
-            .unwrap();
+        engine.volume(&d).unwrap().write_at(&[9u8; 4096], 0, true).unwrap();
         // What the first commit of a reset leaves if the process dies before the store runs.
         {
             let mut conn = c.lock();
             let tx = conn.transaction().unwrap();
-            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d])
-                .unwrap();
-            record(
-                &tx,
-                &Intent::Reset {
-                    disk: d.clone(),
-                    snapshot: s.clone(),
-                },
-            )
-            .unwrap();
+            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d]).unwrap();
+            record(&tx, &Intent::Reset { disk: d.clone(), snapshot: s.clone() }).unwrap();
             tx.commit().unwrap();
         }
         drop(c);
         drop(engine);
         let (c, engine) = open(dir.path());
-        let left: i64 = c
-            .lock()
-            .query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0))
-            .unwrap();
+        let left: i64 = c.lock().query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0);
-        assert_eq!(
-            first_block(&engine, &d),
-            0,
-            "the reset was replayed: the snapshot's bytes are back"
-        );
+        assert_eq!(first_block(&engine, &d), 0, "the reset was replayed: the snapshot's bytes are back");
     }
 
     #[test]
@@ -299,42 +209,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, engine) = open(dir.path());
         let acct = c.bootstrap(None).unwrap().account_id;
-        let zone = [
-            ("RegionId", "cn-hangzhou"),
-            ("ZoneId", "cn-hangzhou-h"),
-            ("Size", "20"),
-        ];
-        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        engine
-            .volume(&d)
-            .unwrap()
-            .write_at(&[9u8; 4096], 0, true)
-            .unwrap();
+        let zone = [("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "20")];
+        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"].as_str().unwrap().to_string();
+        engine.volume(&d).unwrap().write_at(&[9u8; 4096], 0, true).unwrap();
         {
             let mut conn = c.lock();
             let tx = conn.transaction().unwrap();
-            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d])
-                .unwrap();
-            record(
-                &tx,
-                &Intent::Reset {
-                    disk: d.clone(),
-                    snapshot: "s-never-taken".into(),
-                },
-            )
-            .unwrap();
+            tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&d]).unwrap();
+            record(&tx, &Intent::Reset { disk: d.clone(), snapshot: "s-never-taken".into() }).unwrap();
             tx.commit().unwrap();
         }
         drop(c);
         drop(engine);
         let (c, engine) = open(dir.path());
-        let status: String = c
-            .lock()
-            .query_row("SELECT status FROM disks WHERE id=?1", [&d], |r| r.get(0))
-            .unwrap();
+        let status: String = c.lock().query_row("SELECT status FROM disks WHERE id=?1", [&d], |r| r.get(0)).unwrap();
         assert_eq!(status, "Available");
         assert_eq!(first_block(&engine, &d), 9, "the disk kept its bytes");
     }

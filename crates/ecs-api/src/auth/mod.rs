@@ -29,17 +29,12 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn is_form(&self) -> bool {
-        self.header("content-type").is_some_and(|c| {
-            c.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        self.header("content-type")
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
     }
 
     /// Query and form body merged; other bodies carry no parameters.
@@ -90,10 +85,7 @@ pub struct Verified {
 
 /// Best effort, for rendering an error before authentication succeeded.
 pub fn requested_format(req: &HttpRequest) -> Format {
-    if req
-        .header("authorization")
-        .is_some_and(|a| a.starts_with("ACS3-"))
-    {
+    if req.header("authorization").is_some_and(|a| a.starts_with("ACS3-")) {
         return Format::Json;
     }
     match req.params().ok().and_then(|p| p.opt_str("Format")) {
@@ -132,17 +124,11 @@ fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%SZ")
         .map(|n| n.and_utc())
         .ok()
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(raw)
-                .ok()
-                .map(|d| d.with_timezone(&Utc))
-        })
+        .or_else(|| DateTime::parse_from_rfc3339(raw).ok().map(|d| d.with_timezone(&Utc)))
 }
 
 fn lookup_key(keys: &dyn KeyStore, id: &str) -> Result<KeyInfo, ApiError> {
-    let key = keys
-        .lookup(id)
-        .ok_or(ApiError::new(Code::InvalidAccessKeyIdNotFound))?;
+    let key = keys.lookup(id).ok_or(ApiError::new(Code::InvalidAccessKeyIdNotFound))?;
     if !key.enabled {
         return Err(Code::InvalidAccessKeyIdInactive.into());
     }
@@ -163,11 +149,7 @@ pub(crate) mod testkeys {
 
     impl KeyStore for OneKey {
         fn lookup(&self, id: &str) -> Option<KeyInfo> {
-            (id == self.0).then(|| KeyInfo {
-                account_id: "acct".into(),
-                secret: self.1.into(),
-                enabled: true,
-            })
+            (id == self.0).then(|| KeyInfo { account_id: "acct".into(), secret: self.1.into(), enabled: true })
         }
     }
 }

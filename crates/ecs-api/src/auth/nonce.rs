@@ -43,8 +43,7 @@ impl NonceCache {
             return false;
         }
         g.seen.insert(key, now_secs);
-        g.order
-            .push_back((now_secs, access_key_id.to_string(), nonce.to_string()));
+        g.order.push_back((now_secs, access_key_id.to_string(), nonce.to_string()));
         true
     }
 }
@@ -53,11 +52,7 @@ impl NonceCache {
     /// The nonces still inside the window, oldest first, to carry across a restart.
     pub fn export(&self) -> Vec<(String, String, i64)> {
         match self.inner.lock() {
-            Ok(g) => g
-                .order
-                .iter()
-                .map(|(t, ak, n)| (ak.clone(), n.clone(), *t))
-                .collect(),
+            Ok(g) => g.order.iter().map(|(t, ak, n)| (ak.clone(), n.clone(), *t)).collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -89,13 +84,7 @@ mod tests {
         assert!(c.check_and_insert("other", "n1", 1500), "per AccessKey");
         let carried = NonceCache::new();
         carried.import(c.export());
-        assert!(
-            !carried.check_and_insert("ak", "n1", 1600),
-            "carried across a restart"
-        );
-        assert!(
-            c.check_and_insert("ak", "n1", 1000 + WINDOW_SECS + 1),
-            "expired"
-        );
+        assert!(!carried.check_and_insert("ak", "n1", 1600), "carried across a restart");
+        assert!(c.check_and_insert("ak", "n1", 1000 + WINDOW_SECS + 1), "expired");
     }
 }

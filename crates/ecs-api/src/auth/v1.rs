@@ -24,17 +24,10 @@ const PROTOCOL_PARAMS: &[&str] = &[
 
 /// `METHOD&%2F&percentEncode(sorted k=v joined by &)` over every parameter but `Signature`.
 pub fn string_to_sign(method: &str, params: &Params) -> String {
-    let mut pairs: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| *k != "Signature")
-        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        params.iter().filter(|(k, _)| *k != "Signature").map(|(k, v)| (percent_encode(k), percent_encode(v))).collect();
     pairs.sort();
-    let canonical = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let canonical = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
     format!("{method}&%2F&{}", percent_encode(&canonical))
 }
 
@@ -54,12 +47,7 @@ pub(super) fn verify(
     nonces: &NonceCache,
     now: DateTime<Utc>,
 ) -> Result<Verified, ApiError> {
-    for name in [
-        "AccessKeyId",
-        "Signature",
-        "SignatureMethod",
-        "SignatureNonce",
-    ] {
+    for name in ["AccessKeyId", "Signature", "SignatureMethod", "SignatureNonce"] {
         if params.opt_str(name).is_none() {
             return Err(if name == "Signature" || name == "SignatureMethod" {
                 ApiError::new(Code::IncompleteSignature)
@@ -74,9 +62,7 @@ pub(super) fn verify(
     if params.get("SignatureVersion").is_some_and(|v| v != "1.0") {
         return Err(ApiError::invalid("SignatureVersion"));
     }
-    let ts = params
-        .opt_str("Timestamp")
-        .ok_or(ApiError::new(Code::IllegalTimestamp))?;
+    let ts = params.opt_str("Timestamp").ok_or(ApiError::new(Code::IllegalTimestamp))?;
     check_time(&ts, now)?;
     let ak = params.req_str("AccessKeyId")?;
     let key = lookup_key(keys, &ak)?;
@@ -156,33 +142,21 @@ mod tests {
     #[test]
     fn vector_b_get_and_post() {
         let p = vector_b();
-        assert_eq!(
-            sign("testsecret", &string_to_sign("GET", &p)),
-            "M7kEr82as9wQWNo70cWp0g20pYc="
-        );
-        assert_eq!(
-            sign("testsecret", &string_to_sign("POST", &p)),
-            "Zu5GOBvJaCf0GhUQLMeqM21sYAU="
-        );
+        assert_eq!(sign("testsecret", &string_to_sign("GET", &p)), "M7kEr82as9wQWNo70cWp0g20pYc=");
+        assert_eq!(sign("testsecret", &string_to_sign("POST", &p)), "Zu5GOBvJaCf0GhUQLMeqM21sYAU=");
     }
 
     #[test]
     fn vector_c_darabonba() {
         let p = Params::from_pairs([("query", "test"), ("body", "test")]);
-        assert_eq!(
-            sign("secret", &string_to_sign("GET", &p)),
-            "XlUyV4sXjOuX5FnjUz9IF9tm5rU="
-        );
+        assert_eq!(sign("secret", &string_to_sign("GET", &p)), "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
     fn request(method: &str, query: String, body: &str) -> HttpRequest {
         HttpRequest {
             method: method.into(),
             query,
-            headers: vec![(
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
+            headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
             body: body.as_bytes().to_vec(),
         }
     }
@@ -203,45 +177,21 @@ mod tests {
         let keys = OneKey("testid", "testsecret");
         let nonces = NonceCache::new();
         let p = vector_b();
-        let v = verify_any(
-            &request("GET", signed_query(&p, "GET"), ""),
-            &keys,
-            &nonces,
-            now,
-        )
-        .unwrap();
+        let v = verify_any(&request("GET", signed_query(&p, "GET"), ""), &keys, &nonces, now).unwrap();
         assert_eq!(v.action, "ResetDisk");
         assert_eq!(v.format, Format::Json);
         assert_eq!(v.params.get("DiskId"), Some("d-bp199lyny9b3xxxx"));
         assert_eq!(v.params.get("Signature"), None);
         // Same request replayed: the nonce is spent.
-        let e = verify_any(
-            &request("GET", signed_query(&p, "GET"), ""),
-            &keys,
-            &nonces,
-            now,
-        )
-        .unwrap_err();
+        let e = verify_any(&request("GET", signed_query(&p, "GET"), ""), &keys, &nonces, now).unwrap_err();
         assert_eq!(e.code, Code::SignatureNonceUsed);
         // POST with every parameter in a form body.
         let mut p2 = vector_b();
-        p2 = Params::from_pairs(p2.iter().map(|(k, v)| {
-            (
-                k.to_string(),
-                if k == "SignatureNonce" {
-                    "other".to_string()
-                } else {
-                    v.to_string()
-                },
-            )
-        }));
-        let v = verify_any(
-            &request("POST", String::new(), &signed_query(&p2, "POST")),
-            &keys,
-            &nonces,
-            now,
-        )
-        .unwrap();
+        p2 =
+            Params::from_pairs(p2.iter().map(|(k, v)| {
+                (k.to_string(), if k == "SignatureNonce" { "other".to_string() } else { v.to_string() })
+            }));
+        let v = verify_any(&request("POST", String::new(), &signed_query(&p2, "POST")), &keys, &nonces, now).unwrap();
         assert_eq!(v.params.get("SnapshotId"), Some("s-bp199lyny9b3xxxx"));
     }
 

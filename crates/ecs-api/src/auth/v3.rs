@@ -11,14 +11,8 @@ use sha2::{Digest, Sha256};
 pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
 /// Headers the signature must cover for the request to mean what it says.
-const MUST_SIGN: &[&str] = &[
-    "host",
-    "x-acs-action",
-    "x-acs-version",
-    "x-acs-date",
-    "x-acs-signature-nonce",
-    "x-acs-content-sha256",
-];
+const MUST_SIGN: &[&str] =
+    &["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"];
 
 /// The parsed `Authorization` header.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,9 +23,7 @@ pub struct Authorization {
 }
 
 pub fn parse_authorization(value: &str) -> Result<Authorization, ApiError> {
-    let rest = value
-        .strip_prefix(ALGORITHM)
-        .ok_or(ApiError::new(Code::InvalidSignatureMethod))?;
+    let rest = value.strip_prefix(ALGORITHM).ok_or(ApiError::new(Code::InvalidSignatureMethod))?;
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.trim().split(',') {
         match part.trim().split_once('=') {
@@ -42,31 +34,21 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, ApiError> {
         }
     }
     match (cred, signed, sig) {
-        (Some(c), Some(h), Some(s)) if !c.is_empty() && !h.is_empty() && !s.is_empty() => {
-            Ok(Authorization {
-                access_key_id: c,
-                signed_headers: h
-                    .split(';')
-                    .map(|x| x.trim().to_ascii_lowercase())
-                    .collect(),
-                signature: s,
-            })
-        }
+        (Some(c), Some(h), Some(s)) if !c.is_empty() && !h.is_empty() && !s.is_empty() => Ok(Authorization {
+            access_key_id: c,
+            signed_headers: h.split(';').map(|x| x.trim().to_ascii_lowercase()).collect(),
+            signature: s,
+        }),
         _ => Err(Code::IncompleteSignature.into()),
     }
 }
 
 /// The canonical query string: form-decoded pairs, re-encoded, sorted, `k=v` joined by `&`.
 pub fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (percent_encode(&k), percent_encode(&v)))
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (percent_encode(&k), percent_encode(&v))).collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 /// Lines `name:value` for each signed header, sorted; repeated headers joined by `,`.
@@ -76,11 +58,8 @@ pub fn canonical_headers(headers: &[(String, String)], signed: &[String]) -> Str
     names.dedup();
     let mut out = String::new();
     for name in names {
-        let mut values: Vec<&str> = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-            .collect();
+        let mut values: Vec<&str> =
+            headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()).collect();
         values.sort_unstable();
         out.push_str(name);
         out.push(':');
@@ -109,10 +88,7 @@ pub fn canonical_request(
 }
 
 pub fn string_to_sign(canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    )
+    format!("{ALGORITHM}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())))
 }
 
 pub fn sign(secret: &str, string_to_sign: &str) -> String {
@@ -133,10 +109,7 @@ pub(super) fn verify(
     now: DateTime<Utc>,
 ) -> Result<Verified, ApiError> {
     let auth = parse_authorization(auth_header)?;
-    if MUST_SIGN
-        .iter()
-        .any(|h| !auth.signed_headers.iter().any(|s| s == h))
-    {
+    if MUST_SIGN.iter().any(|h| !auth.signed_headers.iter().any(|s| s == h)) {
         return Err(Code::IncompleteSignature.into());
     }
     let header = |name: &str| req.header(name).map(str::trim).filter(|v| !v.is_empty());
@@ -145,33 +118,18 @@ pub(super) fn verify(
     let key = lookup_key(keys, &auth.access_key_id)?;
     let body_hash = hex::encode(Sha256::digest(&req.body));
     let claimed = header("x-acs-content-sha256").unwrap_or_default();
-    let cr = canonical_request(
-        &req.method,
-        &req.query,
-        &req.headers,
-        &auth.signed_headers,
-        claimed,
-    );
+    let cr = canonical_request(&req.method, &req.query, &req.headers, &auth.signed_headers, claimed);
     let sts = string_to_sign(&cr);
     let expected = sign(&key.secret, &sts);
-    if !same(
-        expected.as_bytes(),
-        auth.signature.to_ascii_lowercase().as_bytes(),
-    ) || claimed != body_hash
-    {
+    if !same(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) || claimed != body_hash {
         return Err(ApiError::with(Code::SignatureDoesNotMatch, &sts));
     }
-    let nonce =
-        header("x-acs-signature-nonce").ok_or(ApiError::missing("x-acs-signature-nonce"))?;
+    let nonce = header("x-acs-signature-nonce").ok_or(ApiError::missing("x-acs-signature-nonce"))?;
     if !nonces.check_and_insert(&auth.access_key_id, nonce, now.timestamp()) {
         return Err(Code::SignatureNonceUsed.into());
     }
-    let action = header("x-acs-action")
-        .ok_or(ApiError::missing("Action"))?
-        .to_string();
-    let version = header("x-acs-version")
-        .ok_or(ApiError::missing("Version"))?
-        .to_string();
+    let action = header("x-acs-action").ok_or(ApiError::missing("Action"))?.to_string();
+    let version = header("x-acs-version").ok_or(ApiError::missing("Version"))?.to_string();
     Ok(Verified {
         account_id: key.account_id,
         access_key_id: auth.access_key_id,
@@ -205,8 +163,7 @@ mod tests {
         .collect()
     }
 
-    const SIGNED_D: &str =
-        "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
+    const SIGNED_D: &str = "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
 
     #[test]
     fn vector_d() {
@@ -230,15 +187,10 @@ mod tests {
 
     #[test]
     fn vector_e_duplicate_headers_and_empty_values() {
-        let headers = vec![
-            ("x-acs-test".to_string(), "http".to_string()),
-            ("x-acs-TEST".to_string(), "https".to_string()),
-        ];
+        let headers =
+            vec![("x-acs-test".to_string(), "http".to_string()), ("x-acs-TEST".to_string(), "https".to_string())];
         assert_eq!(canonical_query("test=ok&empty="), "empty=&test=ok");
-        assert_eq!(
-            canonical_headers(&headers, &["x-acs-test".to_string()]),
-            "x-acs-test:http,https\n"
-        );
+        assert_eq!(canonical_headers(&headers, &["x-acs-test".to_string()]), "x-acs-test:http,https\n");
         let cr = canonical_request(
             "GET",
             "test=ok&empty=",
@@ -273,10 +225,7 @@ mod tests {
         let nonces = NonceCache::new();
         let good = "c0bb1fc3c1ae38d652aff5f83085504af11aa4a738efa1987a4274be3661adc5";
         let v = verify_any(&vector_d_request(good), &keys, &nonces, now).unwrap();
-        assert_eq!(
-            (v.action.as_str(), v.scheme),
-            ("ResetDisk", Scheme::Acs3HmacSha256)
-        );
+        assert_eq!((v.action.as_str(), v.scheme), ("ResetDisk", Scheme::Acs3HmacSha256));
         assert_eq!(v.params.get("DiskId"), Some("d-bp199lyny9b3xxxx"));
         let e = verify_any(&vector_d_request(good), &keys, &nonces, now).unwrap_err();
         assert_eq!(e.code, Code::SignatureNonceUsed);
@@ -288,16 +237,9 @@ mod tests {
     #[test]
     fn body_must_match_its_hash() {
         let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0).unwrap();
-        let mut req =
-            vector_d_request("c0bb1fc3c1ae38d652aff5f83085504af11aa4a738efa1987a4274be3661adc5");
+        let mut req = vector_d_request("c0bb1fc3c1ae38d652aff5f83085504af11aa4a738efa1987a4274be3661adc5");
         req.body = b"tampered".to_vec();
-        let e = verify_any(
-            &req,
-            &OneKey("testid", "testsecret"),
-            &NonceCache::new(),
-            now,
-        )
-        .unwrap_err();
+        let e = verify_any(&req, &OneKey("testid", "testsecret"), &NonceCache::new(), now).unwrap_err();
         assert_eq!(e.code, Code::SignatureDoesNotMatch);
     }
 
@@ -305,13 +247,9 @@ mod tests {
     fn authorization_must_sign_the_essentials() {
         let e = parse_authorization("ACS3-HMAC-SHA256 Credential=a,Signature=b").unwrap_err();
         assert_eq!(e.code, Code::IncompleteSignature);
-        let a = parse_authorization(
-            "ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host;X-Acs-Date,Signature=b",
-        )
-        .unwrap();
+        let a = parse_authorization("ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host;X-Acs-Date,Signature=b").unwrap();
         assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
-        let e = parse_authorization("ACS3-HMAC-SM3 Credential=a,SignedHeaders=host,Signature=b")
-            .unwrap_err();
+        let e = parse_authorization("ACS3-HMAC-SM3 Credential=a,SignedHeaders=host,Signature=b").unwrap_err();
         assert_eq!(e.code, Code::InvalidSignatureMethod);
     }
 }

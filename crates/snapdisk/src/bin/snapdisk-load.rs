@@ -40,16 +40,9 @@ struct Client {
 impl Client {
     /// One HMAC-SHA1 signed POST with every parameter in the query, as the Tea SDK's `v2` mode sends it.
     fn call(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<(u16, Value)> {
-        let nonce = format!(
-            "load-{}-{}",
-            std::process::id(),
-            self.nonce.fetch_add(1, Ordering::Relaxed)
-        );
+        let nonce = format!("load-{}-{}", std::process::id(), self.nonce.fetch_add(1, Ordering::Relaxed));
         let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let mut all: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut all: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         for (k, v) in [
             ("Action", action),
             ("Version", "2014-05-26"),
@@ -62,10 +55,7 @@ impl Client {
         ] {
             all.push((k.to_string(), v.to_string()));
         }
-        let sig = v1::sign(
-            &self.secret,
-            &v1::string_to_sign("POST", &Params::from_pairs(all.clone())),
-        );
+        let sig = v1::sign(&self.secret, &v1::string_to_sign("POST", &Params::from_pairs(all.clone())));
         let mut q = form_urlencoded_pairs(&all);
         q.push_str("&Signature=");
         q.push_str(&ecs_api::params::percent_encode(&sig));
@@ -81,13 +71,7 @@ impl Client {
 fn form_urlencoded_pairs(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                ecs_api::params::percent_encode(k),
-                ecs_api::params::percent_encode(v)
-            )
-        })
+        .map(|(k, v)| format!("{}={}", ecs_api::params::percent_encode(k), ecs_api::params::percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -114,11 +98,7 @@ fn wait_status(
 
 /// A Stopped instance with an attached disk and an accomplished snapshot, for ResetDisk DryRun.
 fn setup(c: &Client) -> anyhow::Result<(String, String)> {
-    let r = |v: &Value, k: &str| {
-        v[k].as_str()
-            .map(String::from)
-            .with_context(|| format!("no {k} in {v}"))
-    };
+    let r = |v: &Value, k: &str| v[k].as_str().map(String::from).with_context(|| format!("no {k} in {v}"));
     let (_, v) = c.call(
         "RunInstances",
         &[
@@ -128,10 +108,7 @@ fn setup(c: &Client) -> anyhow::Result<(String, String)> {
             ("DataDisk.1.Size", "40"),
         ],
     )?;
-    let i = v["InstanceIdSets"]["InstanceIdSet"][0]
-        .as_str()
-        .map(String::from)
-        .with_context(|| format!("{v}"))?;
+    let i = v["InstanceIdSets"]["InstanceIdSet"][0].as_str().map(String::from).with_context(|| format!("{v}"))?;
     let ids = format!("[\"{i}\"]");
     wait_status(
         c,
@@ -140,23 +117,10 @@ fn setup(c: &Client) -> anyhow::Result<(String, String)> {
         ("Instances", "Instance"),
         "Running",
     )?;
-    let (_, v) = c.call(
-        "DescribeDisks",
-        &[
-            ("RegionId", "cn-hangzhou"),
-            ("InstanceId", &i),
-            ("DiskType", "data"),
-        ],
-    )?;
+    let (_, v) = c.call("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &i), ("DiskType", "data")])?;
     let d = r(&v["Disks"]["Disk"][0], "DiskId")?;
     let dids = format!("[\"{d}\"]");
-    wait_status(
-        c,
-        "DescribeDisks",
-        &[("RegionId", "cn-hangzhou"), ("DiskIds", &dids)],
-        ("Disks", "Disk"),
-        "In_use",
-    )?;
+    wait_status(c, "DescribeDisks", &[("RegionId", "cn-hangzhou"), ("DiskIds", &dids)], ("Disks", "Disk"), "In_use")?;
     let (_, v) = c.call("CreateSnapshot", &[("DiskId", &d)])?;
     let s = r(&v, "SnapshotId")?;
     let sids = format!("[\"{s}\"]");
@@ -182,31 +146,17 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let nonce = Arc::new(AtomicU64::new(0));
     let client = |_: usize| Client {
-        agent: ureq::AgentBuilder::new()
-            .max_idle_connections_per_host(1)
-            .build(),
+        agent: ureq::AgentBuilder::new().max_idle_connections_per_host(1).build(),
         endpoint: a.endpoint.trim_end_matches('/').to_string(),
         ak: a.ak.clone(),
         secret: a.secret.clone(),
         nonce: nonce.clone(),
     };
     let (params, action, expect): (Vec<(String, String)>, &str, u16) = match a.action.as_str() {
-        "describe-disks" => (
-            vec![("RegionId".into(), "cn-hangzhou".into())],
-            "DescribeDisks",
-            200,
-        ),
+        "describe-disks" => (vec![("RegionId".into(), "cn-hangzhou".into())], "DescribeDisks", 200),
         "reset-dry-run" => {
             let (d, s) = setup(&client(0))?;
-            (
-                vec![
-                    ("DiskId".into(), d),
-                    ("SnapshotId".into(), s),
-                    ("DryRun".into(), "true".into()),
-                ],
-                "ResetDisk",
-                400,
-            )
+            (vec![("DiskId".into(), d), ("SnapshotId".into(), s), ("DryRun".into(), "true".into())], "ResetDisk", 400)
         }
         other => bail!("unknown --action {other}"),
     };
@@ -216,10 +166,7 @@ fn main() -> anyhow::Result<()> {
             let c = client(n);
             let params = params.clone();
             std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
-                let p: Vec<(&str, &str)> = params
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
+                let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
@@ -239,9 +186,7 @@ fn main() -> anyhow::Result<()> {
     }
     lat.sort_unstable();
     let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
             / 1000.0
     };
     println!(
