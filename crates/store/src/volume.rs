@@ -128,28 +128,33 @@ fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
 }
 
 /// Read whole blocks starting at `block` from `map` into `out` (a multiple of the block size),
-/// coalescing runs of consecutive data blocks into one read.
+/// coalescing runs of consecutive data blocks into one read. The map is walked once, in
+/// order, rather than looked up block by block.
 pub(crate) fn read_map(io: &Io, map: &BlockMap, block: u64, out: &mut [u8]) -> Result<()> {
     let count = out.len() as u64 / BLOCK_SIZE;
-    let mut i = 0;
-    while i < count {
-        match map.get(&(block + i)) {
-            None => {
-                let s = (i * BLOCK_SIZE) as usize;
-                out[s..s + BLOCK_SIZE as usize].fill(0);
-                i += 1;
-            }
-            Some(&p) => {
-                let mut n = 1;
-                while i + n < count && map.get(&(block + i + n)) == Some(&(p + n)) {
-                    n += 1;
-                }
-                let s = (i * BLOCK_SIZE) as usize;
-                io.read_blocks(&mut out[s..s + (n * BLOCK_SIZE) as usize], p)?;
-                i += n;
+    let bs = BLOCK_SIZE as usize;
+    let mut next = 0u64; // first block (relative) not yet filled
+    let mut run: Option<(u64, Phys, u64)> = None; // (relative start, phys, length)
+    let mut flush = |run: Option<(u64, Phys, u64)>, out: &mut [u8]| -> Result<()> {
+        if let Some((s, p, n)) = run {
+            io.read_blocks(&mut out[s as usize * bs..(s + n) as usize * bs], p)?;
+        }
+        Ok(())
+    };
+    for (&b, &p) in map.range(block..block + count) {
+        let rel = b - block;
+        match run {
+            Some((s, rp, n)) if s + n == rel && rp + n == p => run = Some((s, rp, n + 1)),
+            _ => {
+                flush(run.take(), out)?;
+                out[next as usize * bs..rel as usize * bs].fill(0);
+                run = Some((rel, p, 1));
             }
         }
+        next = rel + 1;
     }
+    flush(run, out)?;
+    out[next as usize * bs..].fill(0);
     Ok(())
 }
 
