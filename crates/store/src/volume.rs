@@ -135,7 +135,7 @@ pub(crate) fn read_map(io: &Io, map: &BlockMap, block: u64, out: &mut [u8]) -> R
     let bs = BLOCK_SIZE as usize;
     let mut next = 0u64; // first block (relative) not yet filled
     let mut run: Option<(u64, Phys, u64)> = None; // (relative start, phys, length)
-    let mut flush = |run: Option<(u64, Phys, u64)>, out: &mut [u8]| -> Result<()> {
+    let flush = |run: Option<(u64, Phys, u64)>, out: &mut [u8]| -> Result<()> {
         if let Some((s, p, n)) = run {
             io.read_blocks(&mut out[s as usize * bs..(s + n) as usize * bs], p)?;
         }
