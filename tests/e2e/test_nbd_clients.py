@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from alibabacloud_ecs20140526 import models as ecs_models
 
 from nbd_client import (
     CMD_WRITE,
@@ -34,7 +35,7 @@ from nbd_client import (
     qemu_io,
     run_tool,
 )
-from support import attached_disk
+from support import REGION, attached_disk
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 DISK = 20 * GiB
@@ -497,3 +498,29 @@ def test_delete_instance_closes_its_disks_connections(server, tenant):
     api.attach(did, _i2)
     with Nbd.open(server.nbd_port, did) as c:
         assert c.read(0, 4096) == b"\x33" * 4096
+
+
+def test_stop_instances_closes_every_instance_connections(server, tenant):
+    api = tenant
+    i1, d1 = attached_disk(api, size=20)
+    i2, d2 = attached_disk(api, size=20)
+    sys1 = api.system_disk(i1)["DiskId"]
+    conns = [Nbd.open(server.nbd_port, name) for name in (d1, d2, sys1)]
+    try:
+        for c in conns[:2]:
+            c.write(0, b"\x34" * 4096)       # answered, not flushed
+        api.client.stop_instances(ecs_models.StopInstancesRequest(region_id=REGION, instance_id=[i1, i2]))
+        for c, name in zip(conns, (d1, d2, sys1)):
+            assert c.wait_closed(1.0), f"connection to {name} still open after StopInstances returned"
+        for name in (d1, d2, sys1):
+            assert _refused(server, name) == REP_ERR_POLICY
+    finally:
+        for c in conns:
+            c.close()
+    api.wait_instance(i1, "Stopped")
+    api.wait_instance(i2, "Stopped")
+    # the unflushed writes were flushed when the connections were closed
+    for did in (d1, d2):
+        sid = api.create_snapshot(did)
+        with Nbd.open(server.nbd_port, sid) as c:
+            assert c.read(0, 4096) == b"\x34" * 4096

@@ -21,6 +21,7 @@ pub(crate) struct Io {
     /// Blocks whose release is durable, waiting to be punched out of the data file. Punching
     /// is slow (a syscall per run), so it happens off the flush path, on the GC thread.
     punchable: Mutex<Vec<(Phys, u64)>>,
+    write_gate: Mutex<()>,
     /// Wakes the GC thread, when there is one.
     pub kick: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Set when a write to the log failed: the state in memory is ahead of the disk, so
@@ -44,6 +45,7 @@ impl Io {
             next_phys: AtomicU64::new(next_phys),
             log: Mutex::new(log),
             punchable: Mutex::default(),
+            write_gate: Mutex::default(),
             kick: Mutex::default(),
             broken: Default::default(),
         }
@@ -63,6 +65,9 @@ impl Io {
     }
 
     pub fn write_blocks(&self, data: &[u8], phys: Phys) -> Result<()> {
+        // Buffered writes to one file serialize on its inode lock anyway, and the kernel spins
+        // waiting for it; queueing here instead leaves the CPU to the writer that holds it.
+        let _one = self.write_gate.lock();
         self.data
             .write_all_at(data, phys * BLOCK_SIZE)
             .map_err(|e| StoreError::io(format!("writing data block {phys}"), e))

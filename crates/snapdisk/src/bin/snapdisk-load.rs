@@ -20,7 +20,7 @@ struct Args {
     ak: String,
     #[arg(long, env = "SNAPDISK_ACCESS_KEY_SECRET")]
     secret: String,
-    /// describe-disks or reset-dry-run
+    /// describe-disks, reset-dry-run, or running-disk (prints a writable NBD export and exits)
     #[arg(long, default_value = "describe-disks")]
     action: String,
     #[arg(long, default_value_t = 8)]
@@ -157,6 +157,43 @@ fn main() -> anyhow::Result<()> {
         "reset-dry-run" => {
             let (d, s) = setup(&client(0))?;
             (vec![("DiskId".into(), d), ("SnapshotId".into(), s), ("DryRun".into(), "true".into())], "ResetDisk", 400)
+        }
+        "running-disk" => {
+            // For the NBD benchmark: a data disk of a Running instance, i.e. a writable export.
+            let c = client(0);
+            let (_, v) = c.call(
+                "RunInstances",
+                &[
+                    ("RegionId", "cn-hangzhou"),
+                    ("ImageId", "blank_x64_20G.vhd"),
+                    ("InstanceType", "ecs.g7.large"),
+                    ("DataDisk.1.Size", "40"),
+                ],
+            )?;
+            let i =
+                v["InstanceIdSets"]["InstanceIdSet"][0].as_str().map(String::from).with_context(|| format!("{v}"))?;
+            let ids = format!("[\"{i}\"]");
+            let running = ("Instances", "Instance");
+            wait_status(
+                &c,
+                "DescribeInstances",
+                &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)],
+                running,
+                "Running",
+            )?;
+            let (_, v) =
+                c.call("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &i), ("DiskType", "data")])?;
+            let d = v["Disks"]["Disk"][0]["DiskId"].as_str().map(String::from).with_context(|| format!("{v}"))?;
+            let dids = format!("[\"{d}\"]");
+            wait_status(
+                &c,
+                "DescribeDisks",
+                &[("RegionId", "cn-hangzhou"), ("DiskIds", &dids)],
+                ("Disks", "Disk"),
+                "In_use",
+            )?;
+            println!("{d}");
+            return Ok(());
         }
         other => bail!("unknown --action {other}"),
     };

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""NBD benchmark (not a test): the same tools against Snapdisk and against qemu-nbd
+--cache=none serving a raw file and a qcow2 file, in the same run, printed as one table.
+
+Usage: scripts/bench-nbd.sh [--quick]   (builds the release binaries, then runs this)
+Needs fio (with its nbd engine), qemu-nbd, qemu-img and nbdcopy.
+"""
+import json, os, shutil, signal, subprocess, sys, tempfile, time
+
+QUICK = "--quick" in sys.argv
+SIZE = "256M" if QUICK else "1G"
+RUNTIME = 4 if QUICK else 10
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def fio(uri, rw, bs, depth):
+    args = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}", f"--rw={rw}", f"--bs={bs}",
+            f"--iodepth={depth}", f"--size={SIZE}", "--output-format=json", "--group_reporting"]
+    if rw.startswith("rand"):
+        args += ["--time_based", f"--runtime={RUNTIME}"]
+    out = run(args)
+    job = json.loads(out[out.index("{"):])["jobs"][0]  # fio may print notes before the JSON
+    side = job["read"] if "read" in rw else job["write"]
+    return side["bw_bytes"] / 2**20 if bs == "1M" else side["iops"]
+
+
+def measure(uri, size_bytes):
+    r = {}
+    r["seq write MiB/s (fio 1M QD8)"] = fio(uri, "write", "1M", 8)
+    r["seq read MiB/s (fio 1M QD8)"] = fio(uri, "read", "1M", 8)
+    t = time.time()
+    run(["nbdcopy", uri, "null:"])
+    r["seq read MiB/s (nbdcopy)"] = size_bytes / 2**20 / (time.time() - t)
+    for depth in (1, 32):
+        r[f"4K randread IOPS QD{depth} (fio)"] = fio(uri, "randread", "4k", depth)
+        r[f"4K randwrite IOPS QD{depth} (fio)"] = fio(uri, "randwrite", "4k", depth)
+    return r
+
+
+def wait_port(proc, pattern, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        line = proc.stdout.readline()
+        if line.startswith(pattern):
+            return line[len(pattern):].strip()
+    raise SystemExit(f"no '{pattern}' from {proc.args}")
+
+
+def free_port():
+    import socket
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    return p
+
+
+def qemu_nbd(path, fmt):
+    port = free_port()
+    p = subprocess.Popen(["qemu-nbd", "-f", fmt, "--cache=none", "-b", "127.0.0.1", "-p", str(port),
+                          "-x", "bench", "--persistent", "--shared=16", path])
+    for _ in range(100):
+        try:
+            run(["nbdinfo", "--size", f"nbd://127.0.0.1:{port}/bench"])
+            break
+        except subprocess.CalledProcessError:
+            time.sleep(0.1)
+    return p, f"nbd://127.0.0.1:{port}/bench"
+
+
+def main():
+    size_bytes = int(SIZE[:-1]) * (2**30 if SIZE.endswith("G") else 2**20)
+    work = tempfile.mkdtemp(prefix="snapdisk-bench-", dir=ROOT)
+    results, procs = {}, []
+    try:
+        env = dict(os.environ, SNAPDISK_ACCESS_KEY_ID="LTAIbench", SNAPDISK_ACCESS_KEY_SECRET="benchsecret",
+                   SNAPDISK_LOG="warn")
+        srv = subprocess.Popen([os.path.join(BIN, "snapdisk"), "serve", "--data-dir", os.path.join(work, "data"),
+                                "--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0", "--transition-ms", "10"],
+                               stdout=subprocess.PIPE, text=True, env=env)
+        procs.append(srv)
+        api = wait_port(srv, "api listening on ")
+        nbd = wait_port(srv, "nbd listening on ")
+        disk = run([os.path.join(BIN, "snapdisk-load"), "--endpoint", api, "--action", "running-disk"], env=env).strip()
+        results["Snapdisk"] = measure(f"nbd://{nbd}/{disk}", size_bytes)
+        for fmt in ("raw", "qcow2"):
+            path = os.path.join(work, f"ref.{fmt}")
+            run(["qemu-img", "create", "-f", fmt, path, "40G"])
+            p, uri = qemu_nbd(path, fmt)
+            procs.append(p)
+            results[f"qemu-nbd {fmt}"] = measure(uri, size_bytes)
+            p.send_signal(signal.SIGTERM); p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM); p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    cols = ["Snapdisk", "qemu-nbd raw", "qemu-nbd qcow2"]
+    print(f"\nNBD, loopback, {os.cpu_count()} cores, {SIZE} working set, random runs {RUNTIME} s each\n")
+    print("| metric | " + " | ".join(cols) + " | vs raw | vs qcow2 |")
+    print("|---|" + "---|" * (len(cols) + 2))
+    for k in results["Snapdisk"]:
+        v = [results[c][k] for c in cols]
+        print(f"| {k} | " + " | ".join(f"{x:.0f}" for x in v) + f" | {v[0] / v[1]:.2f}× | {v[0] / v[2]:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
