@@ -205,7 +205,25 @@ impl Control {
             };
             self.volumes.snapshot(disk, snap).map_err(|e| AdminError::Internal(e.to_string()))?;
         }
+        // A security lock stops the instance being a writer at once: close its disks' exports.
+        let revoke: Vec<String> = match (command, out.get("Revoke")) {
+            ("instance-lock", Some(serde_json::Value::Array(ids))) => {
+                ids.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            _ => Vec::new(),
+        };
         tx.commit()?;
+        drop(conn);
+        if !revoke.is_empty()
+            && let Ok(events) = self.events.read()
+            && let Some(e) = events.as_ref()
+        {
+            e.revoke(&revoke);
+        }
+        let mut out = out;
+        if let Some(o) = out.as_object_mut() {
+            o.remove("Revoke");
+        }
         Ok(out)
     }
 }
@@ -251,7 +269,14 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                 "UPDATE instances SET lock_reason=?2, lock_msg=?3 WHERE id=?1 AND released=0",
                 params![l.instance_id, reason, l.lock_msg.unwrap_or_default()],
             )?;
-            changed(n, "instance", &l.instance_id)
+            changed(n, "instance", &l.instance_id)?;
+            let disks: Vec<String> = if reason == "security" {
+                let mut stmt = conn.prepare("SELECT id FROM disks WHERE instance_id=?1 AND released=0")?;
+                stmt.query_map([&l.instance_id], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            };
+            Ok(json!({ "Revoke": disks }))
         }
         "instance-unlock" => {
             let i: InstanceRef = parse(body)?;

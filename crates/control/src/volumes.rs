@@ -75,6 +75,28 @@ impl<T: Volumes + ?Sized> Volumes for Box<T> {
     }
 }
 
+/// A store that could not be opened (its metadata failed its checksums): every operation
+/// fails with the reason, so the API answers InternalError and nothing is served as data.
+pub struct Unavailable(pub String);
+
+impl Volumes for Unavailable {
+    fn create(&self, _: &str, _: u64, _: Option<&str>) -> VolumeResult {
+        Err(VolumeError::Store(self.0.clone()))
+    }
+    fn snapshot(&self, _: &str, _: &str) -> VolumeResult {
+        Err(VolumeError::Store(self.0.clone()))
+    }
+    fn reset(&self, _: &str, _: &str) -> VolumeResult {
+        Err(VolumeError::Store(self.0.clone()))
+    }
+    fn delete_volume(&self, _: &str) -> VolumeResult {
+        Err(VolumeError::Store(self.0.clone()))
+    }
+    fn delete_snapshot(&self, _: &str) -> VolumeResult {
+        Err(VolumeError::Store(self.0.clone()))
+    }
+}
+
 /// Storage failures on demand, for the operator's `fault-inject`: the next N calls of an
 /// operation fail before reaching the inner store, which is what a failing disk looks like.
 pub struct FaultInjector<V> {

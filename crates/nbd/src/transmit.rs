@@ -150,7 +150,9 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
                 return fail(EPERM, "read-only export");
             };
             if !in_bounds(size, req.offset, req.length) {
-                return fail(ENOSPC, "beyond the end of the export");
+                // The spec asks EINVAL for a trim beyond the end and ENOSPC for writes.
+                let err = if req.kind == CMD_TRIM { EINVAL } else { ENOSPC };
+                return fail(err, "beyond the end of the export");
             }
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let r = match req.kind {

@@ -9,7 +9,8 @@ use store::Engine;
 
 pub struct Exports {
     pub control: Arc<Control>,
-    pub engine: Arc<Engine>,
+    /// None when the store could not be opened: every export is refused.
+    pub engine: Option<Arc<Engine>>,
 }
 
 impl nbd::Exports for Exports {
@@ -19,10 +20,13 @@ impl nbd::Exports for Exports {
 
     fn open(&self, name: &str) -> Result<nbd::Device, nbd::Refusal> {
         let unavailable = |e: store::StoreError| nbd::Refusal::Policy(e.to_string());
+        let Some(engine) = &self.engine else {
+            return Err(nbd::Refusal::Policy("storage metadata is corrupt; see the server log".into()));
+        };
         match self.control.export_grant(name) {
-            Ok(Grant::ReadWrite) => Ok(nbd::Device::ReadWrite(self.engine.volume(name).map_err(unavailable)?)),
+            Ok(Grant::ReadWrite) => Ok(nbd::Device::ReadWrite(engine.volume(name).map_err(unavailable)?)),
             Ok(Grant::ReadOnly) => {
-                Ok(nbd::Device::ReadOnly(Arc::new(self.engine.snapshot_view(name).map_err(unavailable)?)))
+                Ok(nbd::Device::ReadOnly(Arc::new(engine.snapshot_view(name).map_err(unavailable)?)))
             }
             Err(Denied::Unknown) => Err(nbd::Refusal::Unknown),
             Err(Denied::Policy(why)) => Err(nbd::Refusal::Policy(why)),

@@ -44,9 +44,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.transition_ms {
         config.timings = Timings { disk_ms: ms, instance_ms: ms, snapshot_ms: ms };
     }
-    let engine = store::Engine::open(&dir.join("store")).context("opening the storage engine")?;
-    engine.start_gc_thread();
-    let control = Control::open(&dir, config, Box::new(engine.clone())).context("opening the catalog")?;
+    // Damaged storage metadata must never be served as data, but the API stays up so the
+    // operator can see what is wrong: storage operations then fail with InternalError and
+    // NBD refuses every export with the reason.
+    let (engine, volumes): (Option<Arc<store::Engine>>, Box<dyn control::volumes::Volumes>) =
+        match store::Engine::open(&dir.join("store")) {
+            Ok(e) => {
+                e.start_gc_thread();
+                (Some(e.clone()), Box::new(e))
+            }
+            Err(e) if e.kind == store::ErrorKind::Corrupt => {
+                tracing::error!(error = %e, "storage metadata is corrupt: refusing all disk I/O");
+                (None, Box::new(control::volumes::Unavailable(format!("storage metadata is corrupt: {e}"))))
+            }
+            Err(e) => return Err(e).context("opening the storage engine"),
+        };
+    let control = Control::open(&dir, config, volumes).context("opening the catalog")?;
     if let Some(ms) = args.transition_ms {
         let t = serde_json::json!({"DiskMs": ms, "InstanceMs": ms, "SnapshotMs": ms});
         control.admin("timings", t).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -126,7 +139,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // NBD connections drain, flush and close before the process exits.
     let _ = nbd_task.await;
     ticker.abort();
-    engine.sync().context("flushing the storage engine")?;
+    if let Some(engine) = &engine {
+        engine.sync().context("flushing the storage engine")?;
+    }
     write_private(&nonce_file, &serde_json::to_vec(&state.nonces.export())?)?;
     tracing::info!("stopped");
     Ok(())

@@ -118,6 +118,34 @@ impl Volume {
     }
 }
 
+impl Volume {
+    /// Zero part of a block (or of two neighbours); a block left all zeros becomes a hole,
+    /// so clients that discard at 512-byte granularity still leave the disk thin.
+    fn zero_partial(&self, offset: u64, len: u64) -> Result<()> {
+        let mut at = offset;
+        while at < offset + len {
+            let block = at / BLOCK_SIZE;
+            let end = ((block + 1) * BLOCK_SIZE).min(offset + len);
+            let mut buf = vec![0u8; BLOCK_SIZE as usize];
+            let mut head = self.head_write()?;
+            self.live()?;
+            read_map(&self.io, &head.map, block, &mut buf)?;
+            buf[(at - block * BLOCK_SIZE) as usize..(end - block * BLOCK_SIZE) as usize].fill(0);
+            if buf.iter().all(|b| *b == 0) {
+                let freed = head.apply_trim(block, 1);
+                self.io.append(&[Record::Trim { layer: head.layer, block, count: 1 }], runs(freed))?;
+            } else {
+                let phys = self.io.alloc(1);
+                self.io.write_blocks(&buf, phys)?;
+                let freed = head.apply_write(block, 1, phys);
+                self.io.append(&[Record::Write { layer: head.layer, block, count: 1, phys }], runs(freed))?;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+}
+
 fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
@@ -249,16 +277,15 @@ impl BlockWrite for Volume {
         let first_full = offset.div_ceil(BLOCK_SIZE);
         let end_full = (offset + len) / BLOCK_SIZE;
         if first_full >= end_full {
-            // Inside one block: the bytes still have to read as zeros.
-            return self.write_at(&vec![0u8; len as usize], offset, false);
+            // No whole block inside: the bytes still have to read as zeros.
+            return self.zero_partial(offset, len);
         }
         if !offset.is_multiple_of(BLOCK_SIZE) {
-            let n = first_full * BLOCK_SIZE - offset;
-            self.write_at(&vec![0u8; n as usize], offset, false)?;
+            self.zero_partial(offset, first_full * BLOCK_SIZE - offset)?;
         }
         if !(offset + len).is_multiple_of(BLOCK_SIZE) {
             let s = end_full * BLOCK_SIZE;
-            self.write_at(&vec![0u8; (offset + len - s) as usize], s, false)?;
+            self.zero_partial(s, offset + len - s)?;
         }
         let mut head = self.head_write()?;
         self.live()?;

@@ -258,7 +258,6 @@ pub(crate) fn attach_disk(
     )?;
     transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
     tx.commit()?;
-    env.revoke(&[disk_id.to_string()]);
     Ok(json!({}))
 }
 
@@ -294,5 +293,7 @@ pub(crate) fn detach_disk(
     tx.execute("UPDATE disks SET status='Detaching', delete_with_instance=0 WHERE id=?1", [disk_id])?;
     transitions::schedule(&tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
     tx.commit()?;
+    // The instance stops being the disk's writer: close its data-plane connections.
+    env.revoke(&[disk_id.to_string()]);
     Ok(json!({}))
 }
