@@ -72,7 +72,7 @@ def qemu_nbd(path, fmt):
 
 def main():
     size_bytes = int(SIZE[:-1]) * (2**30 if SIZE.endswith("G") else 2**20)
-    work = tempfile.mkdtemp(prefix="snapdisk-bench-", dir=ROOT)
+    work = tempfile.mkdtemp(prefix="snapdisk-bench-")
     results, procs = {}, []
     try:
         env = dict(os.environ, SNAPDISK_ACCESS_KEY_ID="LTAIbench", SNAPDISK_ACCESS_KEY_SECRET="benchsecret",

@@ -207,7 +207,7 @@ impl Control {
         }
         // A security lock stops the instance being a writer at once: close its disks' exports.
         let revoke: Vec<String> = match (command, out.get("Revoke")) {
-            ("instance-lock", Some(serde_json::Value::Array(ids))) => {
+            ("instance-lock" | "instance-expire", Some(serde_json::Value::Array(ids))) => {
                 ids.iter().filter_map(|v| v.as_str().map(String::from)).collect()
             }
             _ => Vec::new(),
@@ -300,7 +300,11 @@ fn admin_tx(conn: &Connection, command: &str, body: Value) -> AResult {
                         "UPDATE instances SET expired_ms=?2 WHERE id=?1",
                         params![i.instance_id, now_ms() - 1000],
                     )?;
-                    Ok(json!({}))
+                    // An expired instance is no longer its disks' writer.
+                    let mut stmt = conn.prepare("SELECT id FROM disks WHERE instance_id=?1 AND released=0")?;
+                    let disks: Vec<String> =
+                        stmt.query_map([&i.instance_id], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+                    Ok(json!({ "Revoke": disks }))
                 }
                 Some(_) => Err(AdminError::BadRequest("only PrePaid instances expire".into())),
             }

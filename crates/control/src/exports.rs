@@ -49,15 +49,28 @@ impl Control {
             let Some(instance) = instance.filter(|_| status == "In_use") else {
                 return Err(Denied::Policy(format!("disk {name} is {status}, not attached to an instance")));
             };
-            let inst: Option<(String, Option<String>)> = conn
-                .query_row("SELECT status, lock_reason FROM instances WHERE id=?1 AND released=0", [&instance], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+            type Row = (String, Option<String>, String, Option<i64>, bool);
+            let inst: Option<Row> = conn
+                .query_row(
+                    "SELECT i.status, i.lock_reason, i.charge_type, i.expired_ms, a.in_arrears
+                     FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id=?1 AND i.released=0",
+                    [&instance],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
                 .optional()
                 .map_err(|e| Denied::Policy(e.to_string()))?;
             return match inst {
-                Some((s, lock)) if s == "Running" && lock.as_deref() != Some("security") => Ok(Grant::ReadWrite),
-                Some((s, _)) => Err(Denied::Policy(format!("instance {instance} of disk {name} is {s}, not Running"))),
+                Some((_, Some(lock), ..)) if lock == "security" => {
+                    Err(Denied::Policy(format!("instance {instance} of disk {name} is locked for security")))
+                }
+                Some((_, _, charge, expired, arrears))
+                    if (charge == "PrePaid" && expired.is_some_and(|e| e <= now))
+                        || (charge == "PostPaid" && arrears) =>
+                {
+                    Err(Denied::Policy(format!("instance {instance} of disk {name} is expired or in arrears")))
+                }
+                Some((s, ..)) if s == "Running" => Ok(Grant::ReadWrite),
+                Some((s, ..)) => Err(Denied::Policy(format!("instance {instance} of disk {name} is {s}, not Running"))),
                 None => Err(Denied::Policy(format!("instance {instance} of disk {name} is gone"))),
             };
         }

@@ -21,10 +21,16 @@ pub fn account(conn: &Connection, id: &str) -> R<Account> {
     .map_err(Fail::from)
 }
 
+/// A request that names a region sees only that region's resources, as a regional endpoint does.
+fn in_region(env: &Env, region: &str) -> bool {
+    env.region_id.is_none_or(|r| r == region)
+}
+
 pub fn disk(conn: &Connection, env: &Env, id: &str) -> R<Disk> {
     let sql = format!("SELECT {} FROM disks WHERE id=?1 AND account_id=?2", Disk::COLUMNS);
     match conn.query_row(&sql, [id, env.account_id], Disk::from_row).optional()? {
         None => Err(Code::InvalidDiskIdNotFound.into()),
+        Some(d) if !in_region(env, &d.region_id) => Err(Code::InvalidDiskIdNotFound.into()),
         Some(d) if d.released => Err(Code::DiskNotFound.into()),
         Some(d) => Ok(d),
     }
@@ -34,6 +40,7 @@ pub fn instance(conn: &Connection, env: &Env, id: &str) -> R<Instance> {
     let sql = format!("SELECT {} FROM instances WHERE id=?1 AND account_id=?2 AND released=0", Instance::COLUMNS);
     conn.query_row(&sql, [id, env.account_id], Instance::from_row)
         .optional()?
+        .filter(|i| in_region(env, &i.region_id))
         .ok_or_else(|| Code::InvalidInstanceIdNotFound.into())
 }
 
@@ -41,6 +48,7 @@ pub fn snapshot(conn: &Connection, env: &Env, id: &str) -> R<Snapshot> {
     let sql = format!("SELECT {} FROM snapshots WHERE id=?1 AND account_id=?2 AND released=0", Snapshot::COLUMNS);
     conn.query_row(&sql, [id, env.account_id], Snapshot::from_row)
         .optional()?
+        .filter(|s| in_region(env, &s.region_id))
         .ok_or_else(|| Code::InvalidSnapshotIdNotFound.into())
 }
 

@@ -23,6 +23,11 @@ fn parameters_region_and_existence() {
         h.err("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s), ("RegionId", "xx-nowhere-1")]),
         Code::InvalidRegionIdMalFormed
     );
+    // A request that names another (valid) region does not see this region's disk.
+    assert_eq!(
+        h.err("ResetDisk", &[("DiskId", &d), ("SnapshotId", &s), ("RegionId", "cn-shanghai")]),
+        Code::InvalidDiskIdNotFound
+    );
     assert_eq!(reset(&h, "d-doesnotexist", &s), Code::InvalidDiskIdNotFound);
     assert_eq!(reset(&h, &d, "s-doesnotexist"), Code::InvalidSnapshotIdNotFound);
     // Another account sees nothing of ours.

@@ -156,3 +156,19 @@ fn transitions_survive_a_restart() {
     assert_eq!(h.disk(&d)["Status"], "Creating");
     h.wait("Available", || h.disk(&d));
 }
+
+#[test]
+fn images_from_snapshots_boot_instances_and_are_deleted_with_force_only() {
+    let h = Harness::new(5);
+    let (_, d, s) = h.stopped_with_snapshot();
+    let m = h.ok("CreateImage", &[("RegionId", "cn-hangzhou"), ("SnapshotId", &s), ("ImageName", "golden")]);
+    let m = m["ImageId"].as_str().unwrap().to_string();
+    let i = h.run_instance_with_image(&m);
+    h.wait("Running", || h.instance(&i));
+    let sys = h.ok("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &i), ("DiskType", "system")]);
+    assert_eq!(sys["Disks"]["Disk"][0]["SourceSnapshotId"], s.as_str());
+    assert_eq!(h.err("DeleteSnapshot", &[("SnapshotId", &s)]), Code::SnapshotCreatedImage);
+    assert_eq!(h.err("DeleteImage", &[("RegionId", "cn-hangzhou"), ("ImageId", &m)]), Code::ImageIsUsedByInstance);
+    h.ok("DeleteImage", &[("RegionId", "cn-hangzhou"), ("ImageId", &m), ("Force", "true")]);
+    let _ = d;
+}

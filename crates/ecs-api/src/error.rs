@@ -96,7 +96,7 @@ registry! {
     SnapshotCreatedDisk => (403, "SnapshotCreatedDisk", "The snapshot has been used to create disk(s)."),
     InvalidOperationDeletionProtection => (403, "InvalidOperation.DeletionProtection", "The instance is protected from deletion."),
     DiskError => (403, "DiskError", "IncorrectDiskStatus."),
-    ImageIsUsedByInstance => (403, "InvalidImageId.IncorrectStatus", "The specified image is in use by instances."),
+    ImageIsUsedByInstance => (403, "InvalidImageId.IncorrectStatus", "The image is being used by instances; delete it with Force."),
 }
 
 /// An ECS error as it goes on the wire: a registered code and the message to send.

@@ -34,7 +34,7 @@ fn fill(vol: &dyn BlockWrite, bytes: u64, rng: &mut impl Rng) {
 }
 
 fn snapshot_reset(label: &str, bytes: u64) {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
     engine.create_volume("d", TIB, None).unwrap();
     let vol = engine.volume("d").unwrap();
@@ -101,7 +101,7 @@ fn throughput(size: u64, write: &dyn Fn(&[u8], u64), read: &dyn Fn(&mut [u8], u6
 }
 
 fn engine_vs_raw(size: u64) {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     // Alternate the two, twice, and keep each side's best: the page cache and writeback
     // state then favour neither.
     let mut best_raw: Option<Tput> = None;
@@ -153,7 +153,7 @@ fn engine_vs_raw(size: u64) {
 
 /// Random and sequential reads of the same 64 MiB at chain depth 1 and depth 100.
 fn depth() {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
     let size = 64 * MIB;
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);

@@ -130,8 +130,18 @@ pub(crate) fn create_image(
     Ok(json!({"ImageId": id}))
 }
 
-pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str) -> R<Value> {
+pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str, force: bool) -> R<Value> {
     let tx = begin(conn)?;
+    // As documented: an image that instances still run from is deleted only with Force.
+    let users: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM instances i JOIN images m ON m.id = i.image_id
+         WHERE i.image_id=?1 AND i.released=0 AND m.account_id=?2 AND m.released=0",
+        [image_id, env.account_id],
+        |r| r.get(0),
+    )?;
+    if users > 0 && !force {
+        return Err(Code::ImageIsUsedByInstance.into());
+    }
     let n = tx.execute(
         "UPDATE images SET released=1 WHERE id=?1 AND account_id=?2 AND released=0",
         [image_id, env.account_id],

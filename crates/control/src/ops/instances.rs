@@ -82,6 +82,10 @@ pub(crate) fn run_instances(
     disks::check_category(&sys_category, sys_size, false, Code::InvalidSystemDiskCategoryValueNotSupported)?;
     let data: Vec<(&DiskSpec, String, i64)> =
         spec.data_disks.iter().map(|d| data_disk(&tx, env, &acct, d)).collect::<R<_>>()?;
+    let sys_encrypted = spec.system_disk.encrypted || spec.system_disk.kms_key_id.is_some();
+    if sys_encrypted {
+        guards::kms(&tx, env, &acct, spec.system_disk.kms_key_id.as_deref())?;
+    }
     guards::balance(&acct)?;
     if spec.charge_type == "PostPaid" && acct.in_arrears {
         return Err(Code::InstanceExpiredOrInArrears.into());
@@ -136,7 +140,7 @@ pub(crate) fn run_instances(
             instance: Some((&id, "/dev/xvda".into())),
             image_id: Some(&spec.image_id),
             source_snapshot_id: image_snapshot.as_deref(),
-            encrypted: spec.system_disk.encrypted,
+            encrypted: sys_encrypted,
             kms_key_id: spec.system_disk.kms_key_id.as_deref(),
             performance_level: spec.system_disk.performance_level.as_deref(),
             delete_with_instance: true,
@@ -364,7 +368,11 @@ pub(crate) fn delete_instance(conn: &mut Connection, env: &Env, id: &str, force:
         let tx = begin(conn)?;
         for (intent, _) in &failed {
             if let Intent::DeleteVolume { disk } = intent {
-                tx.execute("UPDATE disks SET status='Available', instance_id=NULL, device=NULL WHERE id=?1", [disk])?;
+                tx.execute(
+                    "UPDATE disks SET status='Available', instance_id=NULL, device=NULL, delete_with_instance=0
+                     WHERE id=?1",
+                    [disk],
+                )?;
             }
         }
         tx.commit()?;

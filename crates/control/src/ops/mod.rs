@@ -101,7 +101,7 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::CreateImage { snapshot_id, image_name, description } => {
             images::create_image(conn, env, &snapshot_id, image_name, description)
         }
-        Action::DeleteImage { image_id, .. } => images::delete_image(conn, env, &image_id),
+        Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
     };
     r.map_err(ApiError::from)
 }

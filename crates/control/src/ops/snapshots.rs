@@ -130,7 +130,6 @@ pub(crate) fn delete_snapshot(conn: &mut Connection, env: &Env, snapshot_id: &st
         _ => {}
     }
     tx.execute("UPDATE snapshots SET released=1 WHERE id=?1", [snapshot_id])?;
-    tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [snapshot_id])?;
     let intent = Intent::DeleteSnapshot { snapshot: snapshot_id.to_string() };
     let iid = storage::record(&tx, &intent)?;
     tx.commit()?;

@@ -1,7 +1,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-const WINDOW_SECS: i64 = super::MAX_SKEW_SECS;
+/// A request is valid for 15 minutes either side of its timestamp, so a nonce must be
+/// remembered for the whole 30 minutes in which its request could still be accepted.
+const WINDOW_SECS: i64 = 2 * super::MAX_SKEW_SECS;
 
 /// SignatureNonces seen in the last 15 minutes, per AccessKey. Entries expire in arrival order,
 /// so eviction is a pop from the front of a queue.

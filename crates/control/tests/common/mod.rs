@@ -101,6 +101,12 @@ impl Harness {
         v["InstanceIdSets"]["InstanceIdSet"][0].as_str().unwrap().to_string()
     }
 
+    pub fn run_instance_with_image(&self, image: &str) -> String {
+        let p = [("RegionId", "cn-hangzhou"), ("ImageId", image), ("InstanceType", "ecs.g7.large")];
+        let v = self.ok("RunInstances", &p);
+        v["InstanceIdSets"]["InstanceIdSet"][0].as_str().unwrap().to_string()
+    }
+
     pub fn create_disk(&self) -> String {
         let v = self.ok("CreateDisk", &[("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "40")]);
         v["DiskId"].as_str().unwrap().to_string()
