@@ -30,5 +30,9 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
+echo "== official Node SDKs (Tea and pop-core) against target/debug/snapdisk"
+if [ ! -d tests/node/node_modules ]; then (cd tests/node && npm ci --no-audit --no-fund --silent); fi
+(cd tests/node && SNAPDISK_BIN="$PWD/../../target/debug/snapdisk" node --test --test-reporter=dot)
+
 echo "== end-to-end (official SDKs against target/debug/snapdisk)"
 SNAPDISK_BIN="$PWD/target/debug/snapdisk" .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider

@@ -562,8 +562,8 @@ class Api:
         return _m(self.client.create_image(ecs_models.CreateImageRequest(
             region_id=region, snapshot_id=sid, image_name=name)))["ImageId"]
 
-    def delete_image(self, image_id: str, region: str = REGION):
-        self.client.delete_image(ecs_models.DeleteImageRequest(region_id=region, image_id=image_id))
+    def delete_image(self, image_id: str, region: str = REGION, force: bool | None = None):
+        self.client.delete_image(ecs_models.DeleteImageRequest(region_id=region, image_id=image_id, force=force))
 
 
 # --------------------------------------------------------------------------------------------

@@ -295,7 +295,10 @@ def test_image_from_snapshot_then_run_instances(server, tenant):
     assert nsys["ImageId"] == image_id
     assert nsys["Size"] >= sysd["Size"]
 
-    api.delete_image(image_id)
+    # An image that instances run from is deleted only with Force.
+    err = catch(api.delete_image, image_id)
+    assert (err.status, err.code) == (403, "InvalidImageId.IncorrectStatus"), err.data
+    api.delete_image(image_id, force=True)
     assert api.images(image_id=image_id)["Images"]["Image"] == []
     # the instance made from it keeps running
     assert api.instance_status(new_iid) == "Running"

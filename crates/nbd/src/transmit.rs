@@ -9,13 +9,15 @@ use crate::registry::Handle;
 use crate::server::Server;
 use std::io;
 use std::sync::Arc;
-use store::{ErrorKind, Extent, StoreError};
+use store::{AlignedBuf, ErrorKind, Extent, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Bytes of request and reply payload in flight per connection, in KiB.
 const BUDGET_KIB: u32 = 256 * 1024;
+/// Replies ready at the same time are sent together up to this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
 /// Block-status answers carry at most this many extents.
 const MAX_EXTENTS: usize = 1024;
 
@@ -31,10 +33,30 @@ pub(crate) struct Session {
 pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
     s.handle.active.store(true, std::sync::atomic::Ordering::Release);
     let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let (tx, mut rx) = mpsc::channel::<Reply>(64);
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            wr.write_all(&buf).await?;
+        // Replies that are ready together go out in one send; small data is copied in after
+        // its header (cheaper than another send), large data is sent from its own buffer.
+        let mut out: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(r) = next.take() {
+                out.extend_from_slice(&r.head);
+                match &r.data {
+                    Some(d) if d.len() <= 128 * 1024 => out.extend_from_slice(d.as_slice()),
+                    Some(d) => {
+                        wr.write_all(&out).await?;
+                        out.clear();
+                        wr.write_all(d.as_slice()).await?;
+                    }
+                    None => {}
+                }
+                if out.len() < BATCH_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            wr.write_all(&out).await?;
+            out.clear();
         }
         wr.shutdown().await
     });
@@ -59,7 +81,7 @@ pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
 async fn read_loop(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     s: &Arc<Session>,
-    tx: &mpsc::Sender<Vec<u8>>,
+    tx: &mpsc::Sender<Reply>,
     budget: &Arc<Semaphore>,
 ) -> io::Result<()> {
     loop {
@@ -83,14 +105,15 @@ async fn read_loop(
         }
         let kib = (req.length.min(MAX_PAYLOAD) / 1024).max(1);
         let permit = budget.clone().acquire_many_owned(kib).await.map_err(|_| io::Error::other("budget closed"))?;
-        let mut payload = vec![0u8; req.payload_len() as usize];
-        rd.read_exact(&mut payload).await?;
+        // Page-aligned, so the store can write it with O_DIRECT as it is.
+        let mut payload = AlignedBuf::zeroed(req.payload_len() as usize);
+        rd.read_exact(payload.as_mut_slice()).await?;
         let (s, tx) = (s.clone(), tx.clone());
-        tokio::spawn(async move {
-            let reply = tokio::task::spawn_blocking(move || handle(&s, &req, payload))
-                .await
-                .unwrap_or_else(|_| simple_reply(req.cookie, EIO, &[]));
-            let _ = tx.send(reply).await;
+        // The I/O runs on a blocking thread, which hands its reply straight to the writer.
+        tokio::task::spawn_blocking(move || {
+            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&s, &req, payload)))
+                .unwrap_or_else(|_| Reply::head(simple_reply(req.cookie, EIO, &[])));
+            let _ = tx.blocking_send(reply);
             drop(permit);
         });
     }
@@ -109,14 +132,26 @@ fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
     offset.checked_add(len as u64).is_some_and(|end| end <= size)
 }
 
+/// An encoded reply: its header (or whole body) and, for reads, the data after it.
+pub(crate) struct Reply {
+    head: Vec<u8>,
+    data: Option<AlignedBuf>,
+}
+
+impl Reply {
+    fn head(head: Vec<u8>) -> Reply {
+        Reply { head, data: None }
+    }
+}
+
 /// Run one request and encode its reply.
-fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
+fn handle(s: &Session, req: &Request, payload: AlignedBuf) -> Reply {
     let fail = |err: u32, msg: &str| {
-        if s.structured && (req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS) {
+        Reply::head(if s.structured && (req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS) {
             error_chunk(req.cookie, err, msg)
         } else {
             simple_reply(req.cookie, err, &[])
-        }
+        })
     };
     let size = s.device.size();
     let writable = || match &s.device {
@@ -128,20 +163,18 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
             if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
                 return fail(EINVAL, "read beyond the end of the export or too large");
             }
-            let n = req.length as usize;
-            let (mut out, at) = if s.structured {
+            let head = if s.structured {
                 let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
                 h.extend_from_slice(&req.offset.to_be_bytes());
-                let at = h.len();
-                (h, at)
+                h
             } else {
-                let h = simple_reply(req.cookie, 0, &[]);
-                let at = h.len();
-                (h, at)
+                simple_reply(req.cookie, 0, &[])
             };
-            out.resize(at + n, 0);
-            match s.device.reader().read_at(&mut out[at..], req.offset) {
-                Ok(()) => out,
+            // Read into a page-aligned buffer of its own (O_DIRECT needs one); the header
+            // goes out first, from its own buffer.
+            let mut data = AlignedBuf::zeroed(req.length as usize);
+            match s.device.reader().read_at(data.as_mut_slice(), req.offset) {
+                Ok(()) => Reply { head, data: Some(data) },
                 Err(e) => fail(errno(&e, false), &e.to_string()),
             }
         }
@@ -156,18 +189,18 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
             }
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let r = match req.kind {
-                CMD_WRITE => dev.write_at(&payload, req.offset, fua),
+                CMD_WRITE => dev.write_at(payload.as_slice(), req.offset, fua),
                 CMD_TRIM => dev.trim(req.offset, req.length as u64),
                 _ => dev.write_zeroes(req.offset, req.length as u64, req.flags & CMD_FLAG_NO_HOLE == 0),
             }
             .and_then(|_| if fua && req.kind != CMD_WRITE { dev.flush() } else { Ok(()) });
             match r {
-                Ok(()) => simple_reply(req.cookie, 0, &[]),
+                Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
                 Err(e) => fail(errno(&e, true), &e.to_string()),
             }
         }
         CMD_FLUSH => match writable().map(|d| d.flush()).unwrap_or(Ok(())) {
-            Ok(()) => simple_reply(req.cookie, 0, &[]),
+            Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
             Err(e) => fail(errno(&e, true), &e.to_string()),
         },
         CMD_BLOCK_STATUS => {
@@ -178,7 +211,7 @@ fn handle(s: &Session, req: &Request, payload: Vec<u8>) -> Vec<u8> {
                 return fail(EINVAL, "block status beyond the end of the export");
             }
             match s.device.reader().block_status(req.offset, req.length as u64) {
-                Ok(extents) => block_status_reply(req, &extents),
+                Ok(extents) => Reply::head(block_status_reply(req, &extents)),
                 Err(e) => fail(errno(&e, false), &e.to_string()),
             }
         }

@@ -22,12 +22,22 @@ pub struct ServeArgs {
     /// Address of the NBD server; port 0 picks a free one (printed on its own line).
     #[arg(long, default_value = crate::DEFAULT_NBD_LISTEN, value_parser = crate::parse_listen)]
     nbd_listen: SocketAddr,
+    /// Data I/O mode, as qemu names it: `none` bypasses the page cache (O_DIRECT), `writeback`
+    /// goes through it.
+    #[arg(long, value_enum, default_value_t = Cache::None)]
+    cache: Cache,
     /// Extra time every transitional state lasts (Creating, Stopping, ReIniting, ...).
     #[arg(long)]
     transition_ms: Option<u64>,
     /// A JSON file listing regions and zones: [{"id", "local_name", "zones": [{"id", "local_name"}]}].
     #[arg(long)]
     regions: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cache {
+    None,
+    Writeback,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -48,7 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // operator can see what is wrong: storage operations then fail with InternalError and
     // NBD refuses every export with the reason.
     let (engine, volumes): (Option<Arc<store::Engine>>, Box<dyn control::volumes::Volumes>) =
-        match store::Engine::open(&dir.join("store")) {
+        match store::Engine::open_with(&dir.join("store"), store::Options { direct_io: args.cache == Cache::None }) {
             Ok(e) => {
                 e.start_gc_thread();
                 (Some(e.clone()), Box::new(e))

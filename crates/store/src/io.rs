@@ -11,17 +11,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+/// The data file grows by this many blocks (64 MiB) when the allocator nears its end.
+const EXTEND_BLOCKS: u64 = 1 << 14;
+
 /// Records are written to the file once this many bytes are buffered, or on sync.
 const SPILL_BYTES: usize = 1 << 20;
 
 pub(crate) struct Io {
     pub data: File,
+    /// The same file opened with `O_DIRECT`, when the engine bypasses the page cache.
+    direct: Option<File>,
     pub next_phys: AtomicU64,
     log: Mutex<Log>,
     /// Blocks whose release is durable, waiting to be punched out of the data file. Punching
     /// is slow (a syscall per run), so it happens off the flush path, on the GC thread.
     punchable: Mutex<Vec<(Phys, u64)>>,
     write_gate: Mutex<()>,
+    /// The data file's size in blocks, kept ahead of `next_phys`.
+    extended: AtomicU64,
+    extend_lock: Mutex<()>,
     /// Wakes the GC thread, when there is one.
     pub kick: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Set when a write to the log failed: the state in memory is ahead of the disk, so
@@ -39,13 +47,19 @@ pub(crate) struct Log {
 }
 
 impl Io {
-    pub fn new(data: File, next_phys: u64, log: Log) -> Io {
+    pub fn new(data: File, direct: Option<File>, next_phys: u64, log: Log) -> Io {
+        // Everything past `next_phys` is unreferenced (the open-time sweep frees it), so the
+        // next allocation extends or preallocates from there.
+        let size = next_phys;
         Io {
             data,
+            direct,
             next_phys: AtomicU64::new(next_phys),
             log: Mutex::new(log),
             punchable: Mutex::default(),
             write_gate: Mutex::default(),
+            extended: AtomicU64::new(size),
+            extend_lock: Mutex::default(),
             kick: Mutex::default(),
             broken: Default::default(),
         }
@@ -58,13 +72,47 @@ impl Io {
         self.log.lock().map_err(|_| StoreError::new(crate::ErrorKind::Io, "metadata log lock poisoned"))
     }
 
-    /// Reserve `n` fresh blocks. They are never reused, so a crash can never leave a stale
-    /// reference to a block that now holds someone else's data.
-    pub fn alloc(&self, n: u64) -> Phys {
-        self.next_phys.fetch_add(n, Ordering::Relaxed)
+    /// Reserve `n` fresh blocks past every block any record has ever named, so no stale
+    /// reference can ever see someone else's data. The file's size is kept ahead of the
+    /// allocator: writes inside the file's size are not size-changing writes, which the
+    /// kernel serializes (and which `O_DIRECT` would make synchronous).
+    pub fn alloc(&self, n: u64) -> Result<Phys> {
+        let p = self.next_phys.fetch_add(n, Ordering::Relaxed);
+        if p + n > self.extended.load(Ordering::Acquire) {
+            let mut g = self.extend_lock.lock().map_err(|_| StoreError::new(crate::ErrorKind::Io, "lock poisoned"))?;
+            let cur = self.extended.load(Ordering::Acquire);
+            if p + n > cur {
+                let new = (p + n).max(cur) + EXTEND_BLOCKS;
+                if self.direct.is_some() {
+                    // O_DIRECT writes into allocated (unwritten) extents are overwrites, which
+                    // the kernel lets run in parallel; writes into holes it serializes. So
+                    // direct mode preallocates ahead (a bounded 64 MiB, shared by all volumes).
+                    use nix::fcntl::{FallocateFlags, fallocate};
+                    use std::os::fd::AsRawFd;
+                    let (off, len) = ((cur * BLOCK_SIZE) as i64, ((new - cur) * BLOCK_SIZE) as i64);
+                    fallocate(self.data.as_raw_fd(), FallocateFlags::empty(), off, len)
+                        .map_err(|e| StoreError::io("preallocating the data file", std::io::Error::from(e)))?;
+                } else {
+                    self.data.set_len(new * BLOCK_SIZE).map_err(|e| StoreError::io("extending the data file", e))?;
+                }
+                self.extended.store(new, Ordering::Release);
+            }
+            *g = ();
+        }
+        Ok(p)
     }
 
     pub fn write_blocks(&self, data: &[u8], phys: Phys) -> Result<()> {
+        let err = |e| StoreError::io(format!("writing data block {phys}"), e);
+        if let Some(direct) = &self.direct {
+            return if crate::buf::is_aligned(data) {
+                direct.write_all_at(data, phys * BLOCK_SIZE).map_err(err)
+            } else {
+                let mut b = crate::buf::AlignedBuf::zeroed(data.len());
+                b.as_mut_slice().copy_from_slice(data);
+                direct.write_all_at(b.as_slice(), phys * BLOCK_SIZE).map_err(err)
+            };
+        }
         // Buffered writes to one file serialize on its inode lock anyway, and the kernel spins
         // waiting for it; queueing here instead leaves the CPU to the writer that holds it.
         let _one = self.write_gate.lock();
@@ -74,6 +122,16 @@ impl Io {
     }
 
     pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {
+        if let Some(direct) = &self.direct {
+            let err = |e| StoreError::io(format!("reading data block {phys}"), e);
+            if crate::buf::is_aligned(buf) {
+                return direct.read_exact_at(buf, phys * BLOCK_SIZE).map_err(err);
+            }
+            let mut b = crate::buf::AlignedBuf::zeroed(buf.len());
+            direct.read_exact_at(b.as_mut_slice(), phys * BLOCK_SIZE).map_err(err)?;
+            buf.copy_from_slice(b.as_slice());
+            return Ok(());
+        }
         self.data
             .read_exact_at(buf, phys * BLOCK_SIZE)
             .map_err(|e| StoreError::io(format!("reading data block {phys}"), e))

@@ -3,6 +3,7 @@
 //! are O(1) in disk size and in data written. See docs/storage.md for the format and the
 //! crash-safety argument.
 
+mod buf;
 pub mod device;
 mod engine;
 mod error;
@@ -11,8 +12,9 @@ mod gc;
 mod io;
 mod volume;
 
+pub use buf::AlignedBuf;
 pub use device::{BlockRead, BlockWrite, Extent};
-pub use engine::Engine;
+pub use engine::{Engine, Options};
 pub use error::{ErrorKind, Result, StoreError};
 pub use format::FORMAT_VERSION;
 pub use volume::{SnapshotView, Volume};

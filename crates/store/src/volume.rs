@@ -88,7 +88,7 @@ impl Volume {
 
     fn write_aligned(&self, data: &[u8], offset: u64) -> Result<()> {
         let (block, count) = (offset / BLOCK_SIZE, data.len() as u64 / BLOCK_SIZE);
-        let phys = self.io.alloc(count);
+        let phys = self.io.alloc(count)?;
         self.io.write_blocks(data, phys)?;
         let mut head = self.head_write()?;
         self.live()?;
@@ -111,7 +111,7 @@ impl Volume {
         }
         let at = (offset - first * BLOCK_SIZE) as usize;
         buf[at..at + data.len()].copy_from_slice(data);
-        let phys = self.io.alloc(count);
+        let phys = self.io.alloc(count)?;
         self.io.write_blocks(&buf, phys)?;
         let freed = head.apply_write(first, count, phys);
         self.io.append(&[Record::Write { layer: head.layer, block: first, count: count as u32, phys }], runs(freed))
@@ -135,7 +135,7 @@ impl Volume {
                 let freed = head.apply_trim(block, 1);
                 self.io.append(&[Record::Trim { layer: head.layer, block, count: 1 }], runs(freed))?;
             } else {
-                let phys = self.io.alloc(1);
+                let phys = self.io.alloc(1)?;
                 self.io.write_blocks(&buf, phys)?;
                 let freed = head.apply_write(block, 1, phys);
                 self.io.append(&[Record::Write { layer: head.layer, block, count: 1, phys }], runs(freed))?;

@@ -58,7 +58,8 @@ fn crash_child() {
     let mut step: u64 = std::env::var("CRASH_STEP").unwrap().parse().unwrap();
     let seed: u64 = std::env::var("CRASH_SEED").unwrap().parse().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let engine = Engine::open(Path::new(&dir)).unwrap();
+    // Half the children bypass the page cache, half do not.
+    let engine = Engine::open_with(Path::new(&dir), store::Options { direct_io: seed % 2 == 1 }).unwrap();
     engine.start_gc_thread();
     engine.create_volume(VOL, BLOCKS * BS as u64, None).unwrap();
     let mut j = std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join("journal")).unwrap();

@@ -80,9 +80,9 @@ fn check(engine: &Engine, m: &Model) {
     }
 }
 
-fn run(ops: Vec<Op>) {
+fn run(ops: Vec<Op>, direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path()).unwrap();
+    let mut engine = Engine::open_with(dir.path(), store::Options { direct_io }).unwrap();
     let mut m = Model { vols: BTreeMap::new(), snaps: BTreeMap::new(), next: 0 };
     engine.create_volume("v0", SIZE, None).unwrap();
     m.vols.insert("v0".into(), vec![0; SIZE as usize]);
@@ -157,7 +157,7 @@ fn run(ops: Vec<Op>) {
             Op::Reopen => {
                 engine.sync().unwrap();
                 drop(engine);
-                engine = Engine::open(dir.path()).unwrap();
+                engine = Engine::open_with(dir.path(), store::Options { direct_io }).unwrap();
             }
         }
         check(&engine, &m);
@@ -177,7 +177,7 @@ fn run(ops: Vec<Op>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn engine_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops);
+    fn engine_matches_model(ops in proptest::collection::vec(op(), 1..60), direct_io: bool) {
+        run(ops, direct_io);
     }
 }
