@@ -33,8 +33,11 @@ before(async () => {
   });
 });
 
-after(() => {
-  server?.kill('SIGTERM');
+after(async () => {
+  // Wait for the clean shutdown (it writes to the data dir) before removing the data dir.
+  const exited = new Promise((ok) => server.once('exit', ok));
+  server.kill('SIGTERM');
+  await exited;
   rmSync(dir, { recursive: true, force: true });
 });
 

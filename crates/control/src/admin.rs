@@ -212,7 +212,16 @@ impl Control {
             }
             _ => Vec::new(),
         };
-        tx.commit()?;
+        if let Err(e) = tx.commit() {
+            // The record did not land: do not leave a snapshot nothing refers to.
+            if command == "snapshot-import"
+                && let Some(snap) = out["SnapshotId"].as_str()
+                && let Err(e) = self.volumes.delete_snapshot(snap)
+            {
+                tracing::warn!(snapshot = snap, error = %e, "could not remove an orphaned imported snapshot");
+            }
+            return Err(e.into());
+        }
         drop(conn);
         if !revoke.is_empty()
             && let Ok(events) = self.events.read()

@@ -89,11 +89,15 @@ impl Control {
     pub fn export_names(&self) -> Vec<String> {
         let conn = self.lock();
         let mut out = Vec::new();
-        let q = "SELECT d.id FROM disks d JOIN instances i ON i.id = d.instance_id
+        let q =
+            "SELECT d.id FROM disks d JOIN instances i ON i.id = d.instance_id JOIN accounts a ON a.id = i.account_id
                  WHERE d.released=0 AND d.status='In_use' AND i.released=0 AND i.status='Running'
                    AND (i.lock_reason IS NULL OR i.lock_reason <> 'security')
+                   AND NOT (i.charge_type='PrePaid' AND i.expired_ms IS NOT NULL AND i.expired_ms <= ?1)
+                   AND NOT (i.charge_type='PostPaid' AND a.in_arrears)
                  UNION ALL SELECT id FROM snapshots WHERE released=0 AND status='accomplished' ORDER BY 1";
-        match conn.prepare(q).and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect()) {
+        let now = crate::model::now_ms();
+        match conn.prepare(q).and_then(|mut s| s.query_map([now], |r| r.get::<_, String>(0))?.collect()) {
             Ok(v) => out = v,
             Err(e) => tracing::warn!(error = %e, "listing exports"),
         }

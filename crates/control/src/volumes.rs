@@ -10,12 +10,26 @@ use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum VolumeError {
+    /// The store refused before changing anything (unknown volume or snapshot, bad request).
+    #[error("storage refused: {0}")]
+    Refused(String),
+    /// The store failed part way (I/O error): the change may or may not have happened.
     #[error("storage failed: {0}")]
-    Store(String),
+    Failed(String),
+    /// The store could not be opened; nothing can be done until it is repaired.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("storage lock poisoned")]
     Poisoned,
     #[error("injected {0} failure")]
     Injected(&'static str),
+}
+
+impl VolumeError {
+    /// Whether the store certainly left everything as it was, so the catalog may be undone.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, VolumeError::Failed(_) | VolumeError::Poisoned)
+    }
 }
 
 pub type VolumeResult = Result<(), VolumeError>;
@@ -53,7 +67,13 @@ impl Volumes for std::sync::Arc<store::Engine> {
 
 impl From<store::StoreError> for VolumeError {
     fn from(e: store::StoreError) -> Self {
-        VolumeError::Store(e.to_string())
+        match e.kind {
+            store::ErrorKind::NotFound
+            | store::ErrorKind::Invalid
+            | store::ErrorKind::AlreadyExists
+            | store::ErrorKind::OutOfBounds => VolumeError::Refused(e.to_string()),
+            _ => VolumeError::Failed(e.to_string()),
+        }
     }
 }
 
@@ -81,19 +101,19 @@ pub struct Unavailable(pub String);
 
 impl Volumes for Unavailable {
     fn create(&self, _: &str, _: u64, _: Option<&str>) -> VolumeResult {
-        Err(VolumeError::Store(self.0.clone()))
+        Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn snapshot(&self, _: &str, _: &str) -> VolumeResult {
-        Err(VolumeError::Store(self.0.clone()))
+        Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn reset(&self, _: &str, _: &str) -> VolumeResult {
-        Err(VolumeError::Store(self.0.clone()))
+        Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn delete_volume(&self, _: &str) -> VolumeResult {
-        Err(VolumeError::Store(self.0.clone()))
+        Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn delete_snapshot(&self, _: &str) -> VolumeResult {
-        Err(VolumeError::Store(self.0.clone()))
+        Err(VolumeError::Unavailable(self.0.clone()))
     }
 }
 
@@ -184,7 +204,7 @@ mod tests {
         v.reset("d-1", "s-1").unwrap();
         engine.volume("d-1").unwrap().read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, [0u8; 4096]);
-        assert!(matches!(v.reset("d-1", "s-9"), Err(VolumeError::Store(_))));
+        assert!(matches!(v.reset("d-1", "s-9"), Err(VolumeError::Refused(_))));
         let _: Arc<store::Engine> = engine;
     }
 }

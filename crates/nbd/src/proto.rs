@@ -254,7 +254,12 @@ pub fn chunk_header(cookie: u64, flags: u16, kind: u16, len: u32) -> Vec<u8> {
 }
 
 pub fn error_chunk(cookie: u64, error: u32, message: &str) -> Vec<u8> {
-    let msg = &message.as_bytes()[..message.len().min(1024)];
+    // At most 1 KiB of message, cut on a character boundary.
+    let mut cut = message.len().min(1024);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let msg = &message.as_bytes()[..cut];
     let mut out = chunk_header(cookie, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 6 + msg.len() as u32);
     out.extend_from_slice(&error.to_be_bytes());
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());

@@ -2,7 +2,7 @@
 //! transmission phase. Malformed input closes that connection only.
 
 use crate::proto::*;
-use crate::registry::Registry;
+use crate::registry::{Handle, Registry};
 use crate::transmit::{Session, transmit};
 use crate::{Device, Exports, Refusal};
 use std::io;
@@ -62,7 +62,32 @@ struct Haggle {
     meta: Option<String>,
 }
 
-async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> {
+/// Negotiate, then serve. Negotiation gives way to shutdown at once; transmission drains.
+async fn connection(server: Arc<Server>, sock: TcpStream) -> io::Result<()> {
+    let shutdown = server.shutdown.clone();
+    let negotiated = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        r = negotiate(server, sock) => r?,
+    };
+    match negotiated {
+        Some((sock, session)) => transmit(sock, session).await,
+        None => Ok(()),
+    }
+}
+
+/// Write the reply that starts transmission; if it cannot be sent, the export's registration
+/// is given back.
+async fn start(sock: &mut TcpStream, reply: &[u8], server: &Server, name: &str, handle: &Handle) -> io::Result<()> {
+    if let Err(e) = sock.write_all(reply).await {
+        server.registry.unregister(name, handle.id);
+        handle.done.set();
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Option<(TcpStream, Session)>> {
     sock.set_nodelay(true)?;
     let mut hello = Vec::with_capacity(18);
     hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
@@ -100,20 +125,22 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                 if !h.no_zeroes {
                     reply.extend_from_slice(&[0u8; 124]);
                 }
-                sock.write_all(&reply).await?;
-                let session = Session { server: server.clone(), name, device, handle, structured: false, meta: false };
-                return transmit(sock, session).await;
+                start(&mut sock, &reply, &server, &name, &handle).await?;
+                let meta = h.meta.as_deref() == Some(name.as_str());
+                let session = Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
+                return Ok(Some((sock, session)));
             }
             OPT_ABORT => {
                 let _ = sock.write_all(&option_reply(option, REP_ACK, &[])).await;
-                return Ok(());
+                return Ok(None);
             }
             OPT_LIST => {
                 if !data.is_empty() {
                     sock.write_all(&option_reply(option, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")).await?;
                     continue;
                 }
-                let names = server.exports.list();
+                let exports = server.exports.clone();
+                let names = tokio::task::spawn_blocking(move || exports.list()).await.unwrap_or_default();
                 let mut out = Vec::new();
                 for n in names {
                     let mut d = (n.len() as u32).to_be_bytes().to_vec();
@@ -161,7 +188,12 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                 let opened = if option == OPT_GO {
                     open(&server, &name).await.map(|(d, h)| (d, Some(h)))
                 } else {
-                    server.exports.open(&name).map(|d| (d, None))
+                    // The policy asks the catalog: never on an async worker.
+                    let (exports, n) = (server.exports.clone(), name.clone());
+                    tokio::task::spawn_blocking(move || exports.open(&n))
+                        .await
+                        .unwrap_or_else(|_| Err(Refusal::Policy("internal error".into())))
+                        .map(|d| (d, None))
                 };
                 let (device, handle) = match opened {
                     Ok(x) => x,
@@ -182,12 +214,15 @@ async fn connection(server: Arc<Server>, mut sock: TcpStream) -> io::Result<()> 
                     out.extend(option_reply(option, REP_INFO, &info_name(&name)));
                 }
                 out.extend(option_reply(option, REP_ACK, &[]));
-                sock.write_all(&out).await?;
-                if let Some(handle) = handle {
-                    let meta = h.meta.as_deref() == Some(name.as_str());
-                    let session =
-                        Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
-                    return transmit(sock, session).await;
+                match handle {
+                    Some(handle) => {
+                        start(&mut sock, &out, &server, &name, &handle).await?;
+                        let meta = h.meta.as_deref() == Some(name.as_str());
+                        let session =
+                            Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
+                        return Ok(Some((sock, session)));
+                    }
+                    None => sock.write_all(&out).await?,
                 }
             }
             _ => {

@@ -33,11 +33,13 @@ pub(crate) struct Session {
 pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
     s.handle.active.store(true, std::sync::atomic::Ordering::Release);
     let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Reply>(64);
+    // Unbounded: what bounds it is the budget, whose permits the replies carry until sent.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(async move {
         // Replies that are ready together go out in one send; small data is copied in after
         // its header (cheaper than another send), large data is sent from its own buffer.
         let mut out: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+        let mut sent: Vec<Reply> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(r) = next.take() {
@@ -51,20 +53,23 @@ pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
                     }
                     None => {}
                 }
+                sent.push(r);
                 if out.len() < BATCH_BYTES {
                     next = rx.try_recv().ok();
                 }
             }
             wr.write_all(&out).await?;
             out.clear();
+            sent.clear(); // releases their budget
         }
         wr.shutdown().await
     });
     let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
     let session = Arc::new(s);
     let result = read_loop(&mut rd, &session, &tx, &budget).await;
-    // Let every handler finish and send its reply before flushing and closing.
-    let _all = budget.acquire_many(BUDGET_KIB).await;
+    // Let every handler finish and its reply go out before flushing and closing; a client that
+    // stops reading its replies gets a few seconds, then the connection is dropped regardless.
+    let drained = tokio::time::timeout(DRAIN, budget.acquire_many(BUDGET_KIB)).await.is_ok();
     if let Device::ReadWrite(d) = &session.device {
         let d = d.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush()).await {
@@ -72,23 +77,31 @@ pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
         }
     }
     drop(tx);
-    let _ = writer.await;
+    if drained {
+        let _ = writer.await;
+    } else {
+        writer.abort();
+    }
     session.server.registry.unregister(&session.name, session.handle.id);
     session.handle.done.set();
     result
 }
 
+/// How long a closing connection waits for its replies to be taken by the client.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn read_loop(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     s: &Arc<Session>,
-    tx: &mpsc::Sender<Reply>,
+    tx: &mpsc::UnboundedSender<Reply>,
     budget: &Arc<Semaphore>,
 ) -> io::Result<()> {
+    let cancelled = s.handle.cancel.clone();
     loop {
         let mut head = [0u8; REQUEST_LEN];
         tokio::select! {
             biased;
-            _ = s.handle.cancel.cancelled() => return Ok(()),
+            _ = cancelled.cancelled() => return Ok(()),
             r = rd.read_exact(&mut head) => match r {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -104,17 +117,26 @@ async fn read_loop(
             return Err(io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum"));
         }
         let kib = (req.length.min(MAX_PAYLOAD) / 1024).max(1);
-        let permit = budget.clone().acquire_many_owned(kib).await.map_err(|_| io::Error::other("budget closed"))?;
+        // A revocation must not wait on a client that holds back its payload.
+        let permit = tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => return Ok(()),
+            p = budget.clone().acquire_many_owned(kib) => p.map_err(|_| io::Error::other("budget closed"))?,
+        };
         // Page-aligned, so the store can write it with O_DIRECT as it is.
         let mut payload = AlignedBuf::zeroed(req.payload_len() as usize);
-        rd.read_exact(payload.as_mut_slice()).await?;
+        tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => return Ok(()),
+            r = rd.read_exact(payload.as_mut_slice()) => { r?; }
+        }
         let (s, tx) = (s.clone(), tx.clone());
         // The I/O runs on a blocking thread, which hands its reply straight to the writer.
         tokio::task::spawn_blocking(move || {
-            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&s, &req, payload)))
+            let mut reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&s, &req, payload)))
                 .unwrap_or_else(|_| Reply::head(simple_reply(req.cookie, EIO, &[])));
-            let _ = tx.blocking_send(reply);
-            drop(permit);
+            reply.permit = Some(permit);
+            let _ = tx.send(reply);
         });
     }
 }
@@ -132,15 +154,17 @@ fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
     offset.checked_add(len as u64).is_some_and(|end| end <= size)
 }
 
-/// An encoded reply: its header (or whole body) and, for reads, the data after it.
+/// An encoded reply: its header (or whole body) and, for reads, the data after it. It holds
+/// its request's share of the connection's budget until it has been sent.
 pub(crate) struct Reply {
     head: Vec<u8>,
     data: Option<AlignedBuf>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Reply {
     fn head(head: Vec<u8>) -> Reply {
-        Reply { head, data: None }
+        Reply { head, data: None, permit: None }
     }
 }
 
@@ -163,6 +187,10 @@ fn handle(s: &Session, req: &Request, payload: AlignedBuf) -> Reply {
             if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
                 return fail(EINVAL, "read beyond the end of the export or too large");
             }
+            if s.structured && req.length == 0 {
+                // An OFFSET_DATA chunk must carry data: an empty read is answered with NONE.
+                return Reply::head(chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0));
+            }
             let head = if s.structured {
                 let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
                 h.extend_from_slice(&req.offset.to_be_bytes());
@@ -174,7 +202,7 @@ fn handle(s: &Session, req: &Request, payload: AlignedBuf) -> Reply {
             // goes out first, from its own buffer.
             let mut data = AlignedBuf::zeroed(req.length as usize);
             match s.device.reader().read_at(data.as_mut_slice(), req.offset) {
-                Ok(()) => Reply { head, data: Some(data) },
+                Ok(()) => Reply { head, data: Some(data), permit: None },
                 Err(e) => fail(errno(&e, false), &e.to_string()),
             }
         }
@@ -182,6 +210,10 @@ fn handle(s: &Session, req: &Request, payload: AlignedBuf) -> Reply {
             let Some(dev) = writable() else {
                 return fail(EPERM, "read-only export");
             };
+            // Queued before a revocation, run after it: the writer is gone, nothing may land.
+            if s.handle.cancel.is_cancelled() {
+                return fail(ESHUTDOWN, "the export was closed");
+            }
             if !in_bounds(size, req.offset, req.length) {
                 // The spec asks EINVAL for a trim beyond the end and ENOSPC for writes.
                 let err = if req.kind == CMD_TRIM { EINVAL } else { ENOSPC };

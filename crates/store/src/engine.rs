@@ -107,6 +107,12 @@ impl Engine {
         };
         // A log older than the checkpoint is already contained in it (a crash between the
         // two renames of a checkpoint).
+        if log_gen.is_some_and(|g| g > ckpt_gen) {
+            return Err(StoreError::corrupt(format!(
+                "meta.log (generation {}) is newer than meta.ckpt (generation {ckpt_gen}): the checkpoint is missing or old",
+                log_gen.unwrap_or_default()
+            )));
+        }
         let replay_log = log_gen == Some(ckpt_gen);
         if replay_log {
             for r in &scan.records[1..] {
@@ -443,9 +449,16 @@ impl Engine {
             own_records(h.layer, &h.own, &mut recs);
         }
         write_file_atomically(&self.dir.join("meta.ckpt"), &recs)?;
+        // From here the old log no longer counts: if the new one cannot be put in place,
+        // nothing more may be acknowledged (it would be appended to a log a restart ignores).
         let log_path = self.dir.join("meta.log");
-        write_file_atomically(&log_path, &[Record::Header { version: FORMAT_VERSION, generation }])?;
-        self.io.replace_log(Log::open(&log_path)?)?;
+        let swapped = write_file_atomically(&log_path, &[Record::Header { version: FORMAT_VERSION, generation }])
+            .and_then(|_| Log::open(&log_path))
+            .and_then(|log| self.io.replace_log(log));
+        if let Err(e) = swapped {
+            self.io.mark_broken();
+            return Err(e);
+        }
         meta.generation = generation;
         drop(heads);
         Ok(())

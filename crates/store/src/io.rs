@@ -159,11 +159,15 @@ impl Io {
         log.pending_free.extend(freed);
         self.guard(log.sync(&self.data))?;
         let released = std::mem::take(&mut log.pending_free);
+        // A long log is due a checkpoint, which the GC thread writes.
+        let long = log.len > crate::engine::CHECKPOINT_BYTES;
         drop(log);
-        if !released.is_empty() {
-            if let Ok(mut p) = self.punchable.lock() {
-                p.extend(released);
-            }
+        if !released.is_empty()
+            && let Ok(mut p) = self.punchable.lock()
+        {
+            p.extend(released);
+        }
+        if long || self.has_punchable() {
             self.kick();
         }
         Ok(())
@@ -171,6 +175,10 @@ impl Io {
 
     pub fn sync(&self) -> Result<()> {
         self.append_sync(&[], Vec::new())
+    }
+
+    fn has_punchable(&self) -> bool {
+        self.punchable.lock().is_ok_and(|p| !p.is_empty())
     }
 
     /// Wake the GC thread (it punches what flushes released).
@@ -209,6 +217,11 @@ impl Io {
             punch(&self.data, p, n)?;
         }
         Ok(())
+    }
+
+    /// Refuse every further acknowledgement: the files no longer match what is in memory.
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
     }
 
     fn guard(&self, r: Result<()>) -> Result<()> {

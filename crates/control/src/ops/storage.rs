@@ -93,10 +93,23 @@ pub(crate) fn record(tx: &Transaction, intent: &Intent) -> R<i64> {
 
 /// Runs recorded intents against the store and settles them: failures are undone in the
 /// catalog. Returns which intents failed.
+///
+/// Only a definite refusal is undone. A failure part way (an I/O error: the store may have
+/// recorded the change) keeps its intent, to be replayed when the store works again; so does
+/// any failure while recovering with an unavailable store.
 pub(crate) fn run(
     conn: &mut Connection,
     volumes: &dyn Volumes,
     intents: &[(i64, Intent)],
+) -> R<Vec<(Intent, VolumeError)>> {
+    run_inner(conn, volumes, intents, false)
+}
+
+fn run_inner(
+    conn: &mut Connection,
+    volumes: &dyn Volumes,
+    intents: &[(i64, Intent)],
+    recovering: bool,
 ) -> R<Vec<(Intent, VolumeError)>> {
     let mut failed = Vec::new();
     let mut results = Vec::new();
@@ -105,11 +118,21 @@ pub(crate) fn run(
     }
     let tx = super::begin(conn)?;
     for (id, intent, result) in results {
-        tx.execute("DELETE FROM intents WHERE id=?1", [id])?;
-        if let Err(e) = result {
-            tracing::warn!(?intent, error = %e, "storage operation failed");
-            intent.undo(&tx)?;
-            failed.push((intent.clone(), e));
+        match result {
+            Ok(()) => {
+                tx.execute("DELETE FROM intents WHERE id=?1", [id])?;
+            }
+            Err(e) => {
+                let unavailable = matches!(e, VolumeError::Unavailable(_));
+                if e.is_definite() && !(recovering && unavailable) {
+                    tracing::warn!(?intent, error = %e, "storage refused; undoing the catalog change");
+                    tx.execute("DELETE FROM intents WHERE id=?1", [id])?;
+                    intent.undo(&tx)?;
+                } else {
+                    tracing::error!(?intent, error = %e, "storage failed; the intent is kept for replay");
+                }
+                failed.push((intent.clone(), e));
+            }
         }
     }
     tx.commit()?;
@@ -141,7 +164,7 @@ pub(crate) fn recover_intents(
         return Ok(());
     }
     tracing::info!(count = pending.len(), "replaying storage intents left by an interrupted run");
-    run(conn, volumes, &pending).map_err(|f| match f {
+    run_inner(conn, volumes, &pending, true).map_err(|f| match f {
         super::Fail::Sql(e) => ControlError::Sql(e),
         super::Fail::Api(e) => ControlError::Invalid(e.message),
     })?;
