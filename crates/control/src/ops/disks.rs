@@ -2,7 +2,7 @@
 
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, dry_run_ok, page};
-use crate::model::{Disk, tags_json};
+use crate::model::{Disk, Instance, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::action::{CreateDisk, DescribeDisks};
 use ecs_api::{ApiError, Code};
@@ -218,6 +218,15 @@ pub(crate) fn next_device(tx: &Transaction, instance_id: &str) -> R<String> {
         .ok_or_else(|| Code::InstanceDiskLimitExceeded.into())
 }
 
+/// The disk and the instance of an attach or detach, both found and the instance usable.
+fn disk_on_instance(tx: &Transaction, env: &Env, disk_id: &str, instance_id: &str) -> R<(Disk, Instance)> {
+    let acct = guards::account(tx, env.account_id)?;
+    let disk = guards::disk(tx, env, disk_id)?;
+    let inst = guards::instance(tx, env, instance_id)?;
+    guards::instance_usable(&inst, &acct, env.now)?;
+    Ok((disk, inst))
+}
+
 pub(crate) fn attach_disk(
     conn: &mut Connection,
     env: &Env,
@@ -227,10 +236,7 @@ pub(crate) fn attach_disk(
     dry_run: bool,
 ) -> R<Value> {
     let tx = begin(conn)?;
-    let acct = guards::account(&tx, env.account_id)?;
-    let disk = guards::disk(&tx, env, disk_id)?;
-    let inst = guards::instance(&tx, env, instance_id)?;
-    guards::instance_usable(&inst, &acct, env.now)?;
+    let (disk, inst) = disk_on_instance(&tx, env, disk_id, instance_id)?;
     if disk.is_local() {
         return Err(Code::DiskCategoryOperationNotSupported.into());
     }
@@ -270,10 +276,7 @@ pub(crate) fn detach_disk(
     dry_run: bool,
 ) -> R<Value> {
     let tx = begin(conn)?;
-    let acct = guards::account(&tx, env.account_id)?;
-    let disk = guards::disk(&tx, env, disk_id)?;
-    let inst = guards::instance(&tx, env, instance_id)?;
-    guards::instance_usable(&inst, &acct, env.now)?;
+    let (disk, inst) = disk_on_instance(&tx, env, disk_id, instance_id)?;
     if disk.instance_id.as_deref() != Some(instance_id) {
         return Err(Code::IncorrectDiskStatus.into());
     }

@@ -97,7 +97,8 @@ fn wait_status(
 }
 
 /// A Stopped instance with an attached disk and an accomplished snapshot, for ResetDisk DryRun.
-fn setup(c: &Client) -> anyhow::Result<(String, String)> {
+/// A Running instance with a 40 GiB data disk In_use: (instance, disk).
+fn running_with_data_disk(c: &Client) -> anyhow::Result<(String, String)> {
     let r = |v: &Value, k: &str| v[k].as_str().map(String::from).with_context(|| format!("no {k} in {v}"));
     let (_, v) = c.call(
         "RunInstances",
@@ -110,17 +111,20 @@ fn setup(c: &Client) -> anyhow::Result<(String, String)> {
     )?;
     let i = v["InstanceIdSets"]["InstanceIdSet"][0].as_str().map(String::from).with_context(|| format!("{v}"))?;
     let ids = format!("[\"{i}\"]");
-    wait_status(
-        c,
-        "DescribeInstances",
-        &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)],
-        ("Instances", "Instance"),
-        "Running",
-    )?;
+    let running = ("Instances", "Instance");
+    wait_status(c, "DescribeInstances", &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)], running, "Running")?;
     let (_, v) = c.call("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &i), ("DiskType", "data")])?;
     let d = r(&v["Disks"]["Disk"][0], "DiskId")?;
     let dids = format!("[\"{d}\"]");
     wait_status(c, "DescribeDisks", &[("RegionId", "cn-hangzhou"), ("DiskIds", &dids)], ("Disks", "Disk"), "In_use")?;
+    Ok((i, d))
+}
+
+/// A Stopped instance with an attached disk and an accomplished snapshot, for ResetDisk DryRun.
+fn setup(c: &Client) -> anyhow::Result<(String, String)> {
+    let r = |v: &Value, k: &str| v[k].as_str().map(String::from).with_context(|| format!("no {k} in {v}"));
+    let (i, d) = running_with_data_disk(c)?;
+    let ids = format!("[\"{i}\"]");
     let (_, v) = c.call("CreateSnapshot", &[("DiskId", &d)])?;
     let s = r(&v, "SnapshotId")?;
     let sids = format!("[\"{s}\"]");
@@ -160,38 +164,7 @@ fn main() -> anyhow::Result<()> {
         }
         "running-disk" => {
             // For the NBD benchmark: a data disk of a Running instance, i.e. a writable export.
-            let c = client(0);
-            let (_, v) = c.call(
-                "RunInstances",
-                &[
-                    ("RegionId", "cn-hangzhou"),
-                    ("ImageId", "blank_x64_20G.vhd"),
-                    ("InstanceType", "ecs.g7.large"),
-                    ("DataDisk.1.Size", "40"),
-                ],
-            )?;
-            let i =
-                v["InstanceIdSets"]["InstanceIdSet"][0].as_str().map(String::from).with_context(|| format!("{v}"))?;
-            let ids = format!("[\"{i}\"]");
-            let running = ("Instances", "Instance");
-            wait_status(
-                &c,
-                "DescribeInstances",
-                &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)],
-                running,
-                "Running",
-            )?;
-            let (_, v) =
-                c.call("DescribeDisks", &[("RegionId", "cn-hangzhou"), ("InstanceId", &i), ("DiskType", "data")])?;
-            let d = v["Disks"]["Disk"][0]["DiskId"].as_str().map(String::from).with_context(|| format!("{v}"))?;
-            let dids = format!("[\"{d}\"]");
-            wait_status(
-                &c,
-                "DescribeDisks",
-                &[("RegionId", "cn-hangzhou"), ("DiskIds", &dids)],
-                ("Disks", "Disk"),
-                "In_use",
-            )?;
+            let (_, d) = running_with_data_disk(&client(0))?;
             println!("{d}");
             return Ok(());
         }
