@@ -190,6 +190,7 @@ impl Control {
                 t.instance_ms = p.instance_ms.unwrap_or(t.instance_ms);
                 t.snapshot_ms = p.snapshot_ms.unwrap_or(t.snapshot_ms);
                 self.set_setting("timings", &t).map_err(|e| AdminError::Internal(e.to_string()))?;
+                self.cache_timings(t);
                 return serde_json::to_value(t).map_err(|e| AdminError::Internal(e.to_string()));
             }
             _ => {}

@@ -62,6 +62,7 @@ pub struct Control {
     config: Config,
     volumes: FaultInjector<Box<dyn Volumes>>,
     events: std::sync::RwLock<Option<std::sync::Arc<dyn exports::Events>>>,
+    timings: std::sync::RwLock<Timings>,
 }
 
 /// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
@@ -77,15 +78,17 @@ impl Control {
     pub fn open(data_dir: &Path, config: Config, volumes: Box<dyn Volumes>) -> Result<Control, ControlError> {
         std::fs::create_dir_all(data_dir).map_err(|e| ControlError::Invalid(format!("{}: {e}", data_dir.display())))?;
         let conn = db::open(&data_dir.join("catalog.sqlite"))?;
+        let config_timings = config.timings;
         let control = Control {
             conn: Mutex::new(conn),
             config,
             volumes: FaultInjector::new(volumes),
             events: Default::default(),
+            timings: std::sync::RwLock::new(config_timings),
         };
-        if control.setting::<Timings>("timings")?.is_none() {
-            let t = control.config.timings;
-            control.set_setting("timings", &t)?;
+        match control.setting::<Timings>("timings")? {
+            Some(t) => control.cache_timings(t),
+            None => control.set_setting("timings", &config_timings)?,
         }
         control.recover()?;
         Ok(control)
@@ -104,8 +107,15 @@ impl Control {
         }
     }
 
+    /// The timings in force (persisted in the catalog, cached here: read on every request).
     pub fn timings(&self) -> Timings {
-        self.setting("timings").ok().flatten().unwrap_or(self.config.timings)
+        self.timings.read().map(|t| *t).unwrap_or(self.config.timings)
+    }
+
+    pub(crate) fn cache_timings(&self, t: Timings) {
+        if let Ok(mut c) = self.timings.write() {
+            *c = t;
+        }
     }
 
     fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ControlError> {
