@@ -2,7 +2,10 @@
 """NBD benchmark (not a test): the same tools against Snapdisk and against qemu-nbd
 --cache=none serving a raw file and a qcow2 file, in the same run, printed as one table.
 
-Usage: scripts/bench-nbd.sh [--quick]   (builds the release binaries, then runs this)
+Usage: scripts/bench-nbd.sh [--quick] [--only=NAME,...] [--base=PATH]
+  (builds the release binaries, then runs this)
+  --only   run only these targets: none, writeback, raw, qcow2, base
+  --base   also run another snapdisk binary (--cache none) as "Snapdisk base", to compare builds
 Needs fio (with its nbd engine), qemu-nbd, qemu-img (bench) and nbdcopy.
 """
 import json, os, shutil, signal, subprocess, sys, tempfile, time
@@ -11,8 +14,18 @@ QUICK = "--quick" in sys.argv
 SIZE = "256M" if QUICK else "1G"
 RUNTIME = 3 if QUICK else 5
 ROUNDS = 1 if QUICK else 3
+ARGS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+ONLY = set(ARGS["only"].split(",")) if "only" in ARGS else None
+BASE = ARGS.get("base")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+
+
+def settle():
+    """Write back what any earlier run left dirty (the writeback target leaves a GiB), so that
+    no target pays for another's page cache."""
+    os.sync()
+    time.sleep(0.5)
 
 
 def run(cmd, **kw):
@@ -20,6 +33,7 @@ def run(cmd, **kw):
 
 
 def fio(uri, rw, bs, depth):
+    settle()
     args = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}", f"--rw={rw}", f"--bs={bs}",
             f"--iodepth={depth}", f"--size={SIZE}", "--output-format=json", "--group_reporting"]
     if rw.startswith("rand"):
@@ -34,6 +48,7 @@ def measure(uri, size_bytes):
     r = {}
     r["seq write MiB/s (fio 1M QD8)"] = fio(uri, "write", "1M", 8)
     r["seq read MiB/s (fio 1M QD8)"] = fio(uri, "read", "1M", 8)
+    settle()
     t = time.time()
     run(["nbdcopy", uri, "null:"])
     r["seq read MiB/s (nbdcopy)"] = size_bytes / 2**20 / (time.time() - t)
@@ -49,6 +64,7 @@ def qemu_img_bench(uri, write):
     """qemu-img bench: 4 KiB requests at consecutive offsets, 32 in flight."""
     count = 10000 if QUICK else 40000
     args = ["qemu-img", "bench", "-f", "raw", "-c", str(count), "-d", "32", "-s", "4096"] + (["-w"] if write else [])
+    settle()
     out = run(args + [uri])
     secs = float(out.split("Run completed in")[1].split("seconds")[0])
     return count / secs
@@ -82,8 +98,13 @@ def qemu_nbd(path, fmt):
     return p, f"nbd://127.0.0.1:{port}/bench"
 
 
-def start_snapdisk(work, cache, env):
-    srv = subprocess.Popen([os.path.join(BIN, "snapdisk"), "serve", "--data-dir", os.path.join(work, cache),
+def wanted(short):
+    return ONLY is None or short in ONLY
+
+
+def start_snapdisk(work, cache, env, binary=None):
+    binary = binary or os.path.join(BIN, "snapdisk")
+    srv = subprocess.Popen([binary, "serve", "--data-dir", os.path.join(work, cache + ("-base" if binary != os.path.join(BIN, "snapdisk") else "")),
                             "--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0", "--transition-ms", "10",
                             "--cache", cache], stdout=subprocess.PIPE, text=True, env=env)
     api = wait_port(srv, "api listening on ")
@@ -100,10 +121,17 @@ def main():
     targets, procs = {}, []
     try:
         for cache in ("none", "writeback"):
-            srv, uri = start_snapdisk(work, cache, env)
+            if wanted(cache):
+                srv, uri = start_snapdisk(work, cache, env)
+                procs.append(srv)
+                targets[f"Snapdisk {cache}"] = uri
+        if BASE:
+            srv, uri = start_snapdisk(work, "none", env, BASE)
             procs.append(srv)
-            targets[f"Snapdisk {cache}"] = uri
+            targets["Snapdisk base"] = uri
         for fmt in ("raw", "qcow2"):
+            if not wanted(fmt):
+                continue
             path = os.path.join(work, f"ref.{fmt}")
             run(["qemu-img", "create", "-f", fmt, path, "40G"])
             p, uri = qemu_nbd(path, fmt)
@@ -122,6 +150,14 @@ def main():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM); p.wait()
         shutil.rmtree(work, ignore_errors=True)
+    if set(results) != {"Snapdisk none", "Snapdisk writeback", "qemu-nbd raw", "qemu-nbd qcow2"}:
+        # A partial run: the raw figures, one column per target.
+        cols = list(results)
+        print("| metric | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
+        for k in results[cols[0]]:
+            print(f"| {k} | " + " | ".join(f"{results[c][k]:.0f}" for c in cols) + " |")
+        return
     cols = ["Snapdisk none", "Snapdisk writeback", "qemu-nbd raw", "qemu-nbd qcow2"]
     print(f"\nNBD over loopback, {os.cpu_count()} cores, {SIZE} working set, random runs {RUNTIME} s, "
           f"median of {ROUNDS} round(s)\n")

@@ -3,6 +3,7 @@
 //! out of order, and revocation (close every connection to an export, after draining and
 //! flushing) for the control plane.
 
+mod handler;
 pub mod proto;
 mod registry;
 mod server;

@@ -1,25 +1,38 @@
-//! The transmission phase: a reader that decodes requests and starts a handler for each
-//! (bounded by a byte budget), handlers that run the I/O on blocking threads, and a writer
-//! that sends replies as they complete, in any order. On disconnect, revoke or shutdown the
-//! connection stops reading, lets what is in flight finish, flushes, and closes.
+//! The transmission phase. After negotiation the socket leaves the async runtime and is
+//! served by a few threads of its own that take turns as its reader (leader/follower): the
+//! thread that decodes a request runs it and sends its reply itself, while the next thread
+//! reads on. A request crosses no queue and no other thread between its arrival and its
+//! reply, and replies still go out in any order. Threads are added while every one is busy,
+//! up to a limit; a byte budget bounds the payload in flight.
+//!
+//! On disconnect, revoke or shutdown the connection stops reading, lets what is in flight
+//! finish, flushes, and closes. A revocation shuts the socket's read side, which wakes a
+//! reader blocked on a client that holds back its payload.
 
 use crate::Device;
+use crate::handler::{Reply, handle};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
-use std::io;
-use std::sync::Arc;
-use store::{AlignedBuf, ErrorKind, Extent, StoreError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use std::io::{self, BufReader, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+use store::AlignedBuf;
+use tokio::sync::mpsc;
 
 /// Bytes of request and reply payload in flight per connection, in KiB.
-const BUDGET_KIB: u32 = 256 * 1024;
-/// Replies ready at the same time are sent together up to this many bytes.
-const BATCH_BYTES: usize = 256 * 1024;
-/// Block-status answers carry at most this many extents.
-const MAX_EXTENTS: usize = 1024;
+const BUDGET_KIB: u64 = 256 * 1024;
+/// Threads per connection. Past the disk's own parallelism more only add switching.
+const MAX_WORKERS: usize = 16;
+/// Small requests arrive many to one receive.
+const READ_BUFFER: usize = 64 * 1024;
+/// A worker keeps a buffer up to this size between requests.
+const KEEP_BUFFER: usize = 4 << 20;
+const WORKER_STACK: usize = 512 * 1024;
+/// How long a closing connection waits for its replies to be taken by the client.
+const DRAIN: Duration = Duration::from_secs(5);
 
 pub(crate) struct Session {
     pub server: Arc<Server>,
@@ -30,245 +43,246 @@ pub(crate) struct Session {
     pub meta: bool,
 }
 
-pub(crate) async fn transmit(sock: TcpStream, s: Session) -> io::Result<()> {
-    s.handle.active.store(true, std::sync::atomic::Ordering::Release);
-    let (mut rd, mut wr) = sock.into_split();
-    // Unbounded: what bounds it is the budget, whose permits the replies carry until sent.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(async move {
-        // Replies that are ready together go out in one send; small data is copied in after
-        // its header (cheaper than another send), large data is sent from its own buffer.
-        let mut out: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
-        let mut sent: Vec<Reply> = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(r) = next.take() {
-                out.extend_from_slice(&r.head);
-                match &r.data {
-                    Some(d) if d.len() <= 128 * 1024 => out.extend_from_slice(d.as_slice()),
-                    Some(d) => {
-                        wr.write_all(&out).await?;
-                        out.clear();
-                        wr.write_all(d.as_slice()).await?;
-                    }
-                    None => {}
-                }
-                sent.push(r);
-                if out.len() < BATCH_BYTES {
-                    next = rx.try_recv().ok();
-                }
-            }
-            wr.write_all(&out).await?;
-            out.clear();
-            sent.clear(); // releases their budget
-        }
-        wr.shutdown().await
-    });
-    let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
-    let session = Arc::new(s);
-    let result = read_loop(&mut rd, &session, &tx, &budget).await;
-    // Let every handler finish and its reply go out before flushing and closing; a client that
-    // stops reading its replies gets a few seconds, then the connection is dropped regardless.
-    let drained = tokio::time::timeout(DRAIN, budget.acquire_many(BUDGET_KIB)).await.is_ok();
-    if let Device::ReadWrite(d) = &session.device {
-        let d = d.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush()).await {
-            tracing::warn!(export = %session.name, error = %e, "flush on close failed");
-        }
-    }
-    drop(tx);
-    if drained {
-        let _ = writer.await;
-    } else {
-        writer.abort();
-    }
-    session.server.registry.unregister(&session.name, session.handle.id);
-    session.handle.done.set();
+pub(crate) async fn transmit(sock: tokio::net::TcpStream, s: Session) -> io::Result<()> {
+    s.handle.active.store(true, Ordering::Release);
+    let (server, name, handle) = (s.server.clone(), s.name.clone(), s.handle.clone());
+    let result = serve_requests(sock, s).await;
+    server.registry.unregister(&name, handle.id);
+    handle.done.set();
     result
 }
 
-/// How long a closing connection waits for its replies to be taken by the client.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn read_loop(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    s: &Arc<Session>,
-    tx: &mpsc::UnboundedSender<Reply>,
-    budget: &Arc<Semaphore>,
-) -> io::Result<()> {
-    let cancelled = s.handle.cancel.clone();
-    loop {
-        let mut head = [0u8; REQUEST_LEN];
-        tokio::select! {
-            biased;
-            _ = cancelled.cancelled() => return Ok(()),
-            r = rd.read_exact(&mut head) => match r {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
-            },
+async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Result<()> {
+    let sock = sock.into_std()?;
+    sock.set_nonblocking(false)?;
+    let conn = Arc::new(Conn {
+        reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, sock.try_clone()?)),
+        writer: Mutex::new(sock.try_clone()?),
+        sock,
+        session,
+        budget: Budget::new(BUDGET_KIB),
+        closing: AtomicBool::new(false),
+        waiting: AtomicUsize::new(0),
+        workers: AtomicUsize::new(0),
+        error: Mutex::new(None),
+    });
+    // Every worker holds a sender; the channel closes when the last one has gone.
+    let (alive, mut gone) = mpsc::channel::<()>(1);
+    if !conn.spawn_worker(alive) {
+        return Err(io::Error::other("no thread for the connection"));
+    }
+    let cancel = conn.session.handle.cancel.clone();
+    tokio::select! {
+        _ = gone.recv() => {}
+        _ = cancel.cancelled() => {
+            conn.stop();
+            if tokio::time::timeout(DRAIN, gone.recv()).await.is_err() {
+                // The client is not taking its replies: stop waiting for it.
+                let _ = conn.sock.shutdown(Shutdown::Both);
+                gone.recv().await;
+            }
         }
-        let req = Request::decode(&head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    }
+    if let Device::ReadWrite(d) = &conn.session.device {
+        let d = d.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.flush()).await {
+            tracing::warn!(export = %conn.session.name, error = %e, "flush on close failed");
+        }
+    }
+    let _ = conn.sock.shutdown(Shutdown::Write);
+    match lock(&conn.error).take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct Conn {
+    session: Session,
+    reader: Mutex<BufReader<TcpStream>>,
+    writer: Mutex<TcpStream>,
+    sock: TcpStream,
+    budget: Budget,
+    /// Set once no more requests are to be read.
+    closing: AtomicBool,
+    /// Threads waiting to become the reader.
+    waiting: AtomicUsize,
+    workers: AtomicUsize,
+    error: Mutex<Option<io::Error>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>) {
+    let mut buf = AlignedBuf::zeroed(0);
+    while let Some((req, kib)) = conn.next(&mut buf, &alive) {
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, &req, &mut buf)))
+            .unwrap_or_else(|_| Reply::internal_error(&conn.session, &req));
+        let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
+        let sent = conn.send(&reply.head, data);
+        conn.budget.release(kib);
+        if let Err(e) = sent {
+            conn.fail(e);
+            break;
+        }
+        buf.shrink(KEEP_BUFFER);
+    }
+}
+
+impl Conn {
+    fn stopping(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.session.handle.cancel.is_cancelled()
+    }
+
+    /// Stop reading requests: on revocation and shutdown.
+    fn stop(&self) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.sock.shutdown(Shutdown::Read);
+        self.budget.wake();
+    }
+
+    /// The client is gone or broke the protocol: read no more, keep the first real error.
+    fn end(&self, e: Option<io::Error>) {
+        self.closing.store(true, Ordering::Release);
+        if let Some(e) = e
+            && e.kind() != io::ErrorKind::UnexpectedEof
+            && !self.session.handle.cancel.is_cancelled()
+        {
+            lock(&self.error).get_or_insert(e);
+        }
+    }
+
+    /// A reply could not be sent: the connection is broken both ways.
+    fn fail(&self, e: io::Error) {
+        self.end(Some(e));
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    fn spawn_worker(self: &Arc<Self>, alive: mpsc::Sender<()>) -> bool {
+        if self.workers.fetch_add(1, Ordering::AcqRel) >= MAX_WORKERS {
+            self.workers.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let conn = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nbd-io".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || worker(conn, alive));
+        if let Err(e) = spawned {
+            self.workers.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(error = %e, "could not start an NBD worker thread");
+            return false;
+        }
+        true
+    }
+
+    /// Become the reader, take one whole request (its payload into `buf`) and its share of
+    /// the budget, and pass the reading on. `None` once the connection is closing.
+    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<(Request, u64)> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut rd = lock(&self.reader);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if self.stopping() {
+            return None;
+        }
+        let mut head = [0u8; REQUEST_LEN];
+        if let Err(e) = rd.read_exact(&mut head) {
+            self.end(Some(e));
+            return None;
+        }
+        // After a revocation nothing more is run, even what was already received.
+        if self.stopping() {
+            return None;
+        }
+        let req = match Request::decode(&head) {
+            Ok(r) => r,
+            Err(e) => {
+                self.end(Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string())));
+                return None;
+            }
+        };
         if req.kind == CMD_DISC {
-            return Ok(());
+            self.end(None);
+            return None;
         }
         if req.payload_len() > MAX_PAYLOAD {
             // The payload cannot be skipped safely: the protocol allows closing.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum"));
+            let e = io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum");
+            self.end(Some(e));
+            return None;
         }
-        let kib = (req.length.min(MAX_PAYLOAD) / 1024).max(1);
-        // A revocation must not wait on a client that holds back its payload.
-        let permit = tokio::select! {
-            biased;
-            _ = cancelled.cancelled() => return Ok(()),
-            p = budget.clone().acquire_many_owned(kib) => p.map_err(|_| io::Error::other("budget closed"))?,
-        };
-        // Page-aligned, so the store can write it with O_DIRECT as it is.
-        let mut payload = AlignedBuf::zeroed(req.payload_len() as usize);
-        tokio::select! {
-            biased;
-            _ = cancelled.cancelled() => return Ok(()),
-            r = rd.read_exact(payload.as_mut_slice()) => { r?; }
+        let kib = (req.length.min(MAX_PAYLOAD) as u64 / 1024).max(1);
+        if !self.budget.acquire(kib, || self.stopping()) {
+            return None;
         }
-        let (s, tx) = (s.clone(), tx.clone());
-        // The I/O runs on a blocking thread, which hands its reply straight to the writer.
-        tokio::task::spawn_blocking(move || {
-            let mut reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&s, &req, payload)))
-                .unwrap_or_else(|_| Reply::head(simple_reply(req.cookie, EIO, &[])));
-            reply.permit = Some(permit);
-            let _ = tx.send(reply);
-        });
+        buf.resize(req.payload_len() as usize);
+        if let Err(e) = rd.read_exact(buf.as_mut_slice()) {
+            self.budget.release(kib);
+            self.end(Some(e));
+            return None;
+        }
+        // With nobody left to read, the next request would wait for this one's I/O.
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            self.spawn_worker(alive.clone());
+        }
+        Some((req, kib))
+    }
+
+    fn send(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
+        let mut w = lock(&self.writer);
+        let mut bufs = [IoSlice::new(head), IoSlice::new(data)];
+        let mut bufs = &mut bufs[..];
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match w.write_vectored(bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
-fn errno(e: &StoreError, write: bool) -> u32 {
-    match e.kind {
-        ErrorKind::OutOfBounds if write => ENOSPC,
-        ErrorKind::OutOfBounds | ErrorKind::Invalid => EINVAL,
-        ErrorKind::NotFound => ESHUTDOWN,
-        _ => EIO,
+/// KiB of payload a connection may hold; the reader waits for replies to free some.
+struct Budget {
+    /// Free KiB and the number of threads waiting for some.
+    state: Mutex<(u64, usize)>,
+    cv: Condvar,
+}
+
+impl Budget {
+    fn new(kib: u64) -> Budget {
+        Budget { state: Mutex::new((kib, 0)), cv: Condvar::new() }
     }
-}
 
-fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
-    offset.checked_add(len as u64).is_some_and(|end| end <= size)
-}
-
-/// An encoded reply: its header (or whole body) and, for reads, the data after it. It holds
-/// its request's share of the connection's budget until it has been sent.
-pub(crate) struct Reply {
-    head: Vec<u8>,
-    data: Option<AlignedBuf>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Reply {
-    fn head(head: Vec<u8>) -> Reply {
-        Reply { head, data: None, permit: None }
+    fn acquire(&self, kib: u64, stop: impl Fn() -> bool) -> bool {
+        let mut g = lock(&self.state);
+        while g.0 < kib {
+            if stop() {
+                return false;
+            }
+            g.1 += 1;
+            // Timed, so a stop that raced the check above is still seen.
+            g = self.cv.wait_timeout(g, Duration::from_millis(50)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            g.1 -= 1;
+        }
+        g.0 -= kib;
+        true
     }
-}
 
-/// Run one request and encode its reply.
-fn handle(s: &Session, req: &Request, payload: AlignedBuf) -> Reply {
-    let fail = |err: u32, msg: &str| {
-        Reply::head(if s.structured && (req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS) {
-            error_chunk(req.cookie, err, msg)
-        } else {
-            simple_reply(req.cookie, err, &[])
-        })
-    };
-    let size = s.device.size();
-    let writable = || match &s.device {
-        Device::ReadWrite(d) => Some(d.clone()),
-        Device::ReadOnly(_) => None,
-    };
-    match req.kind {
-        CMD_READ => {
-            if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
-                return fail(EINVAL, "read beyond the end of the export or too large");
-            }
-            if s.structured && req.length == 0 {
-                // An OFFSET_DATA chunk must carry data: an empty read is answered with NONE.
-                return Reply::head(chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0));
-            }
-            let head = if s.structured {
-                let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
-                h.extend_from_slice(&req.offset.to_be_bytes());
-                h
-            } else {
-                simple_reply(req.cookie, 0, &[])
-            };
-            // Read into a page-aligned buffer of its own (O_DIRECT needs one); the header
-            // goes out first, from its own buffer.
-            let mut data = AlignedBuf::zeroed(req.length as usize);
-            match s.device.reader().read_at(data.as_mut_slice(), req.offset) {
-                Ok(()) => Reply { head, data: Some(data), permit: None },
-                Err(e) => fail(errno(&e, false), &e.to_string()),
-            }
-        }
-        CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => {
-            let Some(dev) = writable() else {
-                return fail(EPERM, "read-only export");
-            };
-            // Queued before a revocation, run after it: the writer is gone, nothing may land.
-            if s.handle.cancel.is_cancelled() {
-                return fail(ESHUTDOWN, "the export was closed");
-            }
-            if !in_bounds(size, req.offset, req.length) {
-                // The spec asks EINVAL for a trim beyond the end and ENOSPC for writes.
-                let err = if req.kind == CMD_TRIM { EINVAL } else { ENOSPC };
-                return fail(err, "beyond the end of the export");
-            }
-            let fua = req.flags & CMD_FLAG_FUA != 0;
-            let r = match req.kind {
-                CMD_WRITE => dev.write_at(payload.as_slice(), req.offset, fua),
-                CMD_TRIM => dev.trim(req.offset, req.length as u64),
-                _ => dev.write_zeroes(req.offset, req.length as u64, req.flags & CMD_FLAG_NO_HOLE == 0),
-            }
-            .and_then(|_| if fua && req.kind != CMD_WRITE { dev.flush() } else { Ok(()) });
-            match r {
-                Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
-                Err(e) => fail(errno(&e, true), &e.to_string()),
-            }
-        }
-        CMD_FLUSH => match writable().map(|d| d.flush()).unwrap_or(Ok(())) {
-            Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
-            Err(e) => fail(errno(&e, true), &e.to_string()),
-        },
-        CMD_BLOCK_STATUS => {
-            if !s.meta {
-                return fail(EINVAL, "no metadata context negotiated");
-            }
-            if req.length == 0 || !in_bounds(size, req.offset, req.length) {
-                return fail(EINVAL, "block status beyond the end of the export");
-            }
-            match s.device.reader().block_status(req.offset, req.length as u64) {
-                Ok(extents) => Reply::head(block_status_reply(req, &extents)),
-                Err(e) => fail(errno(&e, false), &e.to_string()),
-            }
-        }
-        _ => fail(EINVAL, "unknown command"),
-    }
-}
-
-fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
-    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { MAX_EXTENTS };
-    let mut descs: Vec<(u32, u32)> = Vec::new();
-    for e in extents {
-        let flags = if e.allocated { 0 } else { STATE_HOLE | STATE_ZERO };
-        let mut left = e.len;
-        while left > 0 && descs.len() < limit {
-            // Extents longer than a u32 are split on a 4 KiB boundary.
-            let n = left.min(0xffff_f000);
-            descs.push((n as u32, flags));
-            left -= n;
+    fn release(&self, kib: u64) {
+        let mut g = lock(&self.state);
+        g.0 += kib;
+        if g.1 > 0 {
+            self.cv.notify_all();
         }
     }
-    let mut out = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * descs.len() as u32);
-    out.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
-    for (len, flags) in descs {
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&flags.to_be_bytes());
+
+    fn wake(&self) {
+        let _g = lock(&self.state);
+        self.cv.notify_all();
     }
-    out
 }

@@ -18,6 +18,26 @@ impl AlignedBuf {
         AlignedBuf { pages: vec![Page([0; 4096]); len.div_ceil(4096)], len }
     }
 
+    /// Make it `len` bytes long, growing its pages if needed. Bytes up to the old length
+    /// keep their contents; a buffer kept for reuse is overwritten before it is read.
+    pub fn resize(&mut self, len: usize) {
+        let pages = len.div_ceil(4096);
+        if pages > self.pages.len() {
+            self.pages.resize(pages, Page([0; 4096]));
+        }
+        self.len = len;
+    }
+
+    /// Give back memory above `max` bytes, so a one-off large request does not pin it.
+    pub fn shrink(&mut self, max: usize) {
+        let pages = max.div_ceil(4096);
+        if self.pages.len() > pages {
+            self.pages.truncate(pages);
+            self.pages.shrink_to_fit();
+            self.len = self.len.min(pages * 4096);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -54,5 +74,20 @@ mod tests {
         assert!((b.as_slice().as_ptr() as usize).is_multiple_of(4096));
         assert!(is_aligned(AlignedBuf::zeroed(8192).as_slice()));
         assert!(!is_aligned(&AlignedBuf::zeroed(8192).as_slice()[1..]));
+    }
+
+    #[test]
+    fn resize_and_shrink_keep_alignment() {
+        let mut b = AlignedBuf::zeroed(0);
+        b.resize(5000);
+        assert_eq!(b.len(), 5000);
+        b.as_mut_slice()[4999] = 1;
+        b.resize(100);
+        assert_eq!(b.len(), 100);
+        b.resize(1 << 20);
+        assert_eq!(b.as_slice()[4999], 1, "contents below the old length are kept");
+        b.shrink(8192);
+        assert_eq!(b.len(), 8192);
+        assert!(is_aligned(b.as_slice()));
     }
 }

@@ -387,7 +387,6 @@ impl Engine {
         Ok(self.meta()?.snapshots.keys().cloned().collect())
     }
 
-    /// Bytes the data file occupies on disk (holes excluded).
     /// Bytes of data the data file holds: its allocated extents below the allocator, so the
     /// space preallocated ahead of it (direct mode, at most 64 MiB) does not count.
     pub fn physical_bytes(&self) -> Result<u64> {
@@ -397,6 +396,12 @@ impl Engine {
             .map(|(s, e)| e.min(end).saturating_sub(s.min(end)))
             .sum();
         Ok(blocks * crate::BLOCK_SIZE)
+    }
+
+    /// How far into the data file the allocator has reached: it moves only when a write
+    /// needs fresh blocks (for tests and metrics).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.io.next_phys.load(Ordering::Relaxed) * crate::BLOCK_SIZE
     }
 
     /// Number of frozen layers kept (for tests and metrics).

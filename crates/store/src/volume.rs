@@ -88,6 +88,16 @@ impl Volume {
 
     fn write_aligned(&self, data: &[u8], offset: u64) -> Result<()> {
         let (block, count) = (offset / BLOCK_SIZE, data.len() as u64 / BLOCK_SIZE);
+        {
+            let head = self.head_read()?;
+            if let Some(phys) = owned_run(&head.own, block, count) {
+                // Blocks written since the last snapshot or reset belong to the head alone (a
+                // snapshot freezes the head's own map and starts an empty one), so they are
+                // overwritten where they are: no allocation, no record, nothing to free. The
+                // read lock keeps a snapshot, reset or GC from taking them mid-write.
+                return self.io.write_blocks(data, phys);
+            }
+        }
         let phys = self.io.alloc(count)?;
         self.io.write_blocks(data, phys)?;
         let mut head = self.head_write()?;
@@ -116,6 +126,23 @@ impl Volume {
         let freed = head.apply_write(first, count, phys);
         self.io.append(&[Record::Write { layer: head.layer, block: first, count: count as u32, phys }], runs(freed))
     }
+}
+
+/// The data blocks of `block..block + count` if the head owns them all, contiguously.
+fn owned_run(own: &OwnMap, block: u64, count: u64) -> Option<Phys> {
+    let mut blocks = own.range(block..block + count);
+    let first = match blocks.next()? {
+        (b, Some(p)) if *b == block => *p,
+        _ => return None,
+    };
+    let mut n = 1;
+    for (b, p) in blocks {
+        if *b != block + n || *p != Some(first + n) {
+            return None;
+        }
+        n += 1;
+    }
+    (n == count).then_some(first)
 }
 
 impl Volume {
@@ -366,6 +393,21 @@ mod tests {
         assert_eq!(s[0], Extent { len: BLOCK_SIZE - 100, allocated: false });
         assert_eq!(s[1], Extent { len: 2 * BLOCK_SIZE, allocated: true });
         assert_eq!(status(&BlockMap::new(), 0, 7), vec![Extent { len: 7, allocated: false }]);
+    }
+
+    #[test]
+    fn owned_runs_are_whole_and_contiguous() {
+        let mut own = OwnMap::new();
+        for (b, p) in [(0, 10), (1, 11), (2, 12), (4, 13), (5, 20)] {
+            own.insert(b, Some(p));
+        }
+        own.insert(6, None);
+        assert_eq!(owned_run(&own, 0, 3), Some(10));
+        assert_eq!(owned_run(&own, 1, 2), Some(11));
+        assert_eq!(owned_run(&own, 2, 2), None, "block 3 is not the head's");
+        assert_eq!(owned_run(&own, 4, 2), None, "not contiguous on disk");
+        assert_eq!(owned_run(&own, 6, 1), None, "a trimmed block has no data block");
+        assert_eq!(owned_run(&own, 7, 1), None);
     }
 
     #[test]

@@ -183,6 +183,45 @@ proptest! {
 }
 
 #[test]
+fn rewrites_since_the_last_snapshot_stay_in_place_and_snapshots_keep_their_bytes() {
+    for direct_io in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open_with(dir.path(), store::Options { direct_io }).unwrap();
+        engine.create_volume("v", SIZE, None).unwrap();
+        let v = engine.volume("v").unwrap();
+        v.write_at(&[1; 16 * 4096], 0, false).unwrap();
+        let used = engine.allocated_bytes();
+        for i in 0..40u64 {
+            v.write_at(&[i as u8 + 2; 4096], (i % 16) * 4096, false).unwrap();
+        }
+        v.write_at(&[9; 16 * 4096], 0, true).unwrap();
+        assert_eq!(engine.allocated_bytes(), used, "rewrites of the head's own blocks allocate nothing");
+        engine.snapshot("v", "s").unwrap();
+        v.write_at(&[7; 4096], 4096, false).unwrap();
+        assert_eq!(engine.allocated_bytes(), used + 4096, "a block the snapshot holds is copied on write");
+        v.write_at(&[8; 4096], 4096, false).unwrap();
+        v.write_at(&[6; 2 * 4096], 0, false).unwrap(); // one block shared, one owned: copied whole
+        assert_eq!(engine.allocated_bytes(), used + 3 * 4096);
+        let check = |engine: &Engine| {
+            let mut snap = vec![0u8; 16 * 4096];
+            engine.snapshot_view("s").unwrap().read_at(&mut snap, 0).unwrap();
+            assert!(snap.iter().all(|b| *b == 9), "the snapshot kept its bytes (direct_io={direct_io})");
+            let mut now = vec![0u8; 16 * 4096];
+            engine.volume("v").unwrap().read_at(&mut now, 0).unwrap();
+            assert!(now[..2 * 4096].iter().all(|b| *b == 6));
+            assert!(now[2 * 4096..].iter().all(|b| *b == 9));
+        };
+        check(&engine);
+        engine.sync().unwrap();
+        engine.gc().unwrap();
+        drop(v);
+        drop(engine);
+        let engine = Engine::open_with(dir.path(), store::Options { direct_io }).unwrap();
+        check(&engine);
+    }
+}
+
+#[test]
 fn a_log_newer_than_its_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();

@@ -1,0 +1,147 @@
+//! One request in, one encoded reply out: the command semantics, free of sockets and
+//! threads. Read data and write payloads live in the caller's page-aligned buffer, so the
+//! store can use them with `O_DIRECT` as they are and a worker reuses one buffer throughout.
+
+use crate::Device;
+use crate::proto::*;
+use crate::transmit::Session;
+use store::{AlignedBuf, ErrorKind, Extent, StoreError};
+
+/// Block-status answers carry at most this many extents.
+const MAX_EXTENTS: usize = 1024;
+
+/// An encoded reply: its header (or whole body), followed on the wire by the first
+/// `data_len` bytes of the buffer the request was handled with.
+pub(crate) struct Reply {
+    pub head: Vec<u8>,
+    pub data_len: usize,
+}
+
+impl Reply {
+    pub fn head(head: Vec<u8>) -> Reply {
+        Reply { head, data_len: 0 }
+    }
+
+    /// What a request gets when its handler panicked.
+    pub fn internal_error(s: &Session, req: &Request) -> Reply {
+        fail(s, req, EIO, "internal error")
+    }
+}
+
+fn fail(s: &Session, req: &Request, err: u32, msg: &str) -> Reply {
+    Reply::head(if s.structured && (req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS) {
+        error_chunk(req.cookie, err, msg)
+    } else {
+        simple_reply(req.cookie, err, &[])
+    })
+}
+
+fn errno(e: &StoreError, write: bool) -> u32 {
+    match e.kind {
+        ErrorKind::OutOfBounds if write => ENOSPC,
+        ErrorKind::OutOfBounds | ErrorKind::Invalid => EINVAL,
+        ErrorKind::NotFound => ESHUTDOWN,
+        _ => EIO,
+    }
+}
+
+fn in_bounds(size: u64, offset: u64, len: u32) -> bool {
+    offset.checked_add(len as u64).is_some_and(|end| end <= size)
+}
+
+/// Run one request. For a write, `buf` holds its payload; for a read, the data is left in it.
+pub(crate) fn handle(s: &Session, req: &Request, buf: &mut AlignedBuf) -> Reply {
+    let fail = |err: u32, msg: &str| fail(s, req, err, msg);
+    let size = s.device.size();
+    let writable = || match &s.device {
+        Device::ReadWrite(d) => Some(d.clone()),
+        Device::ReadOnly(_) => None,
+    };
+    match req.kind {
+        CMD_READ => {
+            if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
+                return fail(EINVAL, "read beyond the end of the export or too large");
+            }
+            if s.structured && req.length == 0 {
+                // An OFFSET_DATA chunk must carry data: an empty read is answered with NONE.
+                return Reply::head(chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0));
+            }
+            let head = if s.structured {
+                let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
+                h.extend_from_slice(&req.offset.to_be_bytes());
+                h
+            } else {
+                simple_reply(req.cookie, 0, &[])
+            };
+            buf.resize(req.length as usize);
+            match s.device.reader().read_at(buf.as_mut_slice(), req.offset) {
+                Ok(()) => Reply { head, data_len: req.length as usize },
+                Err(e) => fail(errno(&e, false), &e.to_string()),
+            }
+        }
+        CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => {
+            let Some(dev) = writable() else {
+                return fail(EPERM, "read-only export");
+            };
+            // Queued before a revocation, run after it: the writer is gone, nothing may land.
+            if s.handle.cancel.is_cancelled() {
+                return fail(ESHUTDOWN, "the export was closed");
+            }
+            if !in_bounds(size, req.offset, req.length) {
+                // The spec asks EINVAL for a trim beyond the end and ENOSPC for writes.
+                let err = if req.kind == CMD_TRIM { EINVAL } else { ENOSPC };
+                return fail(err, "beyond the end of the export");
+            }
+            let fua = req.flags & CMD_FLAG_FUA != 0;
+            let r = match req.kind {
+                CMD_WRITE => dev.write_at(&buf.as_slice()[..req.length as usize], req.offset, fua),
+                CMD_TRIM => dev.trim(req.offset, req.length as u64),
+                _ => dev.write_zeroes(req.offset, req.length as u64, req.flags & CMD_FLAG_NO_HOLE == 0),
+            }
+            .and_then(|_| if fua && req.kind != CMD_WRITE { dev.flush() } else { Ok(()) });
+            match r {
+                Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
+                Err(e) => fail(errno(&e, true), &e.to_string()),
+            }
+        }
+        CMD_FLUSH => match writable().map(|d| d.flush()).unwrap_or(Ok(())) {
+            Ok(()) => Reply::head(simple_reply(req.cookie, 0, &[])),
+            Err(e) => fail(errno(&e, true), &e.to_string()),
+        },
+        CMD_BLOCK_STATUS => {
+            if !s.meta {
+                return fail(EINVAL, "no metadata context negotiated");
+            }
+            if req.length == 0 || !in_bounds(size, req.offset, req.length) {
+                return fail(EINVAL, "block status beyond the end of the export");
+            }
+            match s.device.reader().block_status(req.offset, req.length as u64) {
+                Ok(extents) => Reply::head(block_status_reply(req, &extents)),
+                Err(e) => fail(errno(&e, false), &e.to_string()),
+            }
+        }
+        _ => fail(EINVAL, "unknown command"),
+    }
+}
+
+fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
+    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { MAX_EXTENTS };
+    let mut descs: Vec<(u32, u32)> = Vec::new();
+    for e in extents {
+        let flags = if e.allocated { 0 } else { STATE_HOLE | STATE_ZERO };
+        let mut left = e.len;
+        while left > 0 && descs.len() < limit {
+            // Extents longer than a u32 are split on a 4 KiB boundary.
+            let n = left.min(0xffff_f000);
+            descs.push((n as u32, flags));
+            left -= n;
+        }
+    }
+    let mut out = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * descs.len() as u32);
+    out.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
+    for (len, flags) in descs {
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+    }
+    out
+}
