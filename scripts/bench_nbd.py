@@ -33,31 +33,38 @@ def run(cmd, **kw):
 
 
 def fio(uri, rw, bs, depth):
+    """MiB/s for 1 MiB requests, IOPS for 4 KiB ones; every run lasts RUNTIME seconds (a pass
+    over the working set alone is under a second at these speeds, too short to be steady)."""
     settle()
     args = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}", f"--rw={rw}", f"--bs={bs}",
-            f"--iodepth={depth}", f"--size={SIZE}", "--output-format=json", "--group_reporting"]
-    if rw.startswith("rand"):
-        args += ["--time_based", f"--runtime={RUNTIME}"]
+            f"--iodepth={depth}", f"--size={SIZE}", "--output-format=json", "--group_reporting",
+            "--time_based", f"--runtime={RUNTIME}"]
     out = run(args)
     job = json.loads(out[out.index("{"):])["jobs"][0]  # fio may print notes before the JSON
     side = job["read"] if "read" in rw else job["write"]
     return side["bw_bytes"] / 2**20 if bs == "1M" else side["iops"]
 
 
-def measure(uri, size_bytes):
-    r = {}
-    r["seq write MiB/s (fio 1M QD8)"] = fio(uri, "write", "1M", 8)
-    r["seq read MiB/s (fio 1M QD8)"] = fio(uri, "read", "1M", 8)
+def nbdcopy(uri, size_bytes, passes=3):
     settle()
     t = time.time()
-    run(["nbdcopy", uri, "null:"])
-    r["seq read MiB/s (nbdcopy)"] = size_bytes / 2**20 / (time.time() - t)
-    for depth in (1, 32):
-        r[f"4K randread IOPS QD{depth} (fio)"] = fio(uri, "randread", "4k", depth)
-        r[f"4K randwrite IOPS QD{depth} (fio)"] = fio(uri, "randwrite", "4k", depth)
-    for write in (False, True):
-        r[f"4K {'write' if write else 'read'} IOPS QD32 (qemu-img bench)"] = qemu_img_bench(uri, write)
-    return r
+    for _ in range(passes):
+        run(["nbdcopy", uri, "null:"])
+    return passes * size_bytes / 2**20 / (time.time() - t)
+
+
+# In the order each target runs them: the sequential write fills the disk first.
+METRICS = [
+    ("seq write MiB/s (fio 1M QD8)", lambda uri, n: fio(uri, "write", "1M", 8)),
+    ("seq read MiB/s (fio 1M QD8)", lambda uri, n: fio(uri, "read", "1M", 8)),
+    ("seq read MiB/s (nbdcopy)", nbdcopy),
+    ("4K randread IOPS QD1 (fio)", lambda uri, n: fio(uri, "randread", "4k", 1)),
+    ("4K randwrite IOPS QD1 (fio)", lambda uri, n: fio(uri, "randwrite", "4k", 1)),
+    ("4K randread IOPS QD32 (fio)", lambda uri, n: fio(uri, "randread", "4k", 32)),
+    ("4K randwrite IOPS QD32 (fio)", lambda uri, n: fio(uri, "randwrite", "4k", 32)),
+    ("4K read IOPS QD32 (qemu-img bench)", lambda uri, n: qemu_img_bench(uri, False)),
+    ("4K write IOPS QD32 (qemu-img bench)", lambda uri, n: qemu_img_bench(uri, True)),
+]
 
 
 def qemu_img_bench(uri, write):
@@ -137,13 +144,14 @@ def main():
             p, uri = qemu_nbd(path, fmt)
             procs.append(p)
             targets[f"qemu-nbd {fmt}"] = uri
-        # Rounds go round-robin over the targets, and each figure is the median of its rounds,
-        # so drift in the machine (writeback, other load) favours no one.
+        # Each metric runs on every target back to back, so the targets it compares are
+        # measured within seconds of each other, and each figure is the median of its rounds:
+        # drift in the machine (the host's disk, other load) favours no one.
         samples = {t: {} for t in targets}
         for _ in range(ROUNDS):
-            for t, uri in targets.items():
-                for k, v in measure(uri, size_bytes).items():
-                    samples[t].setdefault(k, []).append(v)
+            for k, measure in METRICS:
+                for t, uri in targets.items():
+                    samples[t].setdefault(k, []).append(measure(uri, size_bytes))
         results = {t: {k: sorted(v)[len(v) // 2] for k, v in m.items()} for t, m in samples.items()}
     finally:
         for p in procs:

@@ -8,6 +8,7 @@ pub mod proto;
 mod registry;
 mod server;
 mod transmit;
+mod turns;
 
 pub use registry::Registry;
 pub use server::{Server, serve};

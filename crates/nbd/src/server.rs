@@ -15,11 +15,18 @@ pub struct Server {
     pub(crate) exports: Arc<dyn Exports>,
     pub registry: Arc<Registry>,
     pub(crate) shutdown: CancellationToken,
+    /// Connection threads beyond each connection's first, across the server.
+    pub(crate) extra_threads: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
     pub fn new(exports: Arc<dyn Exports>, shutdown: CancellationToken) -> Arc<Server> {
-        Arc::new(Server { exports, registry: Arc::new(Registry::default()), shutdown })
+        Arc::new(Server {
+            exports,
+            registry: Arc::new(Registry::default()),
+            shutdown,
+            extra_threads: Default::default(),
+        })
     }
 }
 

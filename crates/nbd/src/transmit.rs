@@ -14,22 +14,30 @@ use crate::handler::{Reply, handle};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
+use crate::turns::{Budget, Turn};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::AlignedBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Bytes of request and reply payload in flight per connection, in KiB.
 const BUDGET_KIB: u64 = 256 * 1024;
 /// Threads per connection. Past the disk's own parallelism more only add switching.
 const MAX_WORKERS: usize = 16;
+/// Threads a connection keeps however idle: a reader and one to read on while it works.
+const MIN_WORKERS: usize = 2;
+/// A thread that has waited this long for its turn to read retires.
+const IDLE: Duration = Duration::from_secs(5);
+/// Threads beyond each connection's first, across the server.
+const MAX_EXTRA_THREADS: usize = 1024;
 /// Small requests arrive many to one receive.
 const READ_BUFFER: usize = 64 * 1024;
-/// A worker keeps a buffer up to this size between requests.
-const KEEP_BUFFER: usize = 4 << 20;
+/// A worker keeps a buffer up to this size between requests (a connection keeps the threads
+/// it grew until it closes, so this bounds what an idle one holds).
+const KEEP_BUFFER: usize = 1 << 20;
 const WORKER_STACK: usize = 512 * 1024;
 /// How long a closing connection waits for its replies to be taken by the client.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -56,19 +64,20 @@ async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Re
     let sock = sock.into_std()?;
     sock.set_nonblocking(false)?;
     let conn = Arc::new(Conn {
+        turn: Turn::default(),
         reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, sock.try_clone()?)),
         writer: Mutex::new(sock.try_clone()?),
         sock,
         session,
         budget: Budget::new(BUDGET_KIB),
         closing: AtomicBool::new(false),
-        waiting: AtomicUsize::new(0),
+        closed: Notify::new(),
         workers: AtomicUsize::new(0),
         error: Mutex::new(None),
     });
     // Every worker holds a sender; the channel closes when the last one has gone.
     let (alive, mut gone) = mpsc::channel::<()>(1);
-    if !conn.spawn_worker(alive) {
+    if !conn.spawn_worker(alive, true) {
         return Err(io::Error::other("no thread for the connection"));
     }
     let cancel = conn.session.handle.cancel.clone();
@@ -76,12 +85,9 @@ async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Re
         _ = gone.recv() => {}
         _ = cancel.cancelled() => {
             conn.stop();
-            if tokio::time::timeout(DRAIN, gone.recv()).await.is_err() {
-                // The client is not taking its replies: stop waiting for it.
-                let _ = conn.sock.shutdown(Shutdown::Both);
-                gone.recv().await;
-            }
+            conn.drain(&mut gone).await;
         }
+        _ = conn.closed.notified() => conn.drain(&mut gone).await,
     }
     if let Device::ReadWrite(d) = &conn.session.device {
         let d = d.clone();
@@ -90,22 +96,40 @@ async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Re
         }
     }
     let _ = conn.sock.shutdown(Shutdown::Write);
+    discard_unread(&conn.sock);
     match lock(&conn.error).take() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
+/// Closing a socket with unread input makes the kernel reset the connection, and a reset can
+/// cost the client replies it has not read yet; input already received is dropped instead.
+fn discard_unread(sock: &TcpStream) {
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 64 * 1024];
+    for _ in 0..256 {
+        match (&*sock).read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
 struct Conn {
     session: Session,
+    /// Whose turn it is to read; the reader itself is only ever locked by that thread.
+    turn: Turn,
     reader: Mutex<BufReader<TcpStream>>,
     writer: Mutex<TcpStream>,
     sock: TcpStream,
     budget: Budget,
     /// Set once no more requests are to be read.
     closing: AtomicBool,
-    /// Threads waiting to become the reader.
-    waiting: AtomicUsize,
+    /// Tells the connection's task that reading ended, so it bounds the wait for replies.
+    closed: Notify,
     workers: AtomicUsize,
     error: Mutex<Option<io::Error>>,
 }
@@ -114,7 +138,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>) {
+fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>, extra: bool) {
+    let _count = Counted(&conn.session.server.extra_threads, extra);
     let mut buf = AlignedBuf::zeroed(0);
     while let Some((req, kib)) = conn.next(&mut buf, &alive) {
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, &req, &mut buf)))
@@ -130,7 +155,27 @@ fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>) {
     }
 }
 
+/// Holds one place in the server's count of extra threads while the thread runs.
+struct Counted<'a>(&'a AtomicUsize, bool);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl Conn {
+    /// Wait for whatever is in flight to be answered, but not for ever: a client that stops
+    /// reading its replies has its socket shut after `DRAIN`.
+    async fn drain(&self, gone: &mut mpsc::Receiver<()>) {
+        if tokio::time::timeout(DRAIN, gone.recv()).await.is_err() {
+            let _ = self.sock.shutdown(Shutdown::Both);
+            gone.recv().await;
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.closing.load(Ordering::Acquire) || self.session.handle.cancel.is_cancelled()
     }
@@ -145,6 +190,7 @@ impl Conn {
     /// The client is gone or broke the protocol: read no more, keep the first real error.
     fn end(&self, e: Option<io::Error>) {
         self.closing.store(true, Ordering::Release);
+        self.closed.notify_one();
         if let Some(e) = e
             && e.kind() != io::ErrorKind::UnexpectedEof
             && !self.session.handle.cancel.is_cancelled()
@@ -159,8 +205,16 @@ impl Conn {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 
-    fn spawn_worker(self: &Arc<Self>, alive: mpsc::Sender<()>) -> bool {
+    /// Start a thread for this connection: its first always (unless the system has none),
+    /// more while under both the connection's and the server's limits.
+    fn spawn_worker(self: &Arc<Self>, alive: mpsc::Sender<()>, first: bool) -> bool {
         if self.workers.fetch_add(1, Ordering::AcqRel) >= MAX_WORKERS {
+            self.workers.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let extra = &self.session.server.extra_threads;
+        if !first && extra.fetch_add(1, Ordering::AcqRel) >= MAX_EXTRA_THREADS {
+            extra.fetch_sub(1, Ordering::AcqRel);
             self.workers.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
@@ -168,8 +222,11 @@ impl Conn {
         let spawned = std::thread::Builder::new()
             .name("nbd-io".into())
             .stack_size(WORKER_STACK)
-            .spawn(move || worker(conn, alive));
+            .spawn(move || worker(conn, alive, !first));
         if let Err(e) = spawned {
+            if !first {
+                extra.fetch_sub(1, Ordering::AcqRel);
+            }
             self.workers.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(error = %e, "could not start an NBD worker thread");
             return false;
@@ -177,12 +234,16 @@ impl Conn {
         true
     }
 
+    /// An idle thread may retire while more than the minimum remain.
+    fn retire(&self) -> bool {
+        self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
+    }
+
     /// Become the reader, take one whole request (its payload into `buf`) and its share of
     /// the budget, and pass the reading on. `None` once the connection is closing.
     fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<(Request, u64)> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _turn = self.turn.take(IDLE, || self.retire())?;
         let mut rd = lock(&self.reader);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         if self.stopping() {
             return None;
         }
@@ -223,8 +284,8 @@ impl Conn {
             return None;
         }
         // With nobody left to read, the next request would wait for this one's I/O.
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            self.spawn_worker(alive.clone());
+        if self.turn.waiting() == 0 {
+            self.spawn_worker(alive.clone(), false);
         }
         Some((req, kib))
     }
@@ -243,46 +304,5 @@ impl Conn {
             }
         }
         Ok(())
-    }
-}
-
-/// KiB of payload a connection may hold; the reader waits for replies to free some.
-struct Budget {
-    /// Free KiB and the number of threads waiting for some.
-    state: Mutex<(u64, usize)>,
-    cv: Condvar,
-}
-
-impl Budget {
-    fn new(kib: u64) -> Budget {
-        Budget { state: Mutex::new((kib, 0)), cv: Condvar::new() }
-    }
-
-    fn acquire(&self, kib: u64, stop: impl Fn() -> bool) -> bool {
-        let mut g = lock(&self.state);
-        while g.0 < kib {
-            if stop() {
-                return false;
-            }
-            g.1 += 1;
-            // Timed, so a stop that raced the check above is still seen.
-            g = self.cv.wait_timeout(g, Duration::from_millis(50)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
-            g.1 -= 1;
-        }
-        g.0 -= kib;
-        true
-    }
-
-    fn release(&self, kib: u64) {
-        let mut g = lock(&self.state);
-        g.0 += kib;
-        if g.1 > 0 {
-            self.cv.notify_all();
-        }
-    }
-
-    fn wake(&self) {
-        let _g = lock(&self.state);
-        self.cv.notify_all();
     }
 }

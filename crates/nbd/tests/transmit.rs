@@ -1,160 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The transmission phase against an in-memory disk that can be made slow: replies out of
 //! order, pipelining, the per-connection thread limit, revocation against a held-back
-//! payload, and a client that half-closes with requests in flight.
+//! payload, a client that stops reading, and one that half-closes with requests in flight.
 
-use nbd::proto::*;
-use nbd::{Device, Exports, Refusal, Server};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use store::{BlockRead, BlockWrite, Extent, Result};
-use tokio_util::sync::CancellationToken;
-
-const SIZE: u64 = 1 << 20;
-
-/// A disk in memory; each call can be delayed by offset, and the most calls ever running at
-/// once is recorded.
-struct MemDisk {
-    data: Mutex<Vec<u8>>,
-    delay: Box<dyn Fn(u64) -> Duration + Send + Sync>,
-    running: AtomicUsize,
-    most: AtomicUsize,
-    flushes: AtomicUsize,
-}
-
-impl MemDisk {
-    fn new(delay: impl Fn(u64) -> Duration + Send + Sync + 'static) -> Arc<MemDisk> {
-        Arc::new(MemDisk {
-            data: Mutex::new(vec![0; SIZE as usize]),
-            delay: Box::new(delay),
-            running: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-            flushes: AtomicUsize::new(0),
-        })
-    }
-
-    fn call<T>(&self, offset: u64, f: impl FnOnce() -> T) -> T {
-        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(now, Ordering::SeqCst);
-        std::thread::sleep((self.delay)(offset));
-        let out = f();
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        out
-    }
-}
-
-impl BlockRead for MemDisk {
-    fn size(&self) -> u64 {
-        SIZE
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.call(offset, || {
-            let d = self.data.lock().unwrap();
-            buf.copy_from_slice(&d[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        })
-    }
-    fn block_status(&self, _offset: u64, len: u64) -> Result<Vec<Extent>> {
-        Ok(vec![Extent { len, allocated: true }])
-    }
-}
-
-impl BlockWrite for MemDisk {
-    fn write_at(&self, data: &[u8], offset: u64, _fua: bool) -> Result<()> {
-        self.call(offset, || {
-            self.data.lock().unwrap()[offset as usize..offset as usize + data.len()].copy_from_slice(data);
-            Ok(())
-        })
-    }
-    fn flush(&self) -> Result<()> {
-        self.flushes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn trim(&self, offset: u64, len: u64) -> Result<()> {
-        self.write_zeroes(offset, len, true)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64, _may_trim: bool) -> Result<()> {
-        self.data.lock().unwrap()[offset as usize..(offset + len) as usize].fill(0);
-        Ok(())
-    }
-}
-
-struct One(Arc<MemDisk>);
-
-impl Exports for One {
-    fn list(&self) -> Vec<String> {
-        vec!["d".into()]
-    }
-    fn open(&self, name: &str) -> std::result::Result<Device, Refusal> {
-        if name == "d" { Ok(Device::ReadWrite(self.0.clone())) } else { Err(Refusal::Unknown) }
-    }
-}
-
-struct Running {
-    addr: SocketAddr,
-    server: Arc<Server>,
-    shutdown: CancellationToken,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(10));
-        }
-    }
-}
-
-fn start(disk: Arc<MemDisk>) -> Running {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = Server::new(Arc::new(One(disk)), shutdown.clone());
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(nbd::serve(server.clone(), listener));
-    Running { addr, server, shutdown, rt: Some(rt) }
-}
-
-/// Fixed newstyle, no zeroes, NBD_OPT_EXPORT_NAME "d": simple replies.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut hello = [0u8; 18];
-    s.read_exact(&mut hello).unwrap();
-    assert_eq!(&hello[..8], &NBDMAGIC.to_be_bytes());
-    s.write_all(&(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes()).unwrap();
-    let mut opt = IHAVEOPT.to_be_bytes().to_vec();
-    opt.extend_from_slice(&OPT_EXPORT_NAME.to_be_bytes());
-    opt.extend_from_slice(&1u32.to_be_bytes());
-    opt.push(b'd');
-    s.write_all(&opt).unwrap();
-    let mut info = [0u8; 10];
-    s.read_exact(&mut info).unwrap();
-    assert_eq!(u64::from_be_bytes(info[..8].try_into().unwrap()), SIZE);
-    s
-}
-
-fn send(s: &mut TcpStream, kind: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]) {
-    let mut out = Request { flags: 0, kind, cookie, offset, length }.encode().to_vec();
-    out.extend_from_slice(payload);
-    s.write_all(&out).unwrap();
-}
-
-/// A simple reply: (cookie, error).
-fn reply(s: &mut TcpStream) -> (u64, u32) {
-    let mut r = [0u8; 16];
-    s.read_exact(&mut r).unwrap();
-    assert_eq!(u32::from_be_bytes(r[..4].try_into().unwrap()), SIMPLE_REPLY_MAGIC);
-    (u64::from_be_bytes(r[8..].try_into().unwrap()), u32::from_be_bytes(r[4..8].try_into().unwrap()))
-}
-
-fn pattern(i: u64) -> Vec<u8> {
-    (0..4096u64).map(|j| (i * 31 + j) as u8).collect()
-}
 
 #[test]
 fn a_fast_reply_overtakes_a_slow_one() {
@@ -231,6 +86,25 @@ fn revocation_does_not_wait_for_a_held_back_payload_and_drops_it() {
     assert!(disk.data.lock().unwrap()[..100].iter().all(|b| *b == 0), "nothing of it was written");
     assert_eq!(srv.server.registry.count("d"), 0);
     assert!(disk.flushes.load(Ordering::SeqCst) >= 1, "a closing connection flushes");
+}
+
+#[test]
+fn a_client_that_disconnects_without_reading_its_replies_is_closed_after_the_drain() {
+    let disk = MemDisk::new(|_| Duration::ZERO);
+    let srv = start(disk);
+    let mut s = connect(srv.addr);
+    // Far more reply data than the two socket buffers hold, never read, with threads to spare
+    // to read the disconnect.
+    for i in 0..4 {
+        send(&mut s, CMD_READ, i, 0, SIZE as u32, &[]);
+    }
+    send(&mut s, CMD_DISC, 99, 0, 0, &[]);
+    let t = Instant::now();
+    while srv.server.registry.count("d") > 0 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.server.registry.count("d"), 0, "the connection must not wait for ever");
+    assert!(t.elapsed() < Duration::from_secs(12), "closed after {:?}", t.elapsed());
 }
 
 #[test]

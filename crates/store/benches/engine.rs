@@ -168,16 +168,23 @@ fn depth() {
     let (deep, shallow) = (engine.volume("deep").unwrap(), engine.volume("shallow").unwrap());
     for i in 0..100 {
         // Each layer overwrites a few scattered blocks, so reads draw from many layers. The
-        // shallow volume gets the same writes without the snapshots, so both are laid out
-        // alike and only the chain differs.
+        // shallow volume gets the same writes and snapshots, which are then deleted and
+        // folded into its head: both are laid out alike (every write copied, none in place)
+        // and only the chain differs.
         for _ in 0..64 {
             let at = rng.random_range(0..size / 4096) * 4096;
             deep.write_at(&[i as u8; 4096], at, false).unwrap();
             shallow.write_at(&[i as u8; 4096], at, false).unwrap();
         }
         engine.snapshot("deep", &format!("s{i}")).unwrap();
+        engine.snapshot("shallow", &format!("t{i}")).unwrap();
+    }
+    for i in 0..100 {
+        engine.delete_snapshot(&format!("t{i}")).unwrap();
     }
     engine.sync().unwrap();
+    engine.gc().unwrap();
+    assert_eq!(engine.layer_count().unwrap(), 100, "the shallow chain folded away, the deep one kept");
     let measure = |v: &dyn BlockRead| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let mut b = [0u8; 4096];
