@@ -174,8 +174,13 @@ fn run(ops: Vec<Op>, direct_io: bool) {
     assert_eq!(engine.physical_bytes().unwrap(), 0, "space left behind");
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // PROPTEST_CASES runs more for a soak; the test run keeps 64.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
     #[test]
     fn engine_matches_model(ops in proptest::collection::vec(op(), 1..60), direct_io: bool) {
         run(ops, direct_io);
