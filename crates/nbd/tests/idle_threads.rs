@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 fn nbd_threads() -> usize {
@@ -21,14 +20,7 @@ fn threads_grow_under_load_and_retire_when_idle() {
     let disk = MemDisk::new(|_| Duration::from_millis(30));
     let srv = start(disk);
     let mut s = connect(srv.addr);
-    for i in 0..48 {
-        send(&mut s, CMD_READ, i, (i % 200) * 4096, 4096, &[]);
-    }
-    let mut data = vec![0u8; 4096];
-    for _ in 0..48 {
-        assert_eq!(reply(&mut s).1, 0);
-        s.read_exact(&mut data).unwrap();
-    }
+    read_burst(&mut s, 48);
     let busy = nbd_threads();
     assert!((8..=16).contains(&busy), "{busy} threads under a queue of 48");
     let t = Instant::now();
@@ -37,12 +29,6 @@ fn threads_grow_under_load_and_retire_when_idle() {
     }
     assert_eq!(nbd_threads(), 2, "idle threads retire down to a reader and one spare");
     // The connection still works, and grows again.
-    for i in 0..32 {
-        send(&mut s, CMD_READ, i, 0, 4096, &[]);
-    }
-    for _ in 0..32 {
-        assert_eq!(reply(&mut s).1, 0);
-        s.read_exact(&mut data).unwrap();
-    }
+    read_burst(&mut s, 32);
     assert!(nbd_threads() > 2);
 }

@@ -57,15 +57,7 @@ fn pipelined_writes_and_reads_match_their_cookies() {
 fn threads_grow_with_the_queue_and_stop_at_the_limit() {
     let disk = MemDisk::new(|_| Duration::from_millis(40));
     let srv = start(disk.clone());
-    let mut s = connect(srv.addr);
-    for i in 0..48 {
-        send(&mut s, CMD_READ, i, (i % 200) * 4096, 4096, &[]);
-    }
-    let mut data = vec![0u8; 4096];
-    for _ in 0..48 {
-        assert_eq!(reply(&mut s).1, 0);
-        s.read_exact(&mut data).unwrap();
-    }
+    read_burst(&mut connect(srv.addr), 48);
     let most = disk.most.load(Ordering::SeqCst);
     assert!((8..=16).contains(&most), "{most} requests ran at once; expected between 8 and the limit of 16");
 }

@@ -153,3 +153,15 @@ pub fn reply(s: &mut TcpStream) -> (u64, u32) {
 pub fn pattern(i: u64) -> Vec<u8> {
     (0..4096u64).map(|j| (i * 31 + j) as u8).collect()
 }
+
+/// Send `n` 4 KiB reads at once, then take every reply and its data.
+pub fn read_burst(s: &mut TcpStream, n: u64) {
+    for i in 0..n {
+        send(s, CMD_READ, i, (i % 200) * 4096, 4096, &[]);
+    }
+    let mut data = vec![0u8; 4096];
+    for _ in 0..n {
+        assert_eq!(reply(s).1, 0);
+        s.read_exact(&mut data).unwrap();
+    }
+}
