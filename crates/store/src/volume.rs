@@ -17,8 +17,10 @@ pub(crate) type BlockMap = imbl::OrdMap<u64, Phys>;
 /// A layer's own changes: `Some` written, `None` trimmed over whatever lies beneath.
 pub(crate) type OwnMap = imbl::OrdMap<u64, Option<Phys>>;
 
-/// Writes are cut into pieces of this size so that one request never pins huge buffers.
-const MAX_PIECE: u64 = 8 << 20;
+/// Writes are cut into pieces of this size so that one request never pins huge buffers,
+/// and so that a snapshot, GC pass or copied write waits on an in-place overwrite (which
+/// holds the volume's lock shared) for at most one piece.
+const MAX_PIECE: u64 = 1 << 20;
 
 #[derive(Clone)]
 pub(crate) struct Head {

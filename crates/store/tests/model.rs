@@ -227,6 +227,32 @@ fn rewrites_since_the_last_snapshot_stay_in_place_and_snapshots_keep_their_bytes
 }
 
 #[test]
+fn large_writes_cross_pieces_in_place_and_copied() {
+    for direct_io in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open_with(dir.path(), store::Options { direct_io }).unwrap();
+        let size = 8u64 << 20;
+        engine.create_volume("v", size, None).unwrap();
+        let v = engine.volume("v").unwrap();
+        let mut model = vec![0u8; size as usize];
+        // Fresh, then rewritten in place, then half over a snapshot; aligned and not.
+        for (i, (off, len)) in
+            [(0u64, 3u64 << 20), (4096, 5 << 20), (1000, (3 << 20) + 77), (6 << 20, 2 << 20)].into_iter().enumerate()
+        {
+            if i == 2 {
+                engine.snapshot("v", "s").unwrap();
+            }
+            let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(7).wrapping_add(i as u8 * 50 + 1)).collect();
+            v.write_at(&data, off, false).unwrap();
+            model[off as usize..(off + len) as usize].copy_from_slice(&data);
+            let mut got = vec![0u8; size as usize];
+            v.read_at(&mut got, 0).unwrap();
+            assert!(got == model, "write {i} (direct_io={direct_io})");
+        }
+    }
+}
+
+#[test]
 fn a_log_newer_than_its_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
