@@ -14,8 +14,8 @@ use crate::handler::{Reply, handle};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
-use crate::turns::{Budget, Turn};
-use std::io::{self, BufReader, IoSlice, Read, Write};
+use crate::turns::{Budget, Next, Turn};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,8 +25,9 @@ use tokio::sync::{Notify, mpsc};
 
 /// Bytes of request and reply payload in flight per connection, in KiB.
 const BUDGET_KIB: u64 = 256 * 1024;
-/// Threads per connection. Past the disk's own parallelism more only add switching.
-const MAX_WORKERS: usize = 16;
+/// Threads per connection (qemu's I/O thread pool has 64): deep queues of mid-sized reads
+/// gain from having them all at the disk.
+const MAX_WORKERS: usize = 64;
 /// Threads a connection keeps however idle: a reader and one to read on while it works.
 const MIN_WORKERS: usize = 2;
 /// A thread that has waited this long for its turn to read retires.
@@ -121,7 +122,7 @@ fn discard_unread(sock: &TcpStream) {
 struct Conn {
     session: Session,
     /// Whose turn it is to read; the reader itself is only ever locked by that thread.
-    turn: Turn,
+    turn: Turn<(Request, u64)>,
     reader: Mutex<BufReader<TcpStream>>,
     writer: Mutex<TcpStream>,
     sock: TcpStream,
@@ -239,10 +240,22 @@ impl Conn {
         self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
     }
 
-    /// Become the reader, take one whole request (its payload into `buf`) and its share of
-    /// the budget, and pass the reading on. `None` once the connection is closing.
+    /// The next request to run with its share of the budget: one handed on by the reader,
+    /// or, as the reader, one whole request read (its payload into `buf`). `None` once the
+    /// connection is closing.
     fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<(Request, u64)> {
-        let _turn = self.turn.take(IDLE, || self.retire())?;
+        let _turn = match self.turn.take(IDLE, || self.retire())? {
+            Next::Run((req, kib)) => {
+                // Read before a revocation, taken after it: not run. (A disconnect or bad
+                // input after it still lets it run: the client asked before that.)
+                if self.session.handle.cancel.is_cancelled() {
+                    self.budget.release(kib);
+                    return None;
+                }
+                return Some((req, kib));
+            }
+            Next::Read(turn) => turn,
+        };
         let mut rd = lock(&self.reader);
         if self.stopping() {
             return None;
@@ -283,11 +296,37 @@ impl Conn {
             self.end(Some(e));
             return None;
         }
+        let ahead = self.read_ahead(&mut rd);
+        let wanted = if ahead.is_empty() { usize::from(self.turn.waiting() == 0) } else { self.turn.hand_on(ahead) };
         // With nobody left to read, the next request would wait for this one's I/O.
-        if self.turn.waiting() == 0 {
-            self.spawn_worker(alive.clone(), false);
+        for _ in 0..wanted {
+            if !self.spawn_worker(alive.clone(), false) {
+                break;
+            }
         }
         Some((req, kib))
+    }
+
+    /// Reads already received, taken off the receive buffer (with their budget) to hand on,
+    /// so a burst starts at once instead of one thread waking after another to read the next.
+    /// Anything else (a write's payload may not be here yet) stops it, for the next reader.
+    fn read_ahead(&self, rd: &mut BufReader<TcpStream>) -> Vec<(Request, u64)> {
+        let mut ahead = Vec::new();
+        while ahead.len() < MAX_WORKERS && !self.stopping() {
+            let Some(req) = rd.buffer().get(..REQUEST_LEN).and_then(|h| Request::decode(h).ok()) else {
+                break;
+            };
+            if req.kind != CMD_READ {
+                break;
+            }
+            let kib = (req.length.min(MAX_PAYLOAD) as u64 / 1024).max(1);
+            if !self.budget.try_acquire(kib) {
+                break;
+            }
+            rd.consume(REQUEST_LEN);
+            ahead.push((req, kib));
+        }
+        ahead
     }
 
     fn send(&self, head: &[u8], data: &[u8]) -> io::Result<()> {

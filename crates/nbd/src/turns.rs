@@ -2,6 +2,7 @@
 //! passed from thread to thread (waiting for it can time out, so idle threads can retire),
 //! and the byte budget that bounds the payload in flight.
 
+use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -9,22 +10,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[derive(Default)]
-struct TurnState {
+struct TurnState<T> {
     taken: bool,
     waiting: usize,
+    /// Work the reader found already received and handed on, so that a burst of requests
+    /// does not wait for one thread after another to wake and read the next.
+    queue: VecDeque<T>,
 }
 
-/// The right to read the connection: one holder at a time.
-#[derive(Default)]
-pub(crate) struct Turn {
-    state: Mutex<TurnState>,
+/// The right to read the connection (one holder at a time), and the work it hands on.
+pub(crate) struct Turn<T> {
+    state: Mutex<TurnState<T>>,
     cv: Condvar,
 }
 
-pub(crate) struct TurnGuard<'a>(&'a Turn);
+impl<T> Default for Turn<T> {
+    fn default() -> Self {
+        Turn { state: Mutex::new(TurnState { taken: false, waiting: 0, queue: VecDeque::new() }), cv: Condvar::new() }
+    }
+}
 
-impl Drop for TurnGuard<'_> {
+pub(crate) struct TurnGuard<'a, T>(&'a Turn<T>);
+
+impl<T> Drop for TurnGuard<'_, T> {
     fn drop(&mut self) {
         let mut s = lock(&self.0.state);
         s.taken = false;
@@ -35,26 +43,54 @@ impl Drop for TurnGuard<'_> {
     }
 }
 
-impl Turn {
-    /// Wait for the turn. Each time `idle` passes without it, `may_leave` is asked whether
-    /// this thread may stop waiting (and is then counted out); if so, `None`.
-    pub fn take(&self, idle: Duration, may_leave: impl Fn() -> bool) -> Option<TurnGuard<'_>> {
+/// What a thread gets to do next.
+pub(crate) enum Next<'a, T> {
+    /// Read the connection.
+    Read(TurnGuard<'a, T>),
+    /// Run what the reader handed on.
+    Run(T),
+}
+
+impl<T> Turn<T> {
+    /// Wait for handed-on work or the turn to read, work first. Each time `idle` passes with
+    /// neither, `may_leave` is asked whether this thread may stop waiting (and is then
+    /// counted out); if so, `None`.
+    pub fn take(&self, idle: Duration, may_leave: impl Fn() -> bool) -> Option<Next<'_, T>> {
         let mut s = lock(&self.state);
         s.waiting += 1;
-        while s.taken {
+        loop {
+            if let Some(work) = s.queue.pop_front() {
+                s.waiting -= 1;
+                return Some(Next::Run(work));
+            }
+            if !s.taken {
+                s.taken = true;
+                s.waiting -= 1;
+                return Some(Next::Read(TurnGuard(self)));
+            }
             let (g, timeout) = self.cv.wait_timeout(s, idle).unwrap_or_else(|p| p.into_inner());
             s = g;
-            if timeout.timed_out() && s.taken && may_leave() {
+            if timeout.timed_out() && s.taken && s.queue.is_empty() && may_leave() {
                 s.waiting -= 1;
                 return None;
             }
         }
-        s.waiting -= 1;
-        s.taken = true;
-        Some(TurnGuard(self))
     }
 
-    /// Threads waiting for the turn now.
+    /// Hand work on to waiting threads; returns how many more threads it takes for all the
+    /// work and the turn to read to have one each (one left to read keeps a burst of work
+    /// from leaving the connection unread, e.g. a disconnect behind it).
+    pub fn hand_on(&self, work: Vec<T>) -> usize {
+        let mut s = lock(&self.state);
+        let n = work.len();
+        s.queue.extend(work);
+        for _ in 0..n.min(s.waiting) {
+            self.cv.notify_one();
+        }
+        (s.queue.len() + 1).saturating_sub(s.waiting)
+    }
+
+    /// Threads waiting for work or the turn now.
     pub fn waiting(&self) -> usize {
         lock(&self.state).waiting
     }
@@ -70,6 +106,16 @@ pub(crate) struct Budget {
 impl Budget {
     pub fn new(kib: u64) -> Budget {
         Budget { state: Mutex::new((kib, 0)), cv: Condvar::new() }
+    }
+
+    /// Take `kib` if it is free now.
+    pub fn try_acquire(&self, kib: u64) -> bool {
+        let mut g = lock(&self.state);
+        if g.0 < kib {
+            return false;
+        }
+        g.0 -= kib;
+        true
     }
 
     /// Take `kib`, waiting for replies to give some back; `false` once `stop` says so.
@@ -111,7 +157,7 @@ mod tests {
 
     #[test]
     fn one_reader_at_a_time_and_the_turn_passes_on() {
-        let turn = Arc::new(Turn::default());
+        let turn = Arc::new(Turn::<()>::default());
         let inside = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
@@ -119,7 +165,9 @@ mod tests {
                 let (turn, inside, most) = (turn.clone(), inside.clone(), most.clone());
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        let _g = turn.take(Duration::from_secs(10), || false).unwrap();
+                        let Some(Next::Read(_g)) = turn.take(Duration::from_secs(10), || false) else {
+                            panic!("nothing was handed on")
+                        };
                         let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(n, Ordering::SeqCst);
                         std::thread::yield_now();
@@ -137,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_waiter_leaves_only_when_idle_and_allowed() {
-        let turn = Turn::default();
+        let turn = Turn::<u32>::default();
         let held = turn.take(Duration::from_secs(1), || false).unwrap();
         let asked = AtomicUsize::new(0);
         let t = Instant::now();
@@ -148,6 +196,26 @@ mod tests {
         assert_eq!(turn.waiting(), 0);
         drop(held);
         assert!(turn.take(Duration::from_millis(30), || true).is_some(), "a free turn is taken at once");
+    }
+
+    #[test]
+    fn handed_on_work_comes_before_the_turn_and_wakes_waiters() {
+        let turn = Arc::new(Turn::<u32>::default());
+        let held = turn.take(Duration::from_secs(1), || false);
+        assert!(matches!(held, Some(Next::Read(_))));
+        let t2 = turn.clone();
+        let waiter = std::thread::spawn(move || match t2.take(Duration::from_secs(10), || false) {
+            Some(Next::Run(w)) => w,
+            _ => 0,
+        });
+        while turn.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(turn.hand_on(vec![7, 8]), 2, "one waiter for two pieces of work and the turn");
+        assert_eq!(waiter.join().unwrap(), 7);
+        drop(held);
+        assert!(matches!(turn.take(Duration::from_secs(1), || false), Some(Next::Run(8))), "work before the turn");
+        assert!(matches!(turn.take(Duration::from_secs(1), || false), Some(Next::Read(_))));
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn threads_grow_under_load_and_retire_when_idle() {
     let mut s = connect(srv.addr);
     read_burst(&mut s, 48);
     let busy = nbd_threads();
-    assert!((8..=16).contains(&busy), "{busy} threads under a queue of 48");
+    assert!((8..=64).contains(&busy), "{busy} threads under a queue of 48");
     let t = Instant::now();
     while nbd_threads() > 2 && t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
