@@ -2,8 +2,9 @@
 //! served by a few threads of its own that take turns as its reader (leader/follower): the
 //! thread that decodes a request runs it and sends its reply itself, while the next thread
 //! reads on. A request crosses no queue and no other thread between its arrival and its
-//! reply, and replies still go out in any order. Threads are added while every one is busy,
-//! up to a limit; a byte budget bounds the payload in flight.
+//! reply, except reads that arrived in a burst behind it, which the reader hands straight to
+//! waiting threads; replies go out in any order. Threads are added while every one is busy,
+//! up to a limit, and retire when idle; a byte budget bounds the payload in flight.
 //!
 //! On disconnect, revoke or shutdown the connection stops reading, lets what is in flight
 //! finish, flushes, and closes. A revocation shuts the socket's read side, which wakes a
@@ -156,6 +157,11 @@ fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>, extra: bool) {
     }
 }
 
+/// A request's share of the budget: what it carries or asks for, at least 1 KiB.
+fn budget_kib(req: &Request) -> u64 {
+    (req.length.min(MAX_PAYLOAD) as u64 / 1024).max(1)
+}
+
 /// Holds one place in the server's count of extra threads while the thread runs.
 struct Counted<'a>(&'a AtomicUsize, bool);
 
@@ -286,7 +292,7 @@ impl Conn {
             self.end(Some(e));
             return None;
         }
-        let kib = (req.length.min(MAX_PAYLOAD) as u64 / 1024).max(1);
+        let kib = budget_kib(&req);
         if !self.budget.acquire(kib, || self.stopping()) {
             return None;
         }
@@ -296,9 +302,9 @@ impl Conn {
             self.end(Some(e));
             return None;
         }
-        let ahead = self.read_ahead(&mut rd);
-        let wanted = if ahead.is_empty() { usize::from(self.turn.waiting() == 0) } else { self.turn.hand_on(ahead) };
-        // With nobody left to read, the next request would wait for this one's I/O.
+        // Spare threads for what was handed on and one to read on: with nobody left to read,
+        // the next request would wait for this one's I/O.
+        let wanted = self.turn.hand_on(self.read_ahead(&mut rd));
         for _ in 0..wanted {
             if !self.spawn_worker(alive.clone(), false) {
                 break;
@@ -319,7 +325,7 @@ impl Conn {
             if req.kind != CMD_READ {
                 break;
             }
-            let kib = (req.length.min(MAX_PAYLOAD) as u64 / 1024).max(1);
+            let kib = budget_kib(&req);
             if !self.budget.try_acquire(kib) {
                 break;
             }
@@ -333,7 +339,6 @@ impl Conn {
         let mut w = lock(&self.writer);
         let mut bufs = [IoSlice::new(head), IoSlice::new(data)];
         let mut bufs = &mut bufs[..];
-        IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             match w.write_vectored(bufs) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

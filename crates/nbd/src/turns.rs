@@ -91,6 +91,7 @@ impl<T> Turn<T> {
     }
 
     /// Threads waiting for work or the turn now.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         lock(&self.state).waiting
     }
@@ -203,6 +204,7 @@ mod tests {
         let turn = Arc::new(Turn::<u32>::default());
         let held = turn.take(Duration::from_secs(1), || false);
         assert!(matches!(held, Some(Next::Read(_))));
+        assert_eq!(turn.hand_on(Vec::new()), 1, "nobody waiting: one thread wanted to read on");
         let t2 = turn.clone();
         let waiter = std::thread::spawn(move || match t2.take(Duration::from_secs(10), || false) {
             Some(Next::Run(w)) => w,
@@ -211,6 +213,7 @@ mod tests {
         while turn.waiting() == 0 {
             std::thread::yield_now();
         }
+        assert_eq!(turn.hand_on(Vec::new()), 0, "the waiter will read on");
         assert_eq!(turn.hand_on(vec![7, 8]), 2, "one waiter for two pieces of work and the turn");
         assert_eq!(waiter.join().unwrap(), 7);
         drop(held);
