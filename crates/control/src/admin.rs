@@ -171,6 +171,14 @@ fn require_account(conn: &Connection, id: &str) -> Result<(), AdminError> {
 impl Control {
     /// Run one operator command with its JSON body.
     pub fn admin(&self, command: &str, body: Value) -> AResult {
+        // Keys and accounts may change: the next request reads them afresh.
+        self.forget_keys();
+        let out = self.admin_inner(command, body);
+        self.forget_keys();
+        out
+    }
+
+    fn admin_inner(&self, command: &str, body: Value) -> AResult {
         match command {
             "fault-inject" => {
                 let f: FaultInject = parse(body)?;

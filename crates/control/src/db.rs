@@ -1,11 +1,17 @@
 //! The catalog's SQLite schema. One writer connection, WAL, and every mutation in one
-//! transaction, so no partial state is ever visible and racing operations serialize.
+//! transaction, so no partial state is ever visible and racing operations serialize. Readers
+//! use connections of their own ([`open_reader`]): WAL gives each read a consistent snapshot
+//! without waiting for the writer.
 
 use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Bumped when the schema changes; stored in `meta.schema_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes; stored in `meta.schema_version`. Version 2 added the
+/// paging indexes, the `counts` table kept by triggers, and `client_tokens`.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +32,6 @@ CREATE TABLE IF NOT EXISTS instances(
   security_groups TEXT NOT NULL, private_ip TEXT NOT NULL, lock_reason TEXT, lock_msg TEXT,
   deletion_protection INTEGER NOT NULL, tags TEXT NOT NULL, serial TEXT NOT NULL,
   released INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS instances_account ON instances(account_id, released);
 CREATE TABLE IF NOT EXISTS disks(
   id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, zone_id TEXT NOT NULL,
   name TEXT NOT NULL, description TEXT NOT NULL, category TEXT NOT NULL, size_gib INTEGER NOT NULL,
@@ -35,7 +40,6 @@ CREATE TABLE IF NOT EXISTS disks(
   delete_with_instance INTEGER NOT NULL, charge_type TEXT NOT NULL, created_ms INTEGER NOT NULL,
   attached_ms INTEGER, detached_ms INTEGER, tags TEXT NOT NULL, serial TEXT NOT NULL,
   released INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS disks_account ON disks(account_id, released);
 CREATE INDEX IF NOT EXISTS disks_instance ON disks(instance_id);
 CREATE TABLE IF NOT EXISTS snapshots(
   id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, disk_id TEXT NOT NULL,
@@ -43,8 +47,6 @@ CREATE TABLE IF NOT EXISTS snapshots(
   name TEXT NOT NULL, description TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
   due_ms INTEGER NOT NULL, encrypted INTEGER NOT NULL, kms_key_id TEXT, retention_days INTEGER,
   legacy INTEGER NOT NULL DEFAULT 0, tags TEXT NOT NULL, released INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS snapshots_account ON snapshots(account_id, released);
-CREATE INDEX IF NOT EXISTS snapshots_disk ON snapshots(disk_id);
 CREATE TABLE IF NOT EXISTS images(
   id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, name TEXT NOT NULL,
   description TEXT NOT NULL, snapshot_id TEXT NOT NULL, size_gib INTEGER NOT NULL,
@@ -58,6 +60,73 @@ CREATE TABLE IF NOT EXISTS intents(
   id INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, volume TEXT NOT NULL,
   snapshot TEXT, size_bytes INTEGER);
 "#;
+
+/// Version 2: every Describe* pages by (created_ms, id) inside one account and region, so each
+/// listed table has an index in that order; TotalCount of an unfiltered listing comes from
+/// `counts`, which triggers keep exact; ClientTokens remember the first call's answer.
+const SCHEMA_V2: &str = r#"
+DROP INDEX IF EXISTS disks_account;
+DROP INDEX IF EXISTS snapshots_account;
+DROP INDEX IF EXISTS instances_account;
+DROP INDEX IF EXISTS snapshots_disk;
+CREATE INDEX IF NOT EXISTS disks_page ON disks(account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS disks_source ON disks(source_snapshot_id);
+CREATE INDEX IF NOT EXISTS snapshots_page ON snapshots(account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS snapshots_disk_page
+  ON snapshots(disk_id, account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS instances_page ON instances(account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS images_page ON images(account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS images_snapshot ON images(snapshot_id);
+CREATE INDEX IF NOT EXISTS transitions_due ON transitions(due_ms);
+CREATE TABLE IF NOT EXISTS client_tokens(
+  account_id TEXT NOT NULL, token TEXT NOT NULL, fingerprint TEXT NOT NULL, response TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, PRIMARY KEY(account_id, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts(
+  kind TEXT NOT NULL, account_id TEXT NOT NULL, region_id TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY(kind, account_id, region_id)) WITHOUT ROWID;
+"#;
+
+/// The tables whose live (unreleased) rows `counts` tracks, with their `kind`.
+const COUNTED: &[(&str, &str)] =
+    &[("disks", "disk"), ("snapshots", "snapshot"), ("instances", "instance"), ("images", "image")];
+
+/// Triggers that keep `counts` equal to the number of unreleased rows per account and region.
+fn count_triggers() -> String {
+    let mut sql = String::new();
+    for (table, kind) in COUNTED {
+        let bump = |row: &str, delta: &str| {
+            format!(
+                "INSERT INTO counts(kind, account_id, region_id, n) VALUES('{kind}', {row}.account_id, {row}.region_id, {delta})
+                 ON CONFLICT(kind, account_id, region_id) DO UPDATE SET n = n + ({delta});"
+            )
+        };
+        sql.push_str(&format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_count_ins AFTER INSERT ON {table} WHEN NEW.released=0 BEGIN {} END;
+             CREATE TRIGGER IF NOT EXISTS {table}_count_del AFTER DELETE ON {table} WHEN OLD.released=0 BEGIN {} END;
+             CREATE TRIGGER IF NOT EXISTS {table}_count_upd AFTER UPDATE OF released ON {table}
+               WHEN NEW.released != OLD.released BEGIN {} END;\n",
+            bump("NEW", "1"),
+            bump("OLD", "-1"),
+            bump("NEW", "CASE WHEN NEW.released=0 THEN 1 ELSE -1 END"),
+        ));
+    }
+    sql
+}
+
+/// Recount every tracked table (after a migration, when `counts` is new).
+fn recount(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM counts", [])?;
+    for (table, kind) in COUNTED {
+        conn.execute(
+            &format!(
+                "INSERT INTO counts(kind, account_id, region_id, n)
+                 SELECT '{kind}', account_id, region_id, COUNT(*) FROM {table} WHERE released=0 GROUP BY account_id, region_id"
+            ),
+            [],
+        )?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -78,12 +147,136 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
     let found: Option<String> =
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
     match found.and_then(|v| v.parse::<i64>().ok()) {
-        Some(v) if v != SCHEMA_VERSION => return Err(OpenError::Version { found: v }),
-        Some(_) => {}
-        None => {
-            conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
-                .map_err(wrap)?;
+        Some(v) if v == SCHEMA_VERSION => {}
+        // Version 1 catalogs gain the version 2 indexes and tables, counted once.
+        Some(1) | None => {
+            let tx = conn.unchecked_transaction().map_err(wrap)?;
+            tx.execute_batch(SCHEMA_V2).map_err(wrap)?;
+            tx.execute_batch(&count_triggers()).map_err(wrap)?;
+            recount(&tx).map_err(wrap)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .map_err(wrap)?;
+            tx.commit().map_err(wrap)?;
         }
+        Some(v) => return Err(OpenError::Version { found: v }),
     }
+    install_views(&conn, Arc::new(AtomicI64::new(0))).map_err(wrap)?;
     Ok(conn)
 }
+
+/// The server's secret for NextToken MACs (32 bytes), made on first open and kept in
+/// `settings` as a JSON string of hex.
+pub fn paging_key(conn: &Connection) -> Result<Vec<u8>, OpenError> {
+    let wrap = |source| OpenError::Sqlite { path: "catalog".into(), source };
+    let stored: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT value FROM settings WHERE key='paging_key'",
+        [],
+        |r| r.get(0),
+    ))
+    .map_err(wrap)?;
+    if let Some(key) = stored.and_then(|s| serde_json::from_str::<String>(&s).ok()).and_then(|h| hex::decode(h).ok()) {
+        return Ok(key);
+    }
+    let key: [u8; 32] = rand::random();
+    conn.execute(
+        "INSERT OR REPLACE INTO settings(key, value) VALUES('paging_key', ?1)",
+        [serde_json::Value::String(hex::encode(key)).to_string()],
+    )
+    .map_err(wrap)?;
+    Ok(key.to_vec())
+}
+
+/// A reading connection: `query_only`, with the `*_now` views. `now` is the clock those views
+/// read (ms since the epoch); the caller sets it before each request.
+pub fn open_reader(path: &Path, now: Arc<AtomicI64>) -> Result<Connection, OpenError> {
+    let wrap = |source| OpenError::Sqlite { path: path.display().to_string(), source };
+    let conn = Connection::open(path).map_err(wrap)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(wrap)?;
+    install_views(&conn, now).map_err(wrap)?;
+    conn.pragma_update(None, "query_only", "ON").map_err(wrap)?;
+    Ok(conn)
+}
+
+/// Temporary views that show each resource as it is at `snapdisk_now()`: a transition that is
+/// due but not yet completed by the ticker is shown completed, exactly as
+/// `transitions::complete_due` would complete it (times taken from the due time). Reads so
+/// never need the writer to finish transitions first.
+fn install_views(conn: &Connection, now: Arc<AtomicI64>) -> rusqlite::Result<()> {
+    conn.create_scalar_function("snapdisk_now", 0, FunctionFlags::SQLITE_UTF8, move |_| {
+        Ok(now.load(Ordering::Relaxed))
+    })?;
+    conn.execute_batch(VIEWS)?;
+    conn.execute_batch(&images_view())
+}
+
+/// When the public images appeared (they sort before every image an account makes).
+pub const PUBLIC_IMAGE_CREATED_MS: i64 = 1_672_531_200_000;
+
+/// Description shown for the public images.
+pub const PUBLIC_IMAGE_DESCRIPTION: &str = "An empty disk image: the system disk starts all zeros.";
+
+/// `images_now`: the accounts' images and the public ones (`account_id = ''`, every region).
+fn images_view() -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let public: Vec<String> = crate::config::PUBLIC_IMAGES
+        .iter()
+        .map(|(id, name, size, _)| {
+            format!(
+                "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0",
+                quote(id),
+                quote(name),
+                quote(PUBLIC_IMAGE_DESCRIPTION)
+            )
+        })
+        .collect();
+    format!(
+        "CREATE TEMP VIEW IF NOT EXISTS images_now AS
+         SELECT id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms, released FROM images
+         UNION ALL {};",
+        public.join(" UNION ALL ")
+    )
+}
+
+const VIEWS: &str = r#"
+CREATE TEMP VIEW IF NOT EXISTS disks_now AS
+SELECT d.id, d.account_id, d.region_id, d.zone_id, d.name, d.description, d.category, d.size_gib, d.disk_type,
+  CASE WHEN t.id IS NULL THEN d.status
+       WHEN d.status IN ('Creating', 'ReIniting') THEN CASE WHEN d.instance_id IS NULL THEN 'Available' ELSE 'In_use' END
+       WHEN d.status = 'Attaching' THEN 'In_use'
+       WHEN d.status = 'Detaching' THEN 'Available'
+       ELSE d.status END AS status,
+  CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN NULL ELSE d.instance_id END AS instance_id,
+  CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN NULL ELSE d.device END AS device,
+  d.image_id, d.source_snapshot_id, d.encrypted, d.kms_key_id, d.performance_level, d.delete_with_instance,
+  d.charge_type, d.created_ms,
+  CASE WHEN t.id IS NOT NULL AND (d.status = 'Attaching' OR (d.status = 'Creating' AND d.instance_id IS NOT NULL))
+       THEN t.due_ms ELSE d.attached_ms END AS attached_ms,
+  CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN t.due_ms ELSE d.detached_ms END AS detached_ms,
+  d.tags, d.serial, d.released
+FROM disks d LEFT JOIN transitions t ON t.kind = 'disk' AND t.id = d.id AND t.due_ms <= snapdisk_now();
+
+CREATE TEMP VIEW IF NOT EXISTS instances_now AS
+SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host_name, i.instance_type, i.image_id,
+  CASE WHEN t.id IS NULL THEN i.status
+       WHEN i.status = 'Pending' AND i.pending_target = 'Starting' THEN 'Starting'
+       WHEN i.status = 'Pending' THEN 'Stopped'
+       WHEN i.status = 'Starting' THEN 'Running'
+       WHEN i.status = 'Stopping' THEN 'Stopped'
+       ELSE i.status END AS status,
+  CASE WHEN t.id IS NOT NULL AND i.status = 'Pending' THEN NULL ELSE i.pending_target END AS pending_target,
+  i.charge_type, i.expired_ms, i.created_ms,
+  CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
+  i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
+  i.serial, i.released
+FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
+
+CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
+SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type, s.disk_category, s.name,
+  s.description,
+  CASE WHEN t.id IS NOT NULL AND s.status = 'progressing' THEN 'accomplished' ELSE s.status END AS status,
+  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released
+FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
+"#;

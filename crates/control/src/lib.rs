@@ -1,6 +1,11 @@
 //! The control plane: accounts, resources and their state machines, and the rules of each ECS
 //! action. It owns the catalog (SQLite) and drives the storage through [`volumes::Volumes`].
 //! Everything here is synchronous; the transport runs it on blocking threads.
+//!
+//! Writes run one at a time on the writer connection, under the catalog lock. Read-only
+//! actions (every Describe*) run on reader connections of their own and never take that lock;
+//! they see transitions that are due but not yet completed through the catalog's `*_now`
+//! views, so what a poller sees does not depend on when the ticker last ran.
 
 pub mod admin;
 pub mod config;
@@ -19,8 +24,10 @@ use ecs_api::{ApiError, Code};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use volumes::{FaultInjector, Volumes};
 
 pub use db::OpenError;
@@ -46,6 +53,12 @@ pub(crate) struct Env<'a> {
     pub timings: Timings,
     pub volumes: &'a FaultInjector<Box<dyn Volumes>>,
     pub events: Option<std::sync::Arc<dyn exports::Events>>,
+    /// The server's secret for NextToken MACs (`ops::listing`).
+    pub paging_key: &'a [u8],
+    /// The request's ClientToken, for actions that create something.
+    pub client_token: Option<&'a str>,
+    /// What makes two calls with one ClientToken "the same" ([`Request::fingerprint`]).
+    pub fingerprint: &'a str,
 }
 
 impl Env<'_> {
@@ -57,8 +70,23 @@ impl Env<'_> {
     }
 }
 
+/// A reading connection and the clock its `*_now` views read.
+struct Reader {
+    conn: Connection,
+    now: Arc<AtomicI64>,
+}
+
+/// Readers kept open for reuse; more are opened when all are busy.
+const MAX_IDLE_READERS: usize = 16;
+
 pub struct Control {
     conn: Mutex<Connection>,
+    catalog: PathBuf,
+    readers: Mutex<Vec<Reader>>,
+    /// AccessKeys already looked up; cleared by every operator command, so a disabled or
+    /// deleted key stops working at once.
+    keys: RwLock<HashMap<String, KeyInfo>>,
+    paging_key: Vec<u8>,
     config: Config,
     volumes: FaultInjector<Box<dyn Volumes>>,
     events: std::sync::RwLock<Option<std::sync::Arc<dyn exports::Events>>>,
@@ -77,10 +105,16 @@ pub struct Bootstrap {
 impl Control {
     pub fn open(data_dir: &Path, config: Config, volumes: Box<dyn Volumes>) -> Result<Control, ControlError> {
         std::fs::create_dir_all(data_dir).map_err(|e| ControlError::Invalid(format!("{}: {e}", data_dir.display())))?;
-        let conn = db::open(&data_dir.join("catalog.sqlite"))?;
+        let catalog = data_dir.join("catalog.sqlite");
+        let conn = db::open(&catalog)?;
+        let paging_key = db::paging_key(&conn)?;
         let config_timings = config.timings;
         let control = Control {
             conn: Mutex::new(conn),
+            catalog,
+            readers: Mutex::new(Vec::new()),
+            keys: RwLock::new(HashMap::new()),
+            paging_key,
             config,
             volumes: FaultInjector::new(volumes),
             events: Default::default(),
@@ -130,26 +164,67 @@ impl Control {
         Ok(())
     }
 
-    /// Run one verified, parsed request for `account_id`.
+    /// Run one verified, parsed request for `account_id`. Read-only actions run on a reader
+    /// connection; the others under the catalog lock, one at a time.
     pub fn handle(&self, account_id: &str, req: Request) -> Result<Value, ApiError> {
         if let Some(region) = req.region_id.as_deref()
             && self.config.region(region).is_none()
         {
             return Err(Code::InvalidRegionIdMalFormed.into());
         }
-        let timings = self.timings();
-        let mut conn = self.lock();
         let env = Env {
             account_id,
             region_id: req.region_id.as_deref(),
             now: model::now_ms(),
             config: &self.config,
-            timings,
+            timings: self.timings(),
             volumes: &self.volumes,
             events: self.events.read().ok().and_then(|e| e.clone()),
+            paging_key: &self.paging_key,
+            client_token: req.client_token.as_deref(),
+            fingerprint: &req.fingerprint,
         };
-        // Finish what is due first, so a poller never sees a state that has already ended.
+        if req.action.is_read_only() {
+            return self.read(env.now, |conn| ops::dispatch_read(conn, &env, req.action)).map_err(|e| {
+                tracing::error!(error = %e, "catalog read failed");
+                ApiError::new(Code::InternalFailure)
+            })?;
+        }
+        let mut conn = self.lock();
         ops::dispatch(&mut conn, &env, req.action)
+    }
+
+    /// Run `f` in one read transaction on a reader connection whose views see time `now`
+    /// (ms). Never waits for the writer (WAL).
+    pub(crate) fn read<T>(&self, now: i64, f: impl FnOnce(&Connection) -> T) -> Result<T, ControlError> {
+        let idle = self.readers.lock().ok().and_then(|mut r| r.pop());
+        let reader = match idle {
+            Some(r) => r,
+            None => {
+                let now = Arc::new(AtomicI64::new(0));
+                Reader { conn: db::open_reader(&self.catalog, now.clone())?, now }
+            }
+        };
+        reader.now.store(now, Ordering::Relaxed);
+        let out = {
+            let tx = reader.conn.unchecked_transaction()?;
+            let out = f(&tx);
+            tx.commit()?;
+            out
+        };
+        if let Ok(mut idle) = self.readers.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(reader);
+        }
+        Ok(out)
+    }
+
+    /// Forget cached AccessKeys (after any operator change).
+    pub(crate) fn forget_keys(&self) {
+        if let Ok(mut k) = self.keys.write() {
+            k.clear();
+        }
     }
 
     /// Complete every transition that is due; the server calls this on a short timer.
@@ -201,14 +276,25 @@ impl Control {
 }
 
 impl KeyStore for Control {
+    /// From the cache, else from a reader connection (never the writer's lock).
     fn lookup(&self, access_key_id: &str) -> Option<KeyInfo> {
-        self.lock()
-            .query_row("SELECT account_id, secret, enabled FROM access_keys WHERE id=?1", [access_key_id], |r| {
-                Ok(KeyInfo { account_id: r.get(0)?, secret: r.get(1)?, enabled: r.get(2)? })
+        if let Some(k) = self.keys.read().ok().and_then(|k| k.get(access_key_id).cloned()) {
+            return Some(k);
+        }
+        let found = self
+            .read(model::now_ms(), |conn| {
+                conn.prepare_cached("SELECT account_id, secret, enabled FROM access_keys WHERE id=?1")?
+                    .query_row([access_key_id], |r| {
+                        Ok(KeyInfo { account_id: r.get(0)?, secret: r.get(1)?, enabled: r.get(2)? })
+                    })
+                    .optional()
             })
-            .optional()
-            .ok()
-            .flatten()
+            .ok()?
+            .ok()??;
+        if let Ok(mut k) = self.keys.write() {
+            k.insert(access_key_id.to_string(), found.clone());
+        }
+        Some(found)
     }
 }
 

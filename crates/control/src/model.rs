@@ -369,6 +369,23 @@ pub struct Image {
 }
 
 impl Image {
+    /// Columns of `images_now` in [`Image::from_row`] order.
+    pub const COLUMNS: &'static str = "id, account_id, name, description, snapshot_id, size_gib, created_ms";
+
+    /// A public image has `account_id = ''` in `images_now`.
+    pub fn from_row(r: &Row) -> rusqlite::Result<Image> {
+        let owner: String = r.get(1)?;
+        Ok(Image {
+            id: r.get(0)?,
+            account_id: (!owner.is_empty()).then_some(owner),
+            name: r.get(2)?,
+            description: r.get(3)?,
+            snapshot_id: r.get(4)?,
+            size_gib: r.get(5)?,
+            created_ms: r.get(6)?,
+        })
+    }
+
     pub fn to_json(&self, region: &str) -> Value {
         let public = self.account_id.is_none();
         json!({

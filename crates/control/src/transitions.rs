@@ -1,6 +1,9 @@
 //! Timed state changes (Creating → Available, Stopping → Stopped, ReIniting → In_use, ...).
 //! A transition is a persisted row with a due time, so a restart finishes what was under way.
-//! The target state is derived from the resource itself when the transition completes.
+//! The target state is derived from the resource itself when the transition completes, and
+//! times it sets (AttachedTime, StartTime, ...) are the due time, not the moment the ticker got
+//! to it: that is what the catalog's `*_now` views show before completion (see `db.rs`), so a
+//! reader sees the same thing whether or not the ticker has run.
 
 use rusqlite::{Connection, Transaction, params};
 
@@ -17,21 +20,21 @@ pub(crate) fn complete_due(conn: &mut Connection, now: i64) -> rusqlite::Result<
 /// The same on a shared connection (the caller holds the catalog lock).
 pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     // The common case is nothing due: answer it without a write transaction.
-    let due: i64 = conn.query_row("SELECT COUNT(*) FROM transitions WHERE due_ms <= ?1", [now], |r| r.get(0))?;
-    if due == 0 {
+    let due: bool =
+        conn.query_row("SELECT EXISTS(SELECT 1 FROM transitions WHERE due_ms <= ?1)", [now], |r| r.get(0))?;
+    if !due {
         return Ok(());
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    let rows: Vec<(String, String)> = {
-        let mut stmt = tx.prepare("SELECT kind, id FROM transitions WHERE due_ms <= ?1 ORDER BY due_ms")?;
-
-        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    let rows: Vec<(String, String, i64)> = {
+        let mut stmt = tx.prepare("SELECT kind, id, due_ms FROM transitions WHERE due_ms <= ?1 ORDER BY due_ms")?;
+        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
     };
-    for (kind, id) in rows {
+    for (kind, id, due) in rows {
         tx.execute("DELETE FROM transitions WHERE kind=?1 AND id=?2", [&kind, &id])?;
         match kind.as_str() {
-            "disk" => complete_disk(&tx, &id, now)?,
-            "instance" => complete_instance(&tx, &id, now)?,
+            "disk" => complete_disk(&tx, &id, due)?,
+            "instance" => complete_instance(&tx, &id, due)?,
             "snapshot" => {
                 tx.execute("UPDATE snapshots SET status='accomplished' WHERE id=?1 AND status='progressing'", [&id])?;
             }
@@ -41,7 +44,7 @@ pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result
     tx.commit()
 }
 
-fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
+fn complete_disk(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()> {
     let status: Option<String> =
         rusqlite::OptionalExtension::optional(
             tx.query_row("SELECT status FROM disks WHERE id=?1", [id], |r| r.get(0)),
@@ -52,16 +55,16 @@ fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
                 "UPDATE disks SET status=CASE WHEN instance_id IS NULL THEN 'Available' ELSE 'In_use' END,
                  attached_ms=CASE WHEN instance_id IS NULL OR status='ReIniting' THEN attached_ms ELSE ?2 END
                  WHERE id=?1",
-                params![id, now],
+                params![id, at],
             )?;
         }
         Some("Attaching") => {
-            tx.execute("UPDATE disks SET status='In_use', attached_ms=?2 WHERE id=?1", params![id, now])?;
+            tx.execute("UPDATE disks SET status='In_use', attached_ms=?2 WHERE id=?1", params![id, at])?;
         }
         Some("Detaching") => {
             tx.execute(
                 "UPDATE disks SET status='Available', instance_id=NULL, device=NULL, detached_ms=?2 WHERE id=?1",
-                params![id, now],
+                params![id, at],
             )?;
         }
         _ => {}
@@ -69,7 +72,7 @@ fn complete_disk(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn complete_instance(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<()> {
+fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()> {
     let row: Option<(String, Option<String>)> = rusqlite::OptionalExtension::optional(tx.query_row(
         "SELECT status, pending_target FROM instances WHERE id=?1 AND released=0",
         [id],
@@ -87,13 +90,13 @@ fn complete_instance(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<(
                 .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
                 .map(|t| t.instance_ms as i64)
                 .unwrap_or(0);
-            schedule(tx, "instance", id, now + step)?;
+            schedule(tx, "instance", id, at + step)?;
         }
         "Pending" => {
             tx.execute("UPDATE instances SET status='Stopped', pending_target=NULL WHERE id=?1", [id])?;
         }
         "Starting" => {
-            tx.execute("UPDATE instances SET status='Running', start_ms=?2 WHERE id=?1", params![id, now])?;
+            tx.execute("UPDATE instances SET status='Running', start_ms=?2 WHERE id=?1", params![id, at])?;
         }
         "Stopping" => {
             tx.execute("UPDATE instances SET status='Stopped' WHERE id=?1", [id])?;

@@ -12,6 +12,44 @@ pub struct Request {
     /// SDK, which adds it everywhere, and it must name a region when present.
     pub region_id: Option<String>,
     pub action: Action,
+    /// `ClientToken` of an action that creates something (ECS idempotence): at most 64 ASCII
+    /// characters; `None` for actions that take none.
+    pub client_token: Option<String>,
+    /// What "the same parameters" means for a retried ClientToken: the action name and every
+    /// parameter except those that change per attempt (signature, nonce, timestamp, key,
+    /// format, version, the token itself), hex SHA-256 of their canonical form.
+    pub fingerprint: String,
+}
+
+/// Parameters that differ between two attempts of the same call, so they are left out of
+/// [`Request::fingerprint`].
+const PER_ATTEMPT: &[&str] = &[
+    "Action",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "SignatureType",
+    "Timestamp",
+    "AccessKeyId",
+    "Format",
+    "Version",
+    "ClientToken",
+    "SecurityToken",
+];
+
+/// Hex SHA-256 over `action` and the sorted parameters outside [`PER_ATTEMPT`].
+fn fingerprint(action: &str, p: &Params) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(action.as_bytes());
+    for (k, v) in p.iter().filter(|(k, _)| !PER_ATTEMPT.contains(k)) {
+        h.update([0u8]);
+        h.update(k.as_bytes());
+        h.update([b'=']);
+        h.update(v.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +184,32 @@ pub struct DescribeImages {
 }
 
 impl Action {
+    /// Actions that only read: they run on their own catalog connections and never wait for
+    /// writes.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Action::DescribeDisks(_)
+                | Action::DescribeSnapshots(_)
+                | Action::DescribeInstances(_)
+                | Action::DescribeImages(_)
+                | Action::DescribeRegions
+                | Action::DescribeZones
+        )
+    }
+
+    /// Actions that create something and so honour `ClientToken` (ECS idempotence).
+    pub fn takes_client_token(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateDisk(_)
+                | Action::CreateSnapshot(_)
+                | Action::RunInstances { .. }
+                | Action::CreateInstance { .. }
+                | Action::CreateImage { .. }
+        )
+    }
+
     /// Parse `name` with its parameters; unknown names are `InvalidAction.NotFound`.
     pub fn parse(name: &str, p: &Params) -> Result<Request, ApiError> {
         if p.opt_str("OwnerId").is_some() && p.opt_str("OwnerAccount").is_some() {
@@ -327,7 +391,13 @@ impl Action {
             _ => return Err(Code::InvalidActionNotFound.into()),
         };
         let region_id = if region_required { Some(p.req_str("RegionId")?) } else { p.opt_str("RegionId") };
-        Ok(Request { region_id, action })
+        let client_token = match p.opt_str("ClientToken") {
+            Some(_) if !action.takes_client_token() => None,
+            // Documented: ASCII only, at most 64 characters.
+            Some(t) if t.len() > 64 || !t.is_ascii() => return Err(ApiError::invalid("ClientToken")),
+            t => t,
+        };
+        Ok(Request { region_id, action, client_token, fingerprint: fingerprint(name, p) })
     }
 }
 

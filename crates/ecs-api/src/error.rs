@@ -97,6 +97,10 @@ registry! {
     InvalidOperationDeletionProtection => (403, "InvalidOperation.DeletionProtection", "The instance is protected from deletion."),
     DiskError => (403, "DiskError", "IncorrectDiskStatus."),
     ImageIsUsedByInstance => (403, "InvalidImageId.IncorrectStatus", "The image is being used by instances; delete it with Force."),
+
+    // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
+    // other parameters.
+    IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),
 }
 
 /// An ECS error as it goes on the wire: a registered code and the message to send.

@@ -1,7 +1,8 @@
 //! CreateDisk, DescribeDisks, DeleteDisk, AttachDisk, DetachDisk.
 
+use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
-use super::{Fail, R, begin, dry_run_ok, page};
+use super::{Fail, R, begin, dry_run_ok, idempotency};
 use crate::model::{Disk, Instance, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::action::{CreateDisk, DescribeDisks};
@@ -134,42 +135,30 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
             tags: &c.tags,
         },
     )?;
+    let response = json!({"DiskId": id, "OrderId": ""});
+    idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
     if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
         return Err(Fail::Api(ApiError::new(Code::InternalError)));
     }
-    Ok(json!({"DiskId": id, "OrderId": ""}))
+    Ok(response)
 }
 
-pub(crate) fn account_disks(conn: &Connection, env: &Env) -> R<Vec<Disk>> {
-    let sql = format!(
-        "SELECT {} FROM disks WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
-        Disk::COLUMNS
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map([env.account_id, env.region_id.unwrap_or_default()], Disk::from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
-pub(crate) fn describe_disks(conn: &mut Connection, env: &Env, d: DescribeDisks) -> R<Value> {
-    let disks = account_disks(conn, env)?;
-    let items: Vec<Value> = disks
-        .iter()
-        .filter(|k| d.disk_ids.as_ref().is_none_or(|ids| ids.contains(&k.id)))
-        .filter(|k| d.zone_id.as_ref().is_none_or(|z| *z == k.zone_id))
-        .filter(|k| d.instance_id.as_ref().is_none_or(|i| k.instance_id.as_ref() == Some(i)))
-        .filter(|k| d.disk_type.as_ref().is_none_or(|t| *t == k.disk_type))
-        .filter(|k| d.category.as_ref().is_none_or(|c| *c == k.category))
-        .filter(|k| d.status.as_ref().is_none_or(|s| *s == k.status))
-        .filter(|k| d.snapshot_id.as_ref().is_none_or(|s| k.source_snapshot_id.as_ref() == Some(s)))
-        .filter(|k| d.disk_name.as_ref().is_none_or(|n| *n == k.name))
-        .filter(|k| d.encrypted.is_none_or(|e| e == k.encrypted))
-        .map(Disk::to_json)
-        .collect();
+/// DescribeDisks: every documented filter this catalog holds, in SQL, one page read.
+pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> R<Value> {
+    let mut q = Listing::new("disk", "disks_now", Disk::COLUMNS, env, Scope::Own);
+    q.any_of("id", d.disk_ids.as_deref())
+        .eq("zone_id", d.zone_id)
+        .eq("instance_id", d.instance_id)
+        .eq("disk_type", d.disk_type)
+        .eq("category", d.category)
+        .eq("status", d.status)
+        .eq("source_snapshot_id", d.snapshot_id)
+        .eq("name", d.disk_name)
+        .eq("encrypted", d.encrypted);
+    let page = q.fetch(conn, &d.paging, Disk::from_row)?;
     let mut out = Map::new();
-    page(items, &d.paging, ("Disks", "Disk"), &mut out)?;
+    page.render(&d.paging, ("Disks", "Disk"), &mut out, |k| k.to_json());
     Ok(Value::Object(out))
 }
 

@@ -1,6 +1,7 @@
 //! DescribeRegions, DescribeZones, DescribeImages, CreateImage, DeleteImage.
 
-use super::{R, begin, page};
+use super::listing::{Listing, Scope};
+use super::{R, begin, idempotency};
 use crate::model::{Image, fmt_time};
 use crate::{Env, config, guards, new_id};
 use ecs_api::Code;
@@ -40,58 +41,22 @@ pub(crate) fn describe_zones(env: &Env) -> R<Value> {
     Ok(json!({"Zones": {"Zone": zones}}))
 }
 
-fn own_images(conn: &Connection, env: &Env) -> R<Vec<Image>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, account_id, name, description, snapshot_id, size_gib, created_ms FROM images
-         WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
-    )?;
-    let rows = stmt
-        .query_map([env.account_id, env.region_id.unwrap_or_default()], |r| {
-            Ok(Image {
-                id: r.get(0)?,
-                account_id: r.get(1)?,
-                name: r.get(2)?,
-                description: r.get(3)?,
-                snapshot_id: r.get(4)?,
-                size_gib: r.get(5)?,
-                created_ms: r.get(6)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
-pub(crate) fn describe_images(conn: &mut Connection, env: &Env, d: DescribeImages) -> R<Value> {
-    let mut all: Vec<Image> = config::PUBLIC_IMAGES
-        .iter()
-        .map(|(id, name, size, _)| Image {
-            id: id.to_string(),
-            account_id: None,
-            name: name.to_string(),
-            description: "An empty disk image: the system disk starts all zeros.".into(),
-            snapshot_id: None,
-            size_gib: *size,
-            created_ms: 1_672_531_200_000,
-        })
-        .collect();
-    all.extend(own_images(conn, env)?);
+/// DescribeImages: the public images and the account's own, filtered in SQL, one page read.
+pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -> R<Value> {
+    let public_rows = config::PUBLIC_IMAGES.len() as i64;
+    let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnAndPublic { public_rows });
+    q.any_of("id", d.image_ids.as_deref()).eq("name", d.image_name).eq("snapshot_id", d.snapshot_id);
+    match d.owner_alias.as_deref() {
+        Some("system") => q.clause("account_id = ''", []),
+        Some("self") => q.clause("account_id != ''", []),
+        Some(_) => q.any_of("id", Some(&[])),
+        None => &mut q,
+    };
+    let page = q.fetch(conn, &d.paging, Image::from_row)?;
     let region = env.region_id.unwrap_or_default();
-    let items: Vec<Value> = all
-        .iter()
-        .filter(|i| d.image_ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
-        .filter(|i| d.image_name.as_ref().is_none_or(|n| *n == i.name))
-        .filter(|i| d.snapshot_id.as_ref().is_none_or(|s| i.snapshot_id.as_ref() == Some(s)))
-        .filter(|i| match d.owner_alias.as_deref() {
-            Some("system") => i.account_id.is_none(),
-            Some("self") => i.account_id.is_some(),
-            Some(_) => false,
-            None => true,
-        })
-        .map(|i| i.to_json(region))
-        .collect();
     let mut out = Map::new();
     out.insert("RegionId".into(), json!(region));
-    page(items, &d.paging, ("Images", "Image"), &mut out)?;
+    page.render(&d.paging, ("Images", "Image"), &mut out, |i| i.to_json(region));
     Ok(Value::Object(out))
 }
 
@@ -126,8 +91,10 @@ pub(crate) fn create_image(
             env.now
         ],
     )?;
+    let response = json!({"ImageId": id});
+    idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
-    Ok(json!({"ImageId": id}))
+    Ok(response)
 }
 
 pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str, force: bool) -> R<Value> {

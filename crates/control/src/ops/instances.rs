@@ -1,8 +1,9 @@
 //! RunInstances, CreateInstance, Start/StopInstance(s), DescribeInstances, DeleteInstance.
 
 use super::disks::{self, NewDisk};
+use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
-use super::{Fail, R, begin, dry_run_ok, page};
+use super::{Fail, R, begin, dry_run_ok, idempotency};
 use crate::model::{Instance, tags_json};
 use crate::volumes::Volumes;
 use crate::{Env, config, guards, new_id, transitions};
@@ -173,6 +174,12 @@ pub(crate) fn run_instances(
         }
         ids.push(id);
     }
+    let response = if auto_start {
+        json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0})
+    } else {
+        json!({"InstanceId": ids.first().cloned().unwrap_or_default(), "OrderId": "", "TradePrice": 0.0})
+    };
+    idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
     let failed = storage::run(conn, env.volumes, &intents)?;
     if !failed.is_empty() {
@@ -193,11 +200,7 @@ pub(crate) fn run_instances(
         }
         return Err(Fail::Api(ApiError::new(Code::InternalError)));
     }
-    if auto_start {
-        Ok(json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0}))
-    } else {
-        Ok(json!({"InstanceId": ids.first().cloned().unwrap_or_default(), "OrderId": "", "TradePrice": 0.0}))
-    }
+    Ok(response)
 }
 
 fn start_checks(tx: &Transaction, env: &Env, id: &str) -> R<Instance> {
@@ -304,28 +307,19 @@ pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: b
     Ok(json!({"InstanceResponses": {"InstanceResponse": results}}))
 }
 
-pub(crate) fn describe_instances(conn: &mut Connection, env: &Env, d: DescribeInstances) -> R<Value> {
-    let sql = format!(
-        "SELECT {} FROM instances WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
-        Instance::COLUMNS
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let all = stmt
-        .query_map([env.account_id, env.region_id.unwrap_or_default()], Instance::from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    let items: Vec<Value> = all
-        .iter()
-        .filter(|i| d.instance_ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
-        .filter(|i| d.status.as_ref().is_none_or(|s| *s == i.status))
-        .filter(|i| d.zone_id.as_ref().is_none_or(|z| *z == i.zone_id))
-        .filter(|i| d.instance_name.as_ref().is_none_or(|n| *n == i.name))
-        .filter(|i| d.instance_type.as_ref().is_none_or(|t| *t == i.instance_type))
-        .filter(|i| d.image_id.as_ref().is_none_or(|m| *m == i.image_id))
-        .filter(|i| d.lock_reason.as_ref().is_none_or(|l| i.lock_reason.as_ref() == Some(l)))
-        .map(Instance::to_json)
-        .collect();
+/// DescribeInstances: filters in SQL, one page read.
+pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstances) -> R<Value> {
+    let mut q = Listing::new("instance", "instances_now", Instance::COLUMNS, env, Scope::Own);
+    q.any_of("id", d.instance_ids.as_deref())
+        .eq("status", d.status)
+        .eq("zone_id", d.zone_id)
+        .eq("name", d.instance_name)
+        .eq("instance_type", d.instance_type)
+        .eq("image_id", d.image_id)
+        .eq("lock_reason", d.lock_reason);
+    let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Map::new();
-    page(items, &d.paging, ("Instances", "Instance"), &mut out)?;
+    page.render(&d.paging, ("Instances", "Instance"), &mut out, |i| i.to_json());
     Ok(Value::Object(out))
 }
 

@@ -3,8 +3,10 @@
 //! partial state is visible. Storage changes go through intents (see [`storage`]).
 
 mod disks;
+mod idempotency;
 mod images;
 mod instances;
+mod listing;
 mod reset;
 mod snapshots;
 mod storage;
@@ -13,10 +15,9 @@ pub(crate) use storage::recover_intents;
 
 use crate::Env;
 use ecs_api::action::Action;
-use ecs_api::params::Paging;
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// A handler's failure: an answer for the client, or a catalog fault (answered InternalError).
 #[derive(Debug)]
@@ -65,12 +66,34 @@ pub(crate) fn dry_run_ok() -> Fail {
     Code::DryRunOperation.into()
 }
 
+/// Read-only actions, on a reader connection (inside one read transaction).
+pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Result<Value, ApiError> {
+    let r = match action {
+        Action::DescribeDisks(d) => disks::describe_disks(conn, env, d),
+        Action::DescribeSnapshots(d) => snapshots::describe_snapshots(conn, env, d),
+        Action::DescribeInstances(d) => instances::describe_instances(conn, env, d),
+        Action::DescribeRegions => images::describe_regions(env),
+        Action::DescribeZones => images::describe_zones(env),
+        Action::DescribeImages(d) => images::describe_images(conn, env, d),
+        other => {
+            tracing::error!(?other, "a write action reached the read path");
+            Err(Code::InternalFailure.into())
+        }
+    };
+    r.map_err(ApiError::from)
+}
+
+/// Actions that change something, under the catalog lock. Due transitions complete first, so
+/// checks see the states a poller sees. A ClientToken already used answers the first call's
+/// result (or IdempotentParameterMismatch) without running the action again.
 pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Result<Value, ApiError> {
     crate::transitions::complete_due(conn, env.now).map_err(Fail::from)?;
+    if let Some(earlier) = idempotency::replay(conn, env)? {
+        return Ok(earlier);
+    }
     let r = match action {
         Action::ResetDisk(r) => reset::reset_disk(conn, env, r),
         Action::CreateDisk(c) => disks::create_disk(conn, env, c),
-        Action::DescribeDisks(d) => disks::describe_disks(conn, env, d),
         Action::DeleteDisk { disk_id, dry_run } => disks::delete_disk(conn, env, &disk_id, dry_run),
         Action::AttachDisk { disk_id, instance_id, delete_with_instance, dry_run } => {
             disks::attach_disk(conn, env, &disk_id, &instance_id, delete_with_instance, dry_run)
@@ -79,7 +102,6 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
             disks::detach_disk(conn, env, &disk_id, &instance_id, delete_with_instance, dry_run)
         }
         Action::CreateSnapshot(c) => snapshots::create_snapshot(conn, env, c),
-        Action::DescribeSnapshots(d) => snapshots::describe_snapshots(conn, env, d),
         Action::DeleteSnapshot { snapshot_id, force } => snapshots::delete_snapshot(conn, env, &snapshot_id, force),
         Action::RunInstances { spec, amount, min_amount, dry_run } => {
             instances::run_instances(conn, env, &spec, amount, min_amount, dry_run, true)
@@ -91,96 +113,24 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::StopInstances { instance_ids, dry_run, .. } => {
             instances::batch(conn, env, &instance_ids, dry_run, false)
         }
-        Action::DescribeInstances(d) => instances::describe_instances(conn, env, d),
         Action::DeleteInstance { instance_id, force, dry_run } => {
             instances::delete_instance(conn, env, &instance_id, force, dry_run)
         }
-        Action::DescribeRegions => images::describe_regions(env),
-        Action::DescribeZones => images::describe_zones(env),
-        Action::DescribeImages(d) => images::describe_images(conn, env, d),
         Action::CreateImage { snapshot_id, image_name, description } => {
             images::create_image(conn, env, &snapshot_id, image_name, description)
         }
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
+        read @ (Action::DescribeDisks(_)
+        | Action::DescribeSnapshots(_)
+        | Action::DescribeInstances(_)
+        | Action::DescribeImages(_)
+        | Action::DescribeRegions
+        | Action::DescribeZones) => return dispatch_read(conn, env, read),
     };
+    if r.is_err() {
+        // A failure after the action committed (the store refused) must not leave the token
+        // pointing at what was undone.
+        idempotency::forget(conn, env)?;
+    }
     r.map_err(ApiError::from)
-}
-
-/// Apply NextToken/MaxResults or PageNumber/PageSize to a filtered list and add the paging
-/// fields to `out`. Tokens are opaque to clients; here they encode the next offset.
-pub(crate) fn page(items: Vec<Value>, paging: &Paging, list: (&str, &str), out: &mut Map<String, Value>) -> R<()> {
-    let total = items.len();
-    let (offset, size) = match paging {
-        Paging::Token { next_token, max_results } => {
-            let offset = match next_token {
-                None => 0,
-                Some(t) => t
-                    .strip_prefix("nt")
-                    .and_then(|h| usize::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| ApiError::invalid("NextToken"))?,
-            };
-            (offset, *max_results as usize)
-        }
-        Paging::Pages { number, size } => ((*number as usize - 1).saturating_mul(*size as usize), *size as usize),
-    };
-    let end = offset.saturating_add(size).min(total);
-    let slice: Vec<Value> = items.into_iter().skip(offset).take(end.saturating_sub(offset)).collect();
-    out.insert(list.0.into(), json!({ list.1: slice }));
-    out.insert("TotalCount".into(), json!(total));
-    match paging {
-        Paging::Token { max_results, .. } => {
-            let next = if end < total { format!("nt{end:x}") } else { String::new() };
-            out.insert("NextToken".into(), json!(next));
-            out.insert("PageNumber".into(), json!(1));
-            out.insert("PageSize".into(), json!(max_results));
-        }
-        Paging::Pages { number, size } => {
-            out.insert("NextToken".into(), json!(""));
-            out.insert("PageNumber".into(), json!(number));
-            out.insert("PageSize".into(), json!(size));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(n: usize) -> Vec<Value> {
-        (0..n).map(|i| json!(i)).collect()
-    }
-
-    #[test]
-    fn token_paging_walks_everything_once() {
-        let mut seen = vec![];
-        let mut token = None;
-        loop {
-            let mut out = Map::new();
-            page(ids(23), &Paging::Token { next_token: token.clone(), max_results: 10 }, ("Disks", "Disk"), &mut out)
-                .unwrap();
-            seen.extend(out["Disks"]["Disk"].as_array().unwrap().iter().cloned());
-            let next = out["NextToken"].as_str().unwrap().to_string();
-            if next.is_empty() {
-                break;
-            }
-            token = Some(next);
-        }
-        assert_eq!(seen, ids(23));
-    }
-
-    #[test]
-    fn page_numbers_and_bad_tokens() {
-        let mut out = Map::new();
-        page(ids(23), &Paging::Pages { number: 3, size: 10 }, ("Disks", "Disk"), &mut out).unwrap();
-        assert_eq!(out["Disks"]["Disk"], json!([20, 21, 22]));
-        assert_eq!(out["TotalCount"], json!(23));
-        let bad = page(
-            ids(3),
-            &Paging::Token { next_token: Some("zz".into()), max_results: 10 },
-            ("D", "d"),
-            &mut Map::new(),
-        );
-        assert!(matches!(bad, Err(Fail::Api(e)) if e.code == Code::InvalidParameter));
-    }
 }

@@ -2,8 +2,9 @@
 //! freezes the volume's head) and then reports `progressing` for the configured time, as the
 //! cloud does while it uploads.
 
+use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
-use super::{Fail, R, begin, page};
+use super::{Fail, R, begin, idempotency};
 use crate::model::{Snapshot, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
@@ -68,11 +69,13 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
     transitions::schedule(&tx, "snapshot", &id, due)?;
     let intent = Intent::Snapshot { disk: disk.id.clone(), snapshot: id.clone() };
     let iid = storage::record(&tx, &intent)?;
+    let response = json!({"SnapshotId": id});
+    idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
     // A store failure turns the snapshot `failed`, which is how the cloud reports it: the
     // request was accepted, the snapshot did not complete.
     storage::run(conn, env.volumes, &[(iid, intent)])?;
-    Ok(json!({"SnapshotId": id}))
+    Ok(response)
 }
 
 /// How a snapshot is used: by images, by disks created from it, both, or neither.
@@ -91,33 +94,24 @@ fn usage(conn: &Connection, id: &str) -> R<&'static str> {
     })
 }
 
-pub(crate) fn describe_snapshots(conn: &mut Connection, env: &Env, d: DescribeSnapshots) -> R<Value> {
-    let sql = format!(
-        "SELECT {} FROM snapshots WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
-        Snapshot::COLUMNS
-    );
-    let snaps = {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        stmt.query_map([env.account_id, env.region_id.unwrap_or_default()], Snapshot::from_row)?
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let instance_disks: Option<Vec<String>> = match &d.instance_id {
-        Some(i) => Some(guards::instance_disks(conn, i)?.into_iter().map(|k| k.id).collect()),
-        None => None,
-    };
-    let mut items = Vec::new();
-    for s in snaps
-        .iter()
-        .filter(|s| d.snapshot_ids.as_ref().is_none_or(|ids| ids.contains(&s.id)))
-        .filter(|s| d.disk_id.as_ref().is_none_or(|k| *k == s.disk_id))
-        .filter(|s| instance_disks.as_ref().is_none_or(|ks| ks.contains(&s.disk_id)))
-        .filter(|s| d.name.as_ref().is_none_or(|n| *n == s.name))
-        .filter(|s| d.status.as_ref().is_none_or(|st| *st == s.status))
-    {
-        items.push(s.to_json(env.now, usage(conn, &s.id)?));
+/// DescribeSnapshots: filters in SQL, one page read; Usage is looked up for the page only.
+pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapshots) -> R<Value> {
+    let mut q = Listing::new("snapshot", "snapshots_now", Snapshot::COLUMNS, env, Scope::Own);
+    q.any_of("id", d.snapshot_ids.as_deref()).eq("disk_id", d.disk_id).eq("name", d.name).eq("status", d.status);
+    if let Some(i) = d.instance_id {
+        q.clause(
+            "disk_id IN (SELECT id FROM disks WHERE instance_id = ? AND released = 0)",
+            [rusqlite::types::Value::Text(i)],
+        );
     }
+    let page = q.fetch(conn, &d.paging, Snapshot::from_row)?;
+    let mut rendered = Vec::with_capacity(page.items.len());
+    for s in &page.items {
+        rendered.push(s.to_json(env.now, usage(conn, &s.id)?));
+    }
+    let page = super::listing::Page { items: rendered, total: page.total, next_token: page.next_token };
     let mut out = Map::new();
-    page(items, &d.paging, ("Snapshots", "Snapshot"), &mut out)?;
+    page.render(&d.paging, ("Snapshots", "Snapshot"), &mut out, |v| v);
     Ok(Value::Object(out))
 }
 
