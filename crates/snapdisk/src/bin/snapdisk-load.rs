@@ -1,7 +1,10 @@
 //! Load generator (not a test): signed ECS requests from loopback threads, reporting requests
-//! per second and latency percentiles. `scripts/load.sh` starts a server and runs it.
+//! per second and latency percentiles. `scripts/load.sh` and `scripts/bench-fleet.sh` start a
+//! server and run it.
 //!
 //! snapdisk-load --endpoint http://127.0.0.1:8470 --ak ID --secret S --action describe-disks
+//! snapdisk-load ... --action call --call DescribeSnapshots --param RegionId=cn-hangzhou --param DiskId=d-x
+//! snapdisk-load ... --action seed --disks 10000 --instances 1000 --snapshots-per-disk 10
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -12,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8470")]
@@ -20,13 +26,42 @@ struct Args {
     ak: String,
     #[arg(long, env = "SNAPDISK_ACCESS_KEY_SECRET")]
     secret: String,
-    /// describe-disks, reset-dry-run, or running-disk (prints a writable NBD export and exits)
+    /// describe-disks, reset-dry-run, running-disk (prints a writable NBD export and exits),
+    /// call (`--call` with `--param`s), create-snapshots (each thread snapshots a disk of its
+    /// own `--count` times; disks from `--disks-file` or made), seed (creates a fleet through
+    /// the API and prints its ids as JSON), or fixture (prints a Stopped disk and snapshot for
+    /// ResetDisk DryRun).
     #[arg(long, default_value = "describe-disks")]
     action: String,
     #[arg(long, default_value_t = 8)]
     threads: usize,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The action `--action call` sends.
+    #[arg(long)]
+    call: Option<String>,
+    /// A parameter of `--action call`, `Name=Value`; repeatable.
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// The HTTP status `--action call` expects (400 for DryRun).
+    #[arg(long, default_value_t = 200)]
+    expect: u16,
+    /// Seeding: disks, instances, and snapshots per disk.
+    #[arg(long, default_value_t = 0)]
+    disks: usize,
+    #[arg(long, default_value_t = 0)]
+    instances: usize,
+    #[arg(long, default_value_t = 0)]
+    snapshots_per_disk: usize,
+    /// create-snapshots: snapshots per thread.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// create-snapshots: a file of disk ids, one a line (else each thread makes a disk).
+    #[arg(long)]
+    disks_file: Option<std::path::PathBuf>,
+    /// Print one JSON line per measurement (for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 struct Client {
@@ -38,8 +73,15 @@ struct Client {
 }
 
 impl Client {
-    /// One HMAC-SHA1 signed POST with every parameter in the query, as the Tea SDK's `v2` mode sends it.
+    /// One HMAC-SHA1 signed POST with every parameter in the query, as the Tea SDK's `v2` mode
+    /// sends it; the answer parsed.
     fn call(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<(u16, Value)> {
+        let (status, body) = self.call_raw(action, params)?;
+        Ok((status, serde_json::from_str(&body)?))
+    }
+
+    /// The request's URL, signed with a fresh nonce and timestamp.
+    fn signed_url(&self, action: &str, params: &[(&str, &str)]) -> String {
         let nonce = format!("load-{}-{}", std::process::id(), self.nonce.fetch_add(1, Ordering::Relaxed));
         let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut all: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -59,10 +101,20 @@ impl Client {
         let mut q = form_urlencoded_pairs(&all);
         q.push_str("&Signature=");
         q.push_str(&ecs_api::params::percent_encode(&sig));
-        let url = format!("{}/?{q}", self.endpoint);
-        match self.agent.post(&url).call() {
-            Ok(r) => Ok((r.status(), r.into_json()?)),
-            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_json()?)),
+        format!("{}/?{q}", self.endpoint)
+    }
+
+    /// The same request, its body left unparsed: what the measurement loop sends, so that the
+    /// client's cost does not grow with the response's size.
+    fn call_raw(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+        let url = self.signed_url(action, params);
+        self.raw(&url)
+    }
+
+    fn raw(&self, url: &str) -> anyhow::Result<(u16, String)> {
+        match self.agent.post(url).call() {
+            Ok(r) => Ok((r.status(), r.into_string()?)),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string()?)),
             Err(e) => Err(e.into()),
         }
     }
@@ -156,17 +208,37 @@ fn main() -> anyhow::Result<()> {
         secret: a.secret.clone(),
         nonce: nonce.clone(),
     };
-    let (params, action, expect): (Vec<(String, String)>, &str, u16) = match a.action.as_str() {
-        "describe-disks" => (vec![("RegionId".into(), "cn-hangzhou".into())], "DescribeDisks", 200),
+    let (params, action, expect): (Vec<(String, String)>, String, u16) = match a.action.as_str() {
+        "describe-disks" => (vec![("RegionId".into(), "cn-hangzhou".into())], "DescribeDisks".into(), 200),
         "reset-dry-run" => {
             let (d, s) = setup(&client(0))?;
-            (vec![("DiskId".into(), d), ("SnapshotId".into(), s), ("DryRun".into(), "true".into())], "ResetDisk", 400)
+            (
+                vec![("DiskId".into(), d), ("SnapshotId".into(), s), ("DryRun".into(), "true".into())],
+                "ResetDisk".into(),
+                400,
+            )
         }
         "running-disk" => {
             // For the NBD benchmark: a data disk of a Running instance, i.e. a writable export.
             let (_, d) = running_with_data_disk(&client(0))?;
             println!("{d}");
             return Ok(());
+        }
+        "fixture" => {
+            let (d, s) = setup(&client(0))?;
+            println!("{}", serde_json::json!({"DiskId": d, "SnapshotId": s}));
+            return Ok(());
+        }
+        "seed" => return seed::run(&a, &client),
+        "create-snapshots" => return seed::create_snapshots(&a, &client),
+        "call" => {
+            let params = a
+                .params
+                .iter()
+                .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect::<Option<Vec<_>>>()
+                .context("--param takes Name=Value")?;
+            (params, a.call.clone().context("--action call needs --call")?, a.expect)
         }
         other => bail!("unknown --action {other}"),
     };
@@ -175,12 +247,13 @@ fn main() -> anyhow::Result<()> {
         .map(|n| {
             let c = client(n);
             let params = params.clone();
+            let action = action.clone();
             std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
                 let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let (status, body) = c.call(action, &p)?;
+                    let (status, body) = c.call_raw(&action, &p)?;
                     lat.push(t.elapsed().as_micros() as u32);
                     if status != expect {
                         bail!("unexpected {status}: {body}");
@@ -194,21 +267,159 @@ fn main() -> anyhow::Result<()> {
     for w in workers {
         lat.extend(w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??);
     }
+    report(&a, &format!("{action}{}", if expect == 400 { " DryRun" } else { "" }), lat, a.seconds as f64);
+    Ok(())
+}
+
+/// Print requests per second and latency percentiles of one measurement (µs samples).
+fn report(a: &Args, what: &str, mut lat: Vec<u32>, seconds: f64) {
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
             / 1000.0
     };
-    println!(
-        "{action}{}: {} requests in {}s, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} threads)",
-        if expect == 400 { " DryRun" } else { "" },
-        lat.len(),
-        a.seconds,
-        lat.len() as f64 / a.seconds as f64,
-        pct(0.50),
-        pct(0.99),
-        pct(1.0),
-        a.threads
-    );
-    Ok(())
+    let rate = lat.len() as f64 / seconds;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"what": what, "requests": lat.len(), "seconds": seconds, "rps": rate,
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "threads": a.threads})
+        );
+    } else {
+        println!(
+            "{what}: {} requests in {seconds:.1}s, {rate:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} threads)",
+            lat.len(),
+            pct(0.50),
+            pct(0.99),
+            pct(1.0),
+            a.threads
+        );
+    }
+}
+
+mod seed {
+    //! Building a fleet through the real API: the same requests a user sends, many at a time.
+
+    use super::{Args, Client, report};
+    use anyhow::{Context, bail};
+    use serde_json::{Value, json};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    fn must(c: &Client, action: &str, p: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let (status, v) = c.call(action, p)?;
+        if status != 200 {
+            bail!("{action}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// Run `work(thread, client, item)` over `items` split across the threads; returns the results in order.
+    fn spread<T: Send>(
+        a: &Args,
+        client: &(dyn Fn(usize) -> Client + Sync),
+        items: usize,
+        work: &(dyn Fn(&Client, usize) -> anyhow::Result<T> + Sync),
+    ) -> anyhow::Result<Vec<T>> {
+        let out: Mutex<Vec<Option<T>>> = Mutex::new((0..items).map(|_| None).collect());
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let handles: Vec<_> = (0..a.threads)
+                .map(|t| {
+                    let out = &out;
+                    s.spawn(move || -> anyhow::Result<()> {
+                        let c = client(t);
+                        for i in (t..items).step_by(a.threads) {
+                            let r = work(&c, i)?;
+                            out.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[i] = Some(r);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| anyhow::anyhow!("seed worker panicked"))??;
+            }
+            Ok(())
+        })?;
+        out.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?.into_iter().map(|o| o.context("missing")).collect()
+    }
+
+    /// Instances (RunInstances, 100 at a time), then disks, then snapshots of every disk.
+    pub fn run(a: &Args, client: &(dyn Fn(usize) -> Client + Sync)) -> anyhow::Result<()> {
+        let r = ("RegionId", "cn-hangzhou");
+        let t0 = Instant::now();
+        let batches = a.instances.div_ceil(100);
+        let instances: Vec<Vec<String>> = spread(a, client, batches, &|c, b| {
+            let n = (a.instances - b * 100).min(100).to_string();
+            let v = must(
+                c,
+                "RunInstances",
+                &[r, ("ImageId", "blank_x64_20G.vhd"), ("InstanceType", "ecs.g7.large"), ("Amount", &n)],
+            )?;
+            Ok(v["InstanceIdSets"]["InstanceIdSet"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|i| i.as_str().map(String::from)).collect())
+                .unwrap_or_default())
+        })?;
+        let t1 = Instant::now();
+        let disks: Vec<String> = spread(a, client, a.disks, &|c, _| {
+            let v = must(c, "CreateDisk", &[r, ("ZoneId", "cn-hangzhou-h"), ("Size", "40")])?;
+            v["DiskId"].as_str().map(String::from).context("no DiskId")
+        })?;
+        let t2 = Instant::now();
+        // Snapshots of one disk are taken one after another (one may be in progress at a time).
+        let snaps: Vec<Vec<String>> = spread(a, client, a.disks, &|c, i| {
+            let mut ids = Vec::new();
+            for _ in 0..a.snapshots_per_disk {
+                let v = must(c, "CreateSnapshot", &[("DiskId", disks[i].as_str())])?;
+                ids.push(v["SnapshotId"].as_str().map(String::from).context("no SnapshotId")?);
+            }
+            Ok(ids)
+        })?;
+        let t3 = Instant::now();
+        let rate = |n: usize, from: Instant, to: Instant| n as f64 / (to - from).as_secs_f64().max(1e-9);
+        let nsnaps: usize = snaps.iter().map(Vec::len).sum();
+        println!(
+            "{}",
+            json!({
+                "instances": instances.concat(), "disks": disks,
+                "snapshot_of_first_disk": snaps.first().cloned().unwrap_or_default(),
+                "rates": {"RunInstances_instances_per_s": rate(a.instances, t0, t1),
+                          "CreateDisk_per_s": rate(a.disks, t1, t2),
+                          "CreateSnapshot_per_s": rate(nsnaps, t2, t3)},
+                "snapshots": nsnaps,
+            })
+        );
+        Ok(())
+    }
+
+    /// CreateSnapshot throughput: each thread snapshots its own disk `--count` times.
+    pub fn create_snapshots(a: &Args, client: &(dyn Fn(usize) -> Client + Sync)) -> anyhow::Result<()> {
+        let r = ("RegionId", "cn-hangzhou");
+        let mut disks: Vec<String> = match &a.disks_file {
+            Some(f) => {
+                std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+            }
+            None => Vec::new(),
+        };
+        if disks.len() < a.threads {
+            let made = spread(a, client, a.threads - disks.len(), &|c, _| {
+                let v = must(c, "CreateDisk", &[r, ("ZoneId", "cn-hangzhou-h"), ("Size", "40")])?;
+                v["DiskId"].as_str().map(String::from).context("no DiskId")
+            })?;
+            disks.extend(made);
+        }
+        let start = Instant::now();
+        let lat: Vec<Vec<u32>> = spread(a, client, a.threads, &|c, t| {
+            let mut lat = Vec::with_capacity(a.count);
+            for _ in 0..a.count {
+                let t0 = Instant::now();
+                must(c, "CreateSnapshot", &[("DiskId", disks[t].as_str())])?;
+                lat.push(t0.elapsed().as_micros() as u32);
+            }
+            Ok(lat)
+        })?;
+        report(a, "CreateSnapshot", lat.concat(), start.elapsed().as_secs_f64());
+        Ok(())
+    }
 }
