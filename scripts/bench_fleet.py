@@ -1,6 +1,10 @@
-"""Fleet-scale API benchmark; see scripts/bench-fleet.sh. Prints a Markdown table of ratios
-(fleet / one resource, and Snapdisk / ceiling), each the median of --rounds runs with the
-spread (min-max) beside it, plus restart time, RSS and on-disk sizes."""
+"""Fleet-scale API benchmark; see scripts/bench-fleet.sh. Three phases on one server: one
+resource of each kind; then "one page" (every measured page full: 110 disks, 11 instances, a
+disk with 10 snapshots); then the fleet. Prints Markdown tables of ratios (fleet / one
+resource, fleet / one page, Snapdisk / ceiling), each the median of --rounds runs with the
+spread (min-max) beside it, plus restart time, RSS and on-disk sizes. The ceiling is a
+fixed-body axum server measured with the same client and the same signed request, twice: with
+a small body, and with a captured DescribeDisks response so that the same bytes cross the wire."""
 
 import argparse
 import json
@@ -56,7 +60,7 @@ def call(*params):
     return args
 
 
-def measurements(fx, disks_file):
+def measurements(fx, disks_file, snap_disk):
     """(label, load arguments, threads) for every measured request."""
     d = lambda *p: call(R, *p) + ["--call", "DescribeDisks"]  # noqa: E731
     return [
@@ -64,7 +68,7 @@ def measurements(fx, disks_file):
         ("DescribeDisks PageSize=100", d("PageSize=100"), 8),
         ("DescribeDisks PageSize=10, 32 connections", d("PageSize=10"), 32),
         ("DescribeDisks MaxResults=10 (NextToken style)", d("MaxResults=10"), 8),
-        ("DescribeSnapshots by DiskId", call(R, f"DiskId={fx['DiskId']}") + ["--call", "DescribeSnapshots"], 8),
+        ("DescribeSnapshots by DiskId", call(R, f"DiskId={snap_disk}") + ["--call", "DescribeSnapshots"], 8),
         ("DescribeSnapshots account-wide", call(R) + ["--call", "DescribeSnapshots"], 8),
         ("DescribeInstances", call(R) + ["--call", "DescribeInstances"], 8),
         ("ResetDisk DryRun", call(f"DiskId={fx['DiskId']}", f"SnapshotId={fx['SnapshotId']}", "DryRun=true")
@@ -73,19 +77,24 @@ def measurements(fx, disks_file):
     ]
 
 
-def measure_all(ep, fx, disks_file, rounds, seconds):
+def measure_all(ep, fx, disks_file, snap_disk, rounds, seconds):
     res = {}
-    for label, args, threads in measurements(fx, disks_file):
+    for label, args, threads in measurements(fx, disks_file, snap_disk):
         res[label] = [load(ep, *args, threads=threads, seconds=seconds) for _ in range(rounds)]
     return res
 
 
-def fresh_disks(ep, n, path):
-    """n new disks (CreateSnapshot needs a disk per thread with quota left)."""
+def seed(ep, disks=0, instances=0, snapshots_per_disk=0, threads=4):
     out = subprocess.run(
         [BIN / "snapdisk-load", "--endpoint", ep, "--ak", AK, "--secret", SECRET, "--action", "seed",
-         "--disks", str(n), "--threads", "4"], check=True, capture_output=True, text=True).stdout
-    path.write_text("\n".join(json.loads(out)["disks"]) + "\n")
+         "--disks", str(disks), "--instances", str(instances), "--snapshots-per-disk", str(snapshots_per_disk),
+         "--threads", str(threads)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def fresh_disks(ep, n, path):
+    """n new disks (CreateSnapshot needs a disk per thread with quota left)."""
+    path.write_text("\n".join(seed(ep, disks=n)["disks"]) + "\n")
 
 
 def med(runs, key="rps"):
@@ -124,36 +133,43 @@ def main():
         fx = json.loads(subprocess.run(
             [BIN / "snapdisk-load", "--endpoint", ep, "--ak", AK, "--secret", SECRET, "--action", "fixture"],
             check=True, capture_output=True, text=True).stdout)
-        small_file, fleet_file = data / "small-disks", data / "fleet-disks"
+        small_file, page_file, fleet_file = data / "small-disks", data / "page-disks", data / "fleet-disks"
         fresh_disks(ep, 8, small_file)
-        ceil = {
-            8: [load(cep, *call(R, "PageSize=10"), "--call", "DescribeDisks", threads=8, seconds=a.seconds)
-                for _ in range(a.rounds)],
-            32: [load(cep, *call(R, "PageSize=10"), "--call", "DescribeDisks", threads=32, seconds=a.seconds)
-                 for _ in range(a.rounds)],
-        }
-        print("# measuring with one resource of each kind", flush=True)
-        small = measure_all(ep, fx, small_file, a.rounds, a.seconds)
+        print("# one resource of each kind", flush=True)
+        small = measure_all(ep, fx, small_file, fx["DiskId"], a.rounds, a.seconds)
         small_rss = rss_kib(server.pid)
+
+        print("# one page: 100 more disks, 10 more instances, a disk with 10 snapshots", flush=True)
+        seed(ep, disks=100, instances=10)
+        snap_disk = seed(ep, disks=1, snapshots_per_disk=10)["disks"][0]
+        fresh_disks(ep, 8, page_file)
+        page = measure_all(ep, fx, page_file, snap_disk, a.rounds, a.seconds)
 
         print(f"# seeding {a.disks} disks, {a.instances} instances, {a.disks * a.snapshots_per_disk} snapshots",
               flush=True)
         t0 = time.monotonic()
-        seeded = json.loads(subprocess.run(
-            [BIN / "snapdisk-load", "--endpoint", ep, "--ak", AK, "--secret", SECRET, "--action", "seed",
-             "--disks", str(a.disks), "--instances", str(a.instances),
-             "--snapshots-per-disk", str(a.snapshots_per_disk), "--threads", "8"],
-            check=True, capture_output=True, text=True).stdout)
+        seeded = seed(ep, a.disks, a.instances, a.snapshots_per_disk, threads=8)
         seed_s = time.monotonic() - t0
         fresh_disks(ep, 8, fleet_file)
         print(f"# seeded in {seed_s:.0f} s: {json.dumps(seeded['rates'])}", flush=True)
 
         print("# measuring at fleet size", flush=True)
-        fleet = measure_all(ep, fx, fleet_file, a.rounds, a.seconds)
-        big_disk = seeded["disks"][0]
-        fleet_10 = [load(ep, *call(R, f"DiskId={big_disk}"), "--call", "DescribeSnapshots", seconds=a.seconds)
-                    for _ in range(a.rounds)]
+        fleet = measure_all(ep, fx, fleet_file, snap_disk, a.rounds, a.seconds)
         fleet_rss = rss_kib(server.pid)
+
+        # The ceilings, now that a full DescribeDisks page can be captured.
+        body = data / "describe-disks-page.json"
+        body.write_text(subprocess.run(
+            [BIN / "snapdisk-load", "--endpoint", ep, "--ak", AK, "--secret", SECRET, *call(R, "PageSize=10"),
+             "--call", "DescribeDisks", "--dump"], check=True, capture_output=True, text=True).stdout)
+        same, sep, _ = start([BIN / "snapdisk-ceiling", "--listen", "127.0.0.1:0", "--body-file", str(body)],
+                             "ceiling listening on ")
+        ceil = {}
+        for name, where in (("small body", cep), (f"the same {body.stat().st_size:,} bytes", sep)):
+            for conns in (8, 32):
+                ceil[(name, conns)] = [load(where, *call(R, "PageSize=10"), "--call", "DescribeDisks",
+                                            threads=conns, seconds=a.seconds) for _ in range(a.rounds)]
+        stop(same)
 
         # Restart on the fleet's data dir: time to the API being up, then to a first answer.
         restarts = []
@@ -168,31 +184,34 @@ def main():
         stop(server)
         stop(ceiling)
 
-    nd = a.disks + a.instances + 1 + 2 + 16
-    ns = a.disks * a.snapshots_per_disk + 1 + 16 * 40 * 2
+    nd = a.disks + a.instances + 140
+    ns = a.disks * a.snapshots_per_disk + 11 + 24 * 40
     store = data / "store"
     ckpt = sum((store / f).stat().st_size for f in ("meta.ckpt", "meta.log") if (store / f).exists())
     print()
     print(f"Fleet: {a.disks:,} disks made by CreateDisk (+{a.instances:,} system disks), {a.instances:,} instances, "
           f"{a.disks * a.snapshots_per_disk:,} snapshots; {a.rounds} rounds of {a.seconds} s, median (min–max).")
-    print(f"Seeding through the API took {seed_s:.0f} s ({', '.join(f'{k} {v:,.0f}' for k, v in seeded['rates'].items())}).")
+    print(f"Seeding through the API took {seed_s:.0f} s "
+          f"({', '.join(f'{k} {v:,.0f}' for k, v in seeded['rates'].items())}).")
     print()
-    print("| request | conns | one resource req/s | fleet req/s | fleet p99 ms | fleet / one |")
-    print("|---|---|---|---|---|---|")
-    for label, _, threads in measurements(fx, small_file):
-        s, f = small[label], fleet[label]
-        print(f"| {label} | {threads} | {med(s):,.0f} ({spread(s)}) | {med(f):,.0f} ({spread(f)}) "
-              f"| {med(f, 'p99_ms'):.2f} | {med(f) / med(s):.2f} |")
-    print(f"| DescribeSnapshots by DiskId, a fleet disk with {a.snapshots_per_disk} snapshots | 8 | | "
-          f"{med(fleet_10):,.0f} ({spread(fleet_10)}) | {med(fleet_10, 'p99_ms'):.2f} | |")
+    print("| request | conns | one resource req/s | one page req/s | fleet req/s | fleet p99 ms "
+          "| fleet / one resource | fleet / one page |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, _, threads in measurements(fx, small_file, "-"):
+        o, p, f = small[label], page[label], fleet[label]
+        print(f"| {label} | {threads} | {med(o):,.0f} ({spread(o)}) | {med(p):,.0f} ({spread(p)}) "
+              f"| {med(f):,.0f} ({spread(f)}) | {med(f, 'p99_ms'):.2f} | {med(f) / med(o):.2f} "
+              f"| {med(f) / med(p):.2f} |")
     print()
-    print("| against the ceiling (fixed-body axum, same client, same signed request) | conns | req/s | p99 ms | ratio |")
+    print("| DescribeDisks PageSize=10, signed | conns | req/s | p99 ms | Snapdisk at fleet size / this |")
     print("|---|---|---|---|---|")
     for conns, label in ((8, "DescribeDisks PageSize=10"), (32, "DescribeDisks PageSize=10, 32 connections")):
-        print(f"| ceiling | {conns} | {med(ceil[conns]):,.0f} ({spread(ceil[conns])}) | {med(ceil[conns], 'p99_ms'):.2f} | 1.00 |")
-        for name, runs in (("one resource", small[label]), ("fleet", fleet[label])):
-            print(f"| Snapdisk, {name} | {conns} | {med(runs):,.0f} ({spread(runs)}) | {med(runs, 'p99_ms'):.2f} "
-                  f"| {med(runs) / med(ceil[conns]):.2f} |")
+        f = fleet[label]
+        for (name, c), runs in ceil.items():
+            if c == conns:
+                print(f"| ceiling, {name} | {conns} | {med(runs):,.0f} ({spread(runs)}) "
+                      f"| {med(runs, 'p99_ms'):.2f} | {med(f) / med(runs):.2f} |")
+        print(f"| Snapdisk at fleet size | {conns} | {med(f):,.0f} ({spread(f)}) | {med(f, 'p99_ms'):.2f} | 1.00 |")
     print()
     ups = sorted(r[0] for r in restarts)
     firsts = sorted(r[1] for r in restarts)
@@ -203,8 +222,8 @@ def main():
           f"{restart_rss / 1024:.0f} MiB after the restart "
           f"({(restart_rss - small_rss) * 1024 / (nd + ns):.0f} B per disk or snapshot above the small server).")
     cat = du(data) - du(store)
-    print(f"On disk: catalog {cat / 2**20:.1f} MiB ({cat / nd:.0f} B per disk, or {cat / (nd + ns):.0f} B per "
-          f"disk or snapshot); store metadata (meta.ckpt + meta.log) {ckpt / 2**20:.1f} MiB "
+    print(f"On disk: catalog {cat / 2**20:.1f} MiB ({cat / (nd + ns):.0f} B per disk or snapshot); "
+          f"store metadata (meta.ckpt + meta.log) {ckpt / 2**20:.1f} MiB "
           f"({ckpt / nd:.0f} B per volume, {ckpt / ns:.0f} B per snapshot if all of it were snapshots).")
     subprocess.run(["rm", "-rf", str(data)])
 

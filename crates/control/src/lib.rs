@@ -20,7 +20,7 @@ pub mod volumes;
 use config::{Config, Timings};
 use ecs_api::action::Request;
 use ecs_api::auth::{KeyInfo, KeyStore};
-use ecs_api::{ApiError, Code};
+use ecs_api::{ApiError, Code, Node};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -164,9 +164,15 @@ impl Control {
         Ok(())
     }
 
-    /// Run one verified, parsed request for `account_id`. Read-only actions run on a reader
-    /// connection; the others under the catalog lock, one at a time.
+    /// [`Control::respond`], its answer as a `serde_json::Value` (for callers that index into it).
     pub fn handle(&self, account_id: &str, req: Request) -> Result<Value, ApiError> {
+        self.respond(account_id, req).map(Node::into_value)
+    }
+
+    /// Run one verified, parsed request for `account_id`; the answer is the response body
+    /// without its RequestId. Read-only actions run on a reader connection; the others under
+    /// the catalog lock, one at a time.
+    pub fn respond(&self, account_id: &str, req: Request) -> Result<Node, ApiError> {
         if let Some(region) = req.region_id.as_deref()
             && self.config.region(region).is_none()
         {
@@ -206,12 +212,11 @@ impl Control {
             }
         };
         reader.now.store(now, Ordering::Relaxed);
-        let out = {
-            let tx = reader.conn.unchecked_transaction()?;
-            let out = f(&tx);
-            tx.commit()?;
-            out
-        };
+        // One read transaction, so TotalCount and the page agree (statements cached: these
+        // run on every read).
+        reader.conn.prepare_cached("BEGIN")?.execute([])?;
+        let out = f(&reader.conn);
+        reader.conn.prepare_cached("COMMIT")?.execute([])?;
         if let Ok(mut idle) = self.readers.lock()
             && idle.len() < MAX_IDLE_READERS
         {

@@ -2,30 +2,37 @@
 
 use crate::config;
 use chrono::{DateTime, Utc};
+use ecs_api::{Node, obj};
 use rusqlite::Row;
-use serde_json::{Value, json};
 
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// `2019-11-11T08:35:29Z`, the disk and snapshot time format.
+/// `2019-11-11T08:35:29Z`, the disk and snapshot time format (RFC 3339, whole seconds, UTC).
 pub fn fmt_time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
-/// `2017-12-10T04:04Z`, the instance time format.
+/// `2017-12-10T04:04Z`, the instance time format: [`fmt_time`] without its seconds.
 pub fn fmt_minute(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string()).unwrap_or_default()
+    let mut t = fmt_time(ms);
+    if t.len() == "2017-12-10T04:04:05Z".len() {
+        t.truncate("2017-12-10T04:04".len());
+        t.push('Z');
+    }
+    t
 }
 
 pub fn tags_json(tags: &[(String, String)]) -> String {
     serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
 }
 
-fn tags_value(raw: &str) -> Value {
+fn tags_value(raw: &str) -> Node {
     let tags: Vec<(String, String)> = serde_json::from_str(raw).unwrap_or_default();
-    json!({"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()})
+    Node::wrapped("Tag", tags.into_iter().map(|(k, v)| obj! {"TagKey" => k, "TagValue" => v}).collect())
 }
 
 #[derive(Debug, Clone)]
@@ -94,58 +101,68 @@ impl Disk {
         config::is_local_category(&self.category)
     }
 
-    pub fn to_json(&self) -> Value {
+    /// The disk as DescribeDisks shows it (consumes the row: its strings move into the answer).
+    pub fn into_node(self) -> Node {
         let attached = self.status == "In_use" || (self.instance_id.is_some() && self.status != "Available");
-        let attachments: Vec<Value> = match (&self.instance_id, attached) {
-            (Some(i), true) => vec![json!({
-                "InstanceId": i,
-                "Device": self.device.clone().unwrap_or_default(),
-                "AttachedTime": self.attached_ms.map(fmt_time).unwrap_or_default(),
-            })],
-            _ => vec![],
+        let (instance_id, device) = if attached {
+            (self.instance_id.unwrap_or_default(), self.device.unwrap_or_default())
+        } else {
+            Default::default()
         };
+        let attached_time = self.attached_ms.map(fmt_time).unwrap_or_default();
+        let attachments: Vec<Node> = if attached && !instance_id.is_empty() {
+            vec![obj! {
+                "InstanceId" => &instance_id,
+                "Device" => &device,
+                "AttachedTime" => &attached_time,
+            }]
+        } else {
+            vec![]
+        };
+        let local = config::is_local_category(&self.category);
         let iops = if self.category == "cloud_essd" { 1800 + 50 * self.size_gib.min(1000) } else { 0 };
-        json!({
-            "DiskId": self.id,
-            "DiskName": self.name,
-            "Description": self.description,
-            "RegionId": self.region_id,
-            "ZoneId": self.zone_id,
-            "Status": self.status,
-            "Type": self.disk_type,
-            "Category": self.category,
-            "Size": self.size_gib,
-            "Encrypted": self.encrypted,
-            "KMSKeyId": self.kms_key_id.clone().unwrap_or_default(),
-            "InstanceId": if attached { self.instance_id.clone().unwrap_or_default() } else { String::new() },
-            "Device": if attached { self.device.clone().unwrap_or_default() } else { String::new() },
-            "ImageId": self.image_id.clone().unwrap_or_default(),
-            "SourceSnapshotId": self.source_snapshot_id.clone().unwrap_or_default(),
-            "CreationTime": fmt_time(self.created_ms),
-            "AttachedTime": self.attached_ms.map(fmt_time).unwrap_or_default(),
-            "DetachedTime": self.detached_ms.map(fmt_time).unwrap_or_default(),
-            "ExpiredTime": "2999-09-08T16:00Z",
-            "DiskChargeType": self.charge_type,
-            "Portable": !self.is_local() && self.disk_type == "data",
-            "DeleteWithInstance": self.delete_with_instance,
-            "DeleteAutoSnapshot": true,
-            "EnableAutoSnapshot": !self.is_local(),
-            "EnableAutomatedSnapshotPolicy": false,
-            "AutoSnapshotPolicyId": "",
-            "PerformanceLevel": self.performance_level.clone().unwrap_or_default(),
-            "IOPS": iops,
-            "MultiAttach": "Disabled",
-            "MountInstanceNum": attachments.len(),
-            "Attachments": {"Attachment": attachments},
-            "OperationLocks": {"OperationLock": []},
-            "Tags": tags_value(&self.tags),
-            "ResourceGroupId": "",
-            "SerialNumber": self.serial,
-            "ProductCode": "",
-            "StorageSetId": "",
-            "BdfId": "",
-            "BurstingEnabled": false,
-        })
+        let portable = !local && self.disk_type == "data";
+        obj! {
+            "DiskId" => self.id,
+            "DiskName" => self.name,
+            "Description" => self.description,
+            "RegionId" => self.region_id,
+            "ZoneId" => self.zone_id,
+            "Status" => self.status,
+            "Type" => self.disk_type,
+            "Category" => self.category,
+            "Size" => self.size_gib,
+            "Encrypted" => self.encrypted,
+            "KMSKeyId" => self.kms_key_id.unwrap_or_default(),
+            "InstanceId" => instance_id,
+            "Device" => device,
+            "ImageId" => self.image_id.unwrap_or_default(),
+            "SourceSnapshotId" => self.source_snapshot_id.unwrap_or_default(),
+            "CreationTime" => fmt_time(self.created_ms),
+            "AttachedTime" => attached_time,
+            "DetachedTime" => self.detached_ms.map(fmt_time).unwrap_or_default(),
+            "ExpiredTime" => "2999-09-08T16:00Z",
+            "DiskChargeType" => self.charge_type,
+            "Portable" => portable,
+            "DeleteWithInstance" => self.delete_with_instance,
+            "DeleteAutoSnapshot" => true,
+            "EnableAutoSnapshot" => !local,
+            "EnableAutomatedSnapshotPolicy" => false,
+            "AutoSnapshotPolicyId" => "",
+            "PerformanceLevel" => self.performance_level.unwrap_or_default(),
+            "IOPS" => iops,
+            "MultiAttach" => "Disabled",
+            "MountInstanceNum" => attachments.len(),
+            "Attachments" => Node::wrapped("Attachment", attachments),
+            "OperationLocks" => Node::wrapped("OperationLock", vec![]),
+            "Tags" => tags_value(&self.tags),
+            "ResourceGroupId" => "",
+            "SerialNumber" => &self.serial,
+            "ProductCode" => "",
+            "StorageSetId" => "",
+            "BdfId" => "",
+            "BurstingEnabled" => false,
+        }
     }
 }
 
@@ -214,53 +231,53 @@ impl Instance {
         self.charge_type == "PrePaid" && self.expired_ms.is_some_and(|e| e <= now)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub fn to_node(&self) -> Node {
         let (cpu, mem) = config::instance_type(&self.instance_type).unwrap_or((0, 0));
         let family = self.instance_type.rsplit_once('.').map(|(f, _)| f.to_string()).unwrap_or_default();
         let sgs: Vec<String> = serde_json::from_str(&self.security_groups).unwrap_or_default();
-        let locks: Vec<Value> = self
+        let locks: Vec<Node> = self
             .lock_reason
             .iter()
-            .map(|r| json!({"LockReason": r, "LockMsg": self.lock_msg.clone().unwrap_or_default()}))
+            .map(|r| obj! {"LockReason" => r, "LockMsg" => self.lock_msg.clone().unwrap_or_default()})
             .collect();
-        json!({
-            "InstanceId": self.id,
-            "InstanceName": self.name,
-            "Description": self.description,
-            "HostName": self.host_name,
-            "Status": self.status,
-            "RegionId": self.region_id,
-            "ZoneId": self.zone_id,
-            "InstanceType": self.instance_type,
-            "InstanceTypeFamily": family,
-            "ImageId": self.image_id,
-            "Cpu": cpu,
-            "Memory": mem,
-            "OSType": "linux",
-            "OSName": "Linux",
-            "CreationTime": fmt_minute(self.created_ms),
-            "StartTime": self.start_ms.map(fmt_minute).unwrap_or_default(),
-            "ExpiredTime": self.expired_ms.map(fmt_minute).unwrap_or_else(|| "2099-12-31T15:59Z".into()),
-            "InstanceChargeType": self.charge_type,
-            "InternetChargeType": "PayByTraffic",
-            "StoppedMode": if self.status == "Stopped" { "KeepCharging" } else { "Not-applicable" },
-            "InstanceNetworkType": "vpc",
-            "IoOptimized": true,
-            "SerialNumber": self.serial,
-            "DeletionProtection": self.deletion_protection,
-            "OperationLocks": {"LockReason": locks},
-            "VpcAttributes": {
-                "VpcId": if self.vswitch_id.is_empty() { String::new() } else { format!("vpc-{}", &self.vswitch_id.trim_start_matches("vsw-")) },
-                "VSwitchId": self.vswitch_id,
-                "PrivateIpAddress": {"IpAddress": [self.private_ip]},
-                "NatIpAddress": "",
+        obj! {
+            "InstanceId" => &self.id,
+            "InstanceName" => &self.name,
+            "Description" => &self.description,
+            "HostName" => &self.host_name,
+            "Status" => &self.status,
+            "RegionId" => &self.region_id,
+            "ZoneId" => &self.zone_id,
+            "InstanceType" => &self.instance_type,
+            "InstanceTypeFamily" => family,
+            "ImageId" => &self.image_id,
+            "Cpu" => cpu,
+            "Memory" => mem,
+            "OSType" => "linux",
+            "OSName" => "Linux",
+            "CreationTime" => fmt_minute(self.created_ms),
+            "StartTime" => self.start_ms.map(fmt_minute).unwrap_or_default(),
+            "ExpiredTime" => self.expired_ms.map(fmt_minute).unwrap_or_else(|| "2099-12-31T15:59Z".into()),
+            "InstanceChargeType" => &self.charge_type,
+            "InternetChargeType" => "PayByTraffic",
+            "StoppedMode" => if self.status == "Stopped" { "KeepCharging" } else { "Not-applicable" },
+            "InstanceNetworkType" => "vpc",
+            "IoOptimized" => true,
+            "SerialNumber" => &self.serial,
+            "DeletionProtection" => self.deletion_protection,
+            "OperationLocks" => Node::wrapped("LockReason", locks),
+            "VpcAttributes" => obj! {
+                "VpcId" => if self.vswitch_id.is_empty() { String::new() } else { format!("vpc-{}", &self.vswitch_id.trim_start_matches("vsw-")) },
+                "VSwitchId" => &self.vswitch_id,
+                "PrivateIpAddress" => Node::wrapped("IpAddress", vec![Node::from(&self.private_ip)]),
+                "NatIpAddress" => "",
             },
-            "PublicIpAddress": {"IpAddress": []},
-            "InnerIpAddress": {"IpAddress": []},
-            "SecurityGroupIds": {"SecurityGroupId": sgs},
-            "Tags": tags_value(&self.tags),
-            "ResourceGroupId": "",
-        })
+            "PublicIpAddress" => Node::wrapped("IpAddress", vec![]),
+            "InnerIpAddress" => Node::wrapped("IpAddress", vec![]),
+            "SecurityGroupIds" => Node::wrapped("SecurityGroupId", sgs.into_iter().map(Node::from).collect()),
+            "Tags" => tags_value(&self.tags),
+            "ResourceGroupId" => "",
+        }
     }
 }
 
@@ -322,38 +339,38 @@ impl Snapshot {
         }
     }
 
-    pub fn to_json(&self, now: i64, usage: &str) -> Value {
+    pub fn to_node(&self, now: i64, usage: &'static str) -> Node {
         let progress = self.progress(now);
-        json!({
-            "SnapshotId": self.id,
-            "SnapshotName": self.name,
-            "Description": self.description,
-            "Status": self.status,
-            "Progress": format!("{progress}%"),
-            "RemainTime": if self.status == "progressing" { ((self.due_ms - now).max(0) + 999) / 1000 } else { 0 },
-            "Available": self.status == "accomplished",
-            "CreationTime": fmt_time(self.created_ms),
-            "LastModifiedTime": fmt_time(self.created_ms),
-            "SourceDiskId": self.disk_id,
-            "SourceDiskSize": self.disk_size_gib.to_string(),
-            "SourceDiskType": self.disk_type,
-            "SourceStorageType": "disk",
-            "SnapshotType": "user",
-            "Usage": usage,
-            "Category": "standard",
-            "Encrypted": self.encrypted,
-            "KMSKeyId": self.kms_key_id.clone().unwrap_or_default(),
-            "InstantAccess": false,
-            "RetentionDays": self.retention_days.unwrap_or(0),
-            "RegionId": self.region_id,
-            "SourceRegionId": "",
-            "SourceSnapshotId": "",
-            "SnapshotSN": format!("64472-{}", &self.id.trim_start_matches("s-")),
-            "ProductCode": "",
-            "ResourceGroupId": "",
-            "FullSnapshotSizeInBytes": self.disk_size_gib << 30,
-            "Tags": tags_value(&self.tags),
-        })
+        obj! {
+            "SnapshotId" => &self.id,
+            "SnapshotName" => &self.name,
+            "Description" => &self.description,
+            "Status" => &self.status,
+            "Progress" => format!("{progress}%"),
+            "RemainTime" => if self.status == "progressing" { ((self.due_ms - now).max(0) + 999) / 1000 } else { 0 },
+            "Available" => self.status == "accomplished",
+            "CreationTime" => fmt_time(self.created_ms),
+            "LastModifiedTime" => fmt_time(self.created_ms),
+            "SourceDiskId" => &self.disk_id,
+            "SourceDiskSize" => self.disk_size_gib.to_string(),
+            "SourceDiskType" => &self.disk_type,
+            "SourceStorageType" => "disk",
+            "SnapshotType" => "user",
+            "Usage" => usage,
+            "Category" => "standard",
+            "Encrypted" => self.encrypted,
+            "KMSKeyId" => self.kms_key_id.clone().unwrap_or_default(),
+            "InstantAccess" => false,
+            "RetentionDays" => self.retention_days.unwrap_or(0),
+            "RegionId" => &self.region_id,
+            "SourceRegionId" => "",
+            "SourceSnapshotId" => "",
+            "SnapshotSN" => format!("64472-{}", &self.id.trim_start_matches("s-")),
+            "ProductCode" => "",
+            "ResourceGroupId" => "",
+            "FullSnapshotSizeInBytes" => self.disk_size_gib << 30,
+            "Tags" => tags_value(&self.tags),
+        }
     }
 }
 
@@ -386,35 +403,35 @@ impl Image {
         })
     }
 
-    pub fn to_json(&self, region: &str) -> Value {
+    pub fn to_node(&self, region: &str) -> Node {
         let public = self.account_id.is_none();
-        json!({
-            "ImageId": self.id,
-            "ImageName": self.name,
-            "Description": self.description,
-            "ImageVersion": "",
-            "ImageFamily": "",
-            "Size": self.size_gib,
-            "Status": "Available",
-            "Progress": "100%",
-            "OSType": "linux",
-            "OSName": if public { "Blank x64" } else { "Linux" },
-            "OSNameEn": if public { "Blank x64" } else { "Linux" },
-            "Platform": "Others Linux",
-            "Architecture": "x86_64",
-            "ImageOwnerAlias": if public { "system" } else { "self" },
-            "IsSelfShared": "",
-            "IsSupportCloudinit": true,
-            "IsSupportIoOptimized": true,
-            "Usage": "instance",
-            "CreationTime": fmt_time(self.created_ms),
-            "BootMode": "BIOS",
-            "RegionId": region,
-            "DiskDeviceMappings": {"DiskDeviceMapping": match &self.snapshot_id {
-                Some(s) => vec![json!({"SnapshotId": s, "Size": self.size_gib.to_string(), "Device": "/dev/xvda", "Type": "system", "Format": "", "ImportOSSBucket": "", "ImportOSSObject": ""})],
+        obj! {
+            "ImageId" => &self.id,
+            "ImageName" => &self.name,
+            "Description" => &self.description,
+            "ImageVersion" => "",
+            "ImageFamily" => "",
+            "Size" => self.size_gib,
+            "Status" => "Available",
+            "Progress" => "100%",
+            "OSType" => "linux",
+            "OSName" => if public { "Blank x64" } else { "Linux" },
+            "OSNameEn" => if public { "Blank x64" } else { "Linux" },
+            "Platform" => "Others Linux",
+            "Architecture" => "x86_64",
+            "ImageOwnerAlias" => if public { "system" } else { "self" },
+            "IsSelfShared" => "",
+            "IsSupportCloudinit" => true,
+            "IsSupportIoOptimized" => true,
+            "Usage" => "instance",
+            "CreationTime" => fmt_time(self.created_ms),
+            "BootMode" => "BIOS",
+            "RegionId" => region.to_string(),
+            "DiskDeviceMappings" => Node::wrapped("DiskDeviceMapping", match &self.snapshot_id {
+                Some(s) => vec![obj! {"SnapshotId" => s, "Size" => self.size_gib.to_string(), "Device" => "/dev/xvda", "Type" => "system", "Format" => "", "ImportOSSBucket" => "", "ImportOSSObject" => ""}],
                 None => vec![],
-            }},
-            "Tags": {"Tag": []},
-        })
+            }),
+            "Tags" => Node::wrapped("Tag", vec![]),
+        }
     }
 }

@@ -4,11 +4,13 @@
 pub mod action;
 pub mod auth;
 pub mod error;
+pub mod node;
 pub mod params;
 pub mod render;
 
 pub use action::Action;
 pub use error::{ApiError, Code};
+pub use node::Node;
 
 /// The only API version this server speaks.
 pub const API_VERSION: &str = "2014-05-26";

@@ -4,8 +4,9 @@
 
 use crate::auth::Format;
 use crate::error::ApiError;
+use crate::node::Node;
 use quick_xml::escape::partial_escape;
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 pub const HOST_ID: &str = "ecs.aliyuncs.com";
 
@@ -22,61 +23,96 @@ pub fn new_request_id() -> String {
 }
 
 /// A success body: the handler's object with `RequestId` first.
-pub fn success(action: &str, format: Format, request_id: &str, body: Value) -> Rendered {
-    let mut obj = Map::new();
-    obj.insert("RequestId".into(), Value::String(request_id.into()));
-    if let Value::Object(fields) = body {
-        for (k, v) in fields {
-            obj.insert(k, v);
-        }
+pub fn success(action: &str, format: Format, request_id: &str, body: Node) -> Rendered {
+    let mut fields = vec![(Cow::Borrowed("RequestId"), Node::from(request_id.to_string()))];
+    if let Node::Obj(f) = body {
+        fields.extend(f);
     }
     let root = format!("{action}Response");
-    document(200, format, &root, obj)
+    document(200, format, &root, Node::Obj(fields))
 }
 
 pub fn error(err: &ApiError, format: Format, request_id: &str) -> Rendered {
     let code = err.code.as_str();
-    let body = json!({
-        "RequestId": request_id,
-        "HostId": HOST_ID,
-        "Code": code,
-        "Message": err.message,
-        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"),
-    });
-    let Value::Object(obj) = body else { unreachable!("json! object literal") };
-    document(err.status(), format, "Error", obj)
+    let body = crate::obj! {
+        "RequestId" => request_id.to_string(),
+        "HostId" => HOST_ID,
+        "Code" => code,
+        "Message" => err.message.clone(),
+        "Recommend" => format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"),
+    };
+    document(err.status(), format, "Error", body)
 }
 
-fn document(status: u16, format: Format, root: &str, obj: Map<String, Value>) -> Rendered {
+fn document(status: u16, format: Format, root: &str, obj: Node) -> Rendered {
     match format {
         Format::Json => {
-            Rendered { status, content_type: "application/json;charset=utf-8", body: Value::Object(obj).to_string() }
+            let body = serde_json::to_string(&obj).unwrap_or_else(|e| {
+                // Only non-finite floats can fail, and handlers never produce them.
+                format!("{{\"Code\":\"InternalError\",\"Message\":\"{e}\"}}")
+            });
+            Rendered { status, content_type: "application/json;charset=utf-8", body }
         }
         Format::Xml => {
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            element(&mut out, root, &Value::Object(obj));
+            element(&mut out, root, &obj);
             Rendered { status, content_type: "text/xml;charset=utf-8", body: out }
         }
     }
 }
 
-fn element(out: &mut String, name: &str, v: &Value) {
+fn open(out: &mut String, name: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+}
+
+fn close(out: &mut String, name: &str) {
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// A list becomes repeated elements named after its key; `null` an empty element.
+fn element(out: &mut String, name: &str, v: &Node) {
     match v {
-        Value::Array(items) => {
+        Node::List(items) => {
             for item in items {
                 element(out, name, item);
             }
         }
-        Value::Object(fields) => {
-            out.push_str(&format!("<{name}>"));
+        Node::Obj(fields) => {
+            open(out, name);
             for (k, v) in fields {
                 element(out, k, v);
             }
-            out.push_str(&format!("</{name}>"));
+            close(out, name);
         }
-        Value::Null => out.push_str(&format!("<{name}/>")),
-        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", partial_escape(s.as_str()))),
-        other => out.push_str(&format!("<{name}>{other}</{name}>")),
+        Node::Null => {
+            out.push('<');
+            out.push_str(name);
+            out.push_str("/>");
+        }
+        Node::Str(s) => {
+            open(out, name);
+            out.push_str(&partial_escape(s.as_ref()));
+            close(out, name);
+        }
+        Node::Bool(b) => {
+            open(out, name);
+            out.push_str(if *b { "true" } else { "false" });
+            close(out, name);
+        }
+        Node::Int(i) => {
+            open(out, name);
+            out.push_str(&i.to_string());
+            close(out, name);
+        }
+        Node::Float(f) => {
+            open(out, name);
+            out.push_str(&serde_json::Value::from(*f).to_string());
+            close(out, name);
+        }
     }
 }
 
@@ -84,6 +120,7 @@ fn element(out: &mut String, name: &str, v: &Value) {
 mod tests {
     use super::*;
     use crate::error::Code;
+    use serde_json::{Value, json};
 
     #[test]
     fn xml_double_wraps_lists_and_escapes() {
@@ -91,7 +128,7 @@ mod tests {
             "DescribeDisks",
             Format::Xml,
             "RID",
-            json!({"Disks": {"Disk": [{"DiskId": "d-1", "Size": 40}, {"DiskId": "d-<2>"}]}, "TotalCount": 2}),
+            json!({"Disks": {"Disk": [{"DiskId": "d-1", "Size": 40}, {"DiskId": "d-<2>"}]}, "TotalCount": 2}).into(),
         );
         assert_eq!(r.status, 200);
         assert_eq!(
@@ -102,7 +139,7 @@ mod tests {
 
     #[test]
     fn json_success_has_request_id_and_no_code() {
-        let r = success("ResetDisk", Format::Json, "RID", json!({}));
+        let r = success("ResetDisk", Format::Json, "RID", json!({}).into());
         assert_eq!(r.body, "{\"RequestId\":\"RID\"}");
     }
 

@@ -42,7 +42,14 @@ async fn ecs(State(app): State<AppState>, method: Method, uri: Uri, headers: Hea
         body: body.to_vec(),
     };
     let request_id = render::new_request_id();
-    let outcome = tokio::task::spawn_blocking(move || handle(&app, req)).await;
+    // Reads are short and never wait on a lock (reader connections, WAL): they run here, which
+    // saves two thread hand-offs per request. Writes may wait for the catalog lock and the
+    // store, so they run on a blocking thread.
+    let outcome = match prepare(&app, &req) {
+        Ok(p) if p.1.action.is_read_only() => Ok(run(&app, p)),
+        Ok(p) => tokio::task::spawn_blocking(move || run(&app, p)).await,
+        Err(e) => Ok(Err(e)),
+    };
     let rendered = match outcome {
         Ok(Ok((action, format, body))) => render::success(&action, format, &request_id, body),
         Ok(Err((err, format))) => {
@@ -58,20 +65,27 @@ async fn ecs(State(app): State<AppState>, method: Method, uri: Uri, headers: Hea
     (status, [("content-type", rendered.content_type)], rendered.body).into_response()
 }
 
-type Handled = Result<(String, Format, serde_json::Value), (ApiError, Format)>;
+type Handled = Result<(String, Format, ecs_api::Node), (ApiError, Format)>;
 
-fn handle(app: &AppState, req: HttpRequest) -> Handled {
-    let verified = match auth::verify(&req, app.control.as_ref(), &app.nonces, chrono::Utc::now()) {
+/// A request that passed authentication and parsing: (verified envelope, typed request).
+type Prepared = (auth::Verified, ecs_api::action::Request);
+
+fn prepare(app: &AppState, req: &HttpRequest) -> Result<Prepared, (ApiError, Format)> {
+    let verified = match auth::verify(req, app.control.as_ref(), &app.nonces, chrono::Utc::now()) {
         Ok(v) => v,
-        Err(e) => return Err((e, auth::requested_format(&req))),
+        Err(e) => return Err((e, auth::requested_format(req))),
     };
     let format = verified.format;
-    let fail = |e: ApiError| (e, format);
     if verified.version != API_VERSION {
-        return Err(fail(Code::InvalidVersion.into()));
+        return Err((Code::InvalidVersion.into(), format));
     }
-    let parsed = Action::parse(&verified.action, &verified.params).map_err(fail)?;
-    let body = app.control.handle(&verified.account_id, parsed).map_err(fail)?;
+    let parsed = Action::parse(&verified.action, &verified.params).map_err(|e| (e, format))?;
+    Ok((verified, parsed))
+}
+
+fn run(app: &AppState, (verified, parsed): Prepared) -> Handled {
+    let format = verified.format;
+    let body = app.control.respond(&verified.account_id, parsed).map_err(|e| (e, format))?;
     Ok((verified.action, format, body))
 }
 

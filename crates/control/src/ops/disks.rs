@@ -5,10 +5,11 @@ use super::storage::{self, Intent};
 use super::{Fail, R, begin, dry_run_ok, idempotency};
 use crate::model::{Disk, Instance, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::Node;
 use ecs_api::action::{CreateDisk, DescribeDisks};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// A disk about to be inserted, before its storage exists.
 pub(crate) struct NewDisk<'a> {
@@ -145,7 +146,7 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
 }
 
 /// DescribeDisks: every documented filter this catalog holds, in SQL, one page read.
-pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> R<Value> {
+pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> R<Node> {
     let mut q = Listing::new("disk", "disks_now", Disk::COLUMNS, env, Scope::Own);
     q.any_of("id", d.disk_ids.as_deref())
         .eq("zone_id", d.zone_id)
@@ -157,9 +158,9 @@ pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> 
         .eq("name", d.disk_name)
         .eq("encrypted", d.encrypted);
     let page = q.fetch(conn, &d.paging, Disk::from_row)?;
-    let mut out = Map::new();
-    page.render(&d.paging, ("Disks", "Disk"), &mut out, |k| k.to_json());
-    Ok(Value::Object(out))
+    let mut out = Node::obj();
+    page.render(&d.paging, ("Disks", "Disk"), &mut out, Disk::into_node);
+    Ok(out)
 }
 
 pub(crate) fn delete_disk(conn: &mut Connection, env: &Env, disk_id: &str, dry_run: bool) -> R<Value> {

@@ -5,9 +5,10 @@ use super::{R, begin, idempotency};
 use crate::model::{Image, fmt_time};
 use crate::{Env, config, guards, new_id};
 use ecs_api::Code;
+use ecs_api::Node;
 use ecs_api::action::DescribeImages;
 use rusqlite::{Connection, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub(crate) fn describe_regions(env: &Env) -> R<Value> {
     let regions: Vec<Value> = env
@@ -42,7 +43,7 @@ pub(crate) fn describe_zones(env: &Env) -> R<Value> {
 }
 
 /// DescribeImages: the public images and the account's own, filtered in SQL, one page read.
-pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -> R<Value> {
+pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -> R<Node> {
     let public_rows = config::PUBLIC_IMAGES.len() as i64;
     let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnAndPublic { public_rows });
     q.any_of("id", d.image_ids.as_deref()).eq("name", d.image_name).eq("snapshot_id", d.snapshot_id);
@@ -54,10 +55,10 @@ pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -
     };
     let page = q.fetch(conn, &d.paging, Image::from_row)?;
     let region = env.region_id.unwrap_or_default();
-    let mut out = Map::new();
-    out.insert("RegionId".into(), json!(region));
-    page.render(&d.paging, ("Images", "Image"), &mut out, |i| i.to_json(region));
-    Ok(Value::Object(out))
+    let mut out = Node::obj();
+    out.push("RegionId", region.to_string());
+    page.render(&d.paging, ("Images", "Image"), &mut out, |i| i.to_node(region));
+    Ok(out)
 }
 
 /// An image backed by a snapshot: new instances' system disks are clones of it.

@@ -7,11 +7,12 @@ use super::{Fail, R, begin, dry_run_ok, idempotency};
 use crate::model::{Instance, tags_json};
 use crate::volumes::Volumes;
 use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::Node;
 use ecs_api::action::{DescribeInstances, DiskSpec, InstanceSpec};
 use ecs_api::{ApiError, Code};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// Prepaid instances are bought for a month unless the operator expires them sooner.
 const PREPAID_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -308,7 +309,7 @@ pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: b
 }
 
 /// DescribeInstances: filters in SQL, one page read.
-pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstances) -> R<Value> {
+pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstances) -> R<Node> {
     let mut q = Listing::new("instance", "instances_now", Instance::COLUMNS, env, Scope::Own);
     q.any_of("id", d.instance_ids.as_deref())
         .eq("status", d.status)
@@ -318,9 +319,9 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("image_id", d.image_id)
         .eq("lock_reason", d.lock_reason);
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
-    let mut out = Map::new();
-    page.render(&d.paging, ("Instances", "Instance"), &mut out, |i| i.to_json());
-    Ok(Value::Object(out))
+    let mut out = Node::obj();
+    page.render(&d.paging, ("Instances", "Instance"), &mut out, |i| i.to_node());
+    Ok(out)
 }
 
 /// Release an instance. Disks that go with it are deleted; the others detach, and until that

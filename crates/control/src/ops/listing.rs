@@ -15,11 +15,11 @@ use crate::Env;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ecs_api::ApiError;
+use ecs_api::Node;
 use ecs_api::params::Paging;
 use hmac::{Hmac, Mac};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -223,24 +223,25 @@ impl<'a> Listing<'a> {
 }
 
 impl<T> Page<T> {
-    /// Put the page into a response as `{outer: {inner: [...]}}` with TotalCount, PageNumber,
-    /// PageSize and NextToken (empty when there is no more), as every Describe* answers.
+    /// Put the page into the response object `out` as `{outer: {inner: [...]}}` with
+    /// TotalCount, PageNumber, PageSize and NextToken (empty when there is no more), as every
+    /// Describe* answers.
     pub fn render(
         self,
         paging: &Paging,
-        list: (&str, &str),
-        out: &mut Map<String, Value>,
-        to_json: impl Fn(T) -> Value,
+        list: (&'static str, &'static str),
+        out: &mut Node,
+        to_node: impl Fn(T) -> Node,
     ) {
-        let items: Vec<Value> = self.items.into_iter().map(to_json).collect();
-        out.insert(list.0.into(), json!({ list.1: items }));
-        out.insert("TotalCount".into(), json!(self.total));
+        let items: Vec<Node> = self.items.into_iter().map(to_node).collect();
+        out.push(list.0, Node::wrapped(list.1, items));
+        out.push("TotalCount", self.total);
         let (number, size) = match paging {
             Paging::Token { max_results, .. } => (1, *max_results),
             Paging::Pages { number, size } => (*number, *size),
         };
-        out.insert("NextToken".into(), json!(self.next_token.unwrap_or_default()));
-        out.insert("PageNumber".into(), json!(number));
-        out.insert("PageSize".into(), json!(size));
+        out.push("NextToken", self.next_token.unwrap_or_default());
+        out.push("PageNumber", number);
+        out.push("PageSize", size);
     }
 }

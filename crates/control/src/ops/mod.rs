@@ -15,9 +15,8 @@ pub(crate) use storage::recover_intents;
 
 use crate::Env;
 use ecs_api::action::Action;
-use ecs_api::{ApiError, Code};
+use ecs_api::{ApiError, Code, Node};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use serde_json::Value;
 
 /// A handler's failure: an answer for the client, or a catalog fault (answered InternalError).
 #[derive(Debug)]
@@ -67,13 +66,13 @@ pub(crate) fn dry_run_ok() -> Fail {
 }
 
 /// Read-only actions, on a reader connection (inside one read transaction).
-pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Result<Value, ApiError> {
+pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Result<Node, ApiError> {
     let r = match action {
         Action::DescribeDisks(d) => disks::describe_disks(conn, env, d),
         Action::DescribeSnapshots(d) => snapshots::describe_snapshots(conn, env, d),
         Action::DescribeInstances(d) => instances::describe_instances(conn, env, d),
-        Action::DescribeRegions => images::describe_regions(env),
-        Action::DescribeZones => images::describe_zones(env),
+        Action::DescribeRegions => images::describe_regions(env).map(Node::from),
+        Action::DescribeZones => images::describe_zones(env).map(Node::from),
         Action::DescribeImages(d) => images::describe_images(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
@@ -86,10 +85,10 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
 /// Actions that change something, under the catalog lock. Due transitions complete first, so
 /// checks see the states a poller sees. A ClientToken already used answers the first call's
 /// result (or IdempotentParameterMismatch) without running the action again.
-pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Result<Value, ApiError> {
+pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Result<Node, ApiError> {
     crate::transitions::complete_due(conn, env.now).map_err(Fail::from)?;
     if let Some(earlier) = idempotency::replay(conn, env)? {
-        return Ok(earlier);
+        return Ok(earlier.into());
     }
     let r = match action {
         Action::ResetDisk(r) => reset::reset_disk(conn, env, r),
@@ -132,5 +131,5 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         // pointing at what was undone.
         idempotency::forget(conn, env)?;
     }
-    r.map_err(ApiError::from)
+    r.map(Node::from).map_err(ApiError::from)
 }

@@ -7,10 +7,11 @@ use super::storage::{self, Intent};
 use super::{Fail, R, begin, idempotency};
 use crate::model::{Snapshot, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
+use ecs_api::Node;
 use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapshot) -> R<Value> {
     let tx = begin(conn)?;
@@ -95,7 +96,7 @@ fn usage(conn: &Connection, id: &str) -> R<&'static str> {
 }
 
 /// DescribeSnapshots: filters in SQL, one page read; Usage is looked up for the page only.
-pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapshots) -> R<Value> {
+pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapshots) -> R<Node> {
     let mut q = Listing::new("snapshot", "snapshots_now", Snapshot::COLUMNS, env, Scope::Own);
     q.any_of("id", d.snapshot_ids.as_deref()).eq("disk_id", d.disk_id).eq("name", d.name).eq("status", d.status);
     if let Some(i) = d.instance_id {
@@ -107,12 +108,12 @@ pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapsh
     let page = q.fetch(conn, &d.paging, Snapshot::from_row)?;
     let mut rendered = Vec::with_capacity(page.items.len());
     for s in &page.items {
-        rendered.push(s.to_json(env.now, usage(conn, &s.id)?));
+        rendered.push(s.to_node(env.now, usage(conn, &s.id)?));
     }
     let page = super::listing::Page { items: rendered, total: page.total, next_token: page.next_token };
-    let mut out = Map::new();
+    let mut out = Node::obj();
     page.render(&d.paging, ("Snapshots", "Snapshot"), &mut out, |v| v);
-    Ok(Value::Object(out))
+    Ok(out)
 }
 
 pub(crate) fn delete_snapshot(conn: &mut Connection, env: &Env, snapshot_id: &str, force: bool) -> R<Value> {

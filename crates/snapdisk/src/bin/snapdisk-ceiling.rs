@@ -2,7 +2,11 @@
 //! on a multi-threaded tokio runtime) answering every request at `/` with one fixed JSON body
 //! and doing no work. `scripts/bench-fleet.sh` measures it beside the real server.
 //!
-//! snapdisk-ceiling --listen 127.0.0.1:0   (prints `ceiling listening on http://ADDR`)
+//! snapdisk-ceiling --listen 127.0.0.1:0 [--body-file F]   (prints `ceiling listening on http://ADDR`)
+//!
+//! `--body-file` serves that file's bytes instead of a small fixed body: given a response the
+//! real server produced, the ceiling puts the same bytes on the wire and differs only in
+//! doing no work.
 
 use anyhow::Context;
 use axum::Router;
@@ -16,13 +20,19 @@ const BODY: &str = r#"{"RequestId":"00000000-0000-0000-0000-000000000000","Total
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let listen = std::env::args().skip_while(|a| a != "--listen").nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:0".into());
+    let body: &'static str = match arg("--body-file") {
+        Some(f) => std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?.leak(),
+        None => BODY,
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ceiling listening on http://{}", listener.local_addr()?)?;
     out.flush()?;
     drop(out);
-    let app = Router::new().route("/", any(|| async { ([("content-type", "application/json;charset=utf-8")], BODY) }));
+    let app = Router::new()
+        .route("/", any(move || async move { ([("content-type", "application/json;charset=utf-8")], body) }));
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -62,6 +62,9 @@ struct Args {
     /// Print one JSON line per measurement (for scripts).
     #[arg(long)]
     json: bool,
+    /// With `--action call`: send the call once and print the response body as received.
+    #[arg(long)]
+    dump: bool,
 }
 
 struct Client {
@@ -242,6 +245,11 @@ fn main() -> anyhow::Result<()> {
         }
         other => bail!("unknown --action {other}"),
     };
+    if a.dump {
+        let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        print!("{}", client(0).call_raw(&action, &p)?.1);
+        return Ok(());
+    }
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let workers: Vec<_> = (0..a.threads)
         .map(|n| {
