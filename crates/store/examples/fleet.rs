@@ -15,7 +15,10 @@
 //! `cache` (`none` = O_DIRECT like the server's default, or `writeback`), `dir` (a fresh
 //! directory under the system temp dir; removed afterwards unless given), `size_gib` per
 //! volume (40, sparse), `delete` (1: finally delete every other snapshot and time the GC
-//! pass that folds their layers away).
+//! pass that folds their layers away), `log_mib` (0: after the checkpoint, write scattered
+//! 4 KiB blocks until `meta.log` holds this many MiB, just under the 64 MiB at which the
+//! engine checkpoints, and time the open that replays it on top of the checkpoint: the
+//! longest replay a restart can meet).
 //!
 //! Internally the same binary is run as `fleet open <dir> <cache> [checkpoint]` for each
 //! restart, so that memory is that of a process that did nothing but open the store.
@@ -147,6 +150,7 @@ fn main() {
     let cache: String = args.get("cache", "none".to_string());
     let size = args.get("size_gib", 40u64) * GIB;
     let delete: u64 = args.get("delete", 1);
+    let log_mib: u64 = args.get("log_mib", 0);
     let direct_io = cache == "none";
     let (_tmp, root) = match args.0.get("dir") {
         Some(d) => (None, PathBuf::from(d)),
@@ -253,6 +257,36 @@ fn main() {
         ckpt as f64 / total_snaps.max(1) as f64
     );
     reopen(&dir, &cache, reopens, "from the checkpoint", volumes, snaps);
+
+    if log_mib > 0 {
+        // Page cache for the fill whatever the mode: replay does not depend on it, and
+        // O_DIRECT would take minutes to write the gigabytes behind such a log.
+        let engine = Engine::open_with(&dir, Options { direct_io: false }).unwrap();
+        let vols: Vec<_> = (0..volumes).map(|v| engine.volume(&format!("d-{v:05}")).unwrap()).collect();
+        let t = Instant::now();
+        let mut n = 0u64;
+        'fill: for round in 0.. {
+            for (v, vol) in vols.iter().enumerate() {
+                vol.write_at(&block, at(v as u64, blocks + snaps + round), false).unwrap();
+                n += 1;
+                // Up to 1 MiB of records is buffered before it reaches the file.
+                if n.is_multiple_of(10_000) && file_len(&dir.join("meta.log")) + (1 << 20) >= log_mib << 20 {
+                    break 'fill;
+                }
+            }
+        }
+        engine.sync().unwrap();
+        drop(vols);
+        drop(engine);
+        let log = file_len(&dir.join("meta.log"));
+        println!(
+            "| long log: {n} scattered 4 KiB writes after the checkpoint ({:.0} s) | meta.log {:.1} MiB |",
+            t.elapsed().as_secs_f64(),
+            log as f64 / (1 << 20) as f64
+        );
+        reopen(&dir, &cache, reopens, "from the checkpoint + long log", volumes, snaps);
+        assert_eq!(file_len(&dir.join("meta.log")), log, "the opens must not have checkpointed");
+    }
 
     if delete == 1 && snaps >= 2 {
         // Deleting every other snapshot unpins half the layers, each with one child: the
