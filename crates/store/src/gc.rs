@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::format::{LayerId, Phys, Record};
 use crate::io::runs;
 use crate::volume::{Head, OwnMap};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::RwLockWriteGuard;
 
 /// Fold `parent` into `child` (a frozen layer or a head). Returns the data blocks freed.
 pub(crate) fn merge_state<'a>(
@@ -50,6 +51,78 @@ pub(crate) fn merge_state<'a>(
     Ok(freed)
 }
 
+/// Drop every unpinned layer without children and fold every unpinned layer with one child
+/// into it, until none is left; appends the records and the freed blocks. One walk over the
+/// layers and heads builds the children lists, which are then kept up to date, so a pass is
+/// O(layers + heads + blocks moved) however many layers it folds.
+fn fold_layers(
+    layers: &mut HashMap<LayerId, Frozen>,
+    snapshots: &BTreeMap<String, crate::engine::Snap>,
+    heads: &mut [RwLockWriteGuard<'_, Head>],
+    records: &mut Vec<Record>,
+    freed: &mut Vec<Phys>,
+) -> Result<()> {
+    let pinned: HashSet<LayerId> = snapshots.values().map(|s| s.layer).collect();
+    let mut children: HashMap<LayerId, Vec<LayerId>> = HashMap::new();
+    for (id, l) in layers.iter() {
+        if let Some(p) = l.parent {
+            children.entry(p).or_default().push(*id);
+        }
+    }
+    let mut head_at: HashMap<LayerId, usize> = HashMap::new();
+    for (i, h) in heads.iter().enumerate() {
+        head_at.insert(h.layer, i);
+        if let Some(p) = h.parent {
+            children.entry(p).or_default().push(h.layer);
+        }
+    }
+    let collectable = |id: &LayerId, children: &HashMap<LayerId, Vec<LayerId>>| {
+        !pinned.contains(id) && children.get(id).map_or(0, Vec::len) <= 1
+    };
+    let mut work: Vec<LayerId> = layers.keys().filter(|id| collectable(id, &children)).copied().collect();
+    // Lowest ids first, as they sit nearer the roots (ids grow along every chain).
+    work.sort_unstable_by(|a, b| b.cmp(a));
+    while let Some(id) = work.pop() {
+        let Some(parent) = layers.get(&id).map(|l| l.parent) else { continue };
+        if !collectable(&id, &children) {
+            continue;
+        }
+        let kids = children.remove(&id).unwrap_or_default();
+        match kids.first() {
+            None => {
+                if let Some(l) = layers.remove(&id) {
+                    freed.extend(l.own.values().filter_map(|v| *v));
+                }
+                records.push(Record::Drop { layer: id });
+                // The parent lost a child: it may be collectable now.
+                if let Some(p) = parent
+                    && let Some(siblings) = children.get_mut(&p)
+                {
+                    siblings.retain(|c| *c != id);
+                    if collectable(&p, &children) {
+                        work.push(p);
+                    }
+                }
+            }
+            Some(&child) => {
+                let head = head_at.get(&child).and_then(|i| heads.get_mut(*i)).map(|h| &mut **h);
+                let f = merge_state(layers, head.into_iter(), id, child).map_err(crate::error::StoreError::corrupt)?;
+                freed.extend(f);
+                records.push(Record::Merge { parent: id, child });
+                // The child takes the layer's place under its parent: no count changes.
+                if let Some(p) = parent
+                    && let Some(siblings) = children.get_mut(&p)
+                {
+                    for c in siblings.iter_mut().filter(|c| **c == id) {
+                        *c = child;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Free dropped heads, drop unreferenced layers, fold single-child layers. Runs on the GC
     /// thread; also callable directly.
@@ -60,42 +133,16 @@ impl Engine {
             freed.extend(own.values().filter_map(|v| *v));
         }
         let mut records = Vec::new();
-        let volumes: Vec<_> = meta.volumes.values().cloned().collect();
+        // Only a deleted snapshot, a deleted volume or a reset (and an open, which replayed
+        // them) can leave a layer unpinned with fewer than two children; otherwise there is
+        // no layer to look at, and a pass does not lock every volume or walk every layer.
+        let due = meta.gc_due;
+        let volumes: Vec<_> = if due { meta.volumes.values().cloned().collect() } else { Vec::new() };
         let mut heads = volumes.iter().map(|v| v.head_write()).collect::<Result<Vec<_>>>()?;
-        loop {
-            let pinned: HashSet<LayerId> = meta.snapshots.values().map(|s| s.layer).collect();
-            let mut children: HashMap<LayerId, Vec<LayerId>> = HashMap::new();
-            for (id, l) in &meta.layers {
-                if let Some(p) = l.parent {
-                    children.entry(p).or_default().push(*id);
-                }
-            }
-            for h in heads.iter() {
-                if let Some(p) = h.parent {
-                    children.entry(p).or_default().push(h.layer);
-                }
-            }
-            let candidate = meta
-                .layers
-                .keys()
-                .filter(|id| !pinned.contains(id))
-                .map(|id| (*id, children.get(id).cloned().unwrap_or_default()))
-                .find(|(_, c)| c.len() <= 1);
-            let Some((id, kids)) = candidate else { break };
-            match kids.first() {
-                None => {
-                    if let Some(l) = meta.layers.remove(&id) {
-                        freed.extend(l.own.values().filter_map(|v| *v));
-                    }
-                    records.push(Record::Drop { layer: id });
-                }
-                Some(&child) => {
-                    let f = merge_state(&mut meta.layers, heads.iter_mut().map(|h| &mut **h), id, child)
-                        .map_err(crate::error::StoreError::corrupt)?;
-                    freed.extend(f);
-                    records.push(Record::Merge { parent: id, child });
-                }
-            }
+        if due {
+            let m = &mut *meta;
+            fold_layers(&mut m.layers, &m.snapshots, &mut heads, &mut records, &mut freed)?;
+            m.gc_due = false;
         }
         if records.is_empty() && freed.is_empty() {
             drop(heads);
