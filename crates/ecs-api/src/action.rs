@@ -17,7 +17,8 @@ pub struct Request {
     pub client_token: Option<String>,
     /// What "the same parameters" means for a retried ClientToken: the action name and every
     /// parameter except those that change per attempt (signature, nonce, timestamp, key,
-    /// format, version, the token itself), hex SHA-256 of their canonical form.
+    /// format, version, the token itself), hex SHA-256 of their canonical form. Empty when
+    /// there is no token.
     pub fingerprint: String,
 }
 
@@ -397,7 +398,9 @@ impl Action {
             Some(t) if t.len() > 64 || !t.is_ascii() => return Err(ApiError::invalid("ClientToken")),
             t => t,
         };
-        Ok(Request { region_id, action, client_token, fingerprint: fingerprint(name, p) })
+        // Only a request that carries a token is ever compared with another.
+        let fingerprint = if client_token.is_some() { fingerprint(name, p) } else { String::new() };
+        Ok(Request { region_id, action, client_token, fingerprint })
     }
 }
 

@@ -95,11 +95,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let state = http::AppState::new(control.clone(), admin_token);
-    let nonce_file = dir.join("nonces.json");
-    if let Ok(raw) = std::fs::read(&nonce_file)
-        && let Ok(saved) = serde_json::from_slice(&raw)
-    {
-        state.nonces.import(saved);
+    // Nonces seen inside the 30-minute window, carried across a graceful restart: 24 bytes
+    // each in nonces.bin (nonces.json from earlier versions is read once and removed).
+    let nonce_file = dir.join("nonces.bin");
+    match std::fs::read(&nonce_file) {
+        Ok(raw) => {
+            let n = state.nonces.import_bytes(&raw);
+            tracing::debug!(nonces = n, "nonces carried over");
+        }
+        Err(_) => {
+            let legacy = dir.join("nonces.json");
+            if let Ok(raw) = std::fs::read(&legacy) {
+                if let Ok(saved) = serde_json::from_slice(&raw) {
+                    state.nonces.import(saved);
+                } else if let Ok(saved) = serde_json::from_slice(&raw) {
+                    state.nonces.import_pairs(saved);
+                }
+                let _ = std::fs::remove_file(&legacy);
+            }
+        }
     }
     let app = http::router(state.clone());
 
@@ -152,7 +166,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(engine) = &engine {
         engine.sync().context("flushing the storage engine")?;
     }
-    write_private(&nonce_file, &serde_json::to_vec(&state.nonces.export())?)?;
+    write_private(&nonce_file, &state.nonces.export_bytes())?;
     tracing::info!("stopped");
     Ok(())
 }
