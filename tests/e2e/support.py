@@ -192,8 +192,10 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
 class Server:
     """A running `snapdisk serve` process."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server"):
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
+                 extra_args: list[str] | None = None):
         self.binary = Path(binary)
+        self.extra_args = list(extra_args or [])
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.name = name
@@ -232,7 +234,7 @@ class Server:
         stderr = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
-             "--nbd-listen", "127.0.0.1:0"],
+             "--nbd-listen", "127.0.0.1:0", *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
             text=True, bufsize=1,
         )

@@ -19,11 +19,26 @@ pub struct AppState {
     control: Arc<Control>,
     pub nonces: Arc<NonceCache>,
     admin_token: Arc<String>,
+    /// How long a request's body may take to arrive.
+    body_timeout: std::time::Duration,
 }
 
+/// Largest request body read, in bytes (the SDKs send parameters in the query or a form).
+const MAX_BODY_BYTES: usize = 2 << 20;
+
 impl AppState {
-    pub fn new(control: Arc<Control>, admin_token: String) -> Self {
-        AppState { control, nonces: Arc::new(NonceCache::new()), admin_token: Arc::new(admin_token) }
+    pub fn new(control: Arc<Control>, admin_token: String, body_timeout: std::time::Duration) -> Self {
+        AppState { control, nonces: Arc::new(NonceCache::new()), admin_token: Arc::new(admin_token), body_timeout }
+    }
+}
+
+/// The whole body, or the response that ends the request: 408 (closing the connection) when
+/// it does not arrive within the body timeout, 413 when it is larger than [`MAX_BODY_BYTES`].
+async fn read_body(app: &AppState, body: axum::body::Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err((StatusCode::PAYLOAD_TOO_LARGE, [("connection", "close")]).into_response()),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, [("connection", "close")]).into_response()),
     }
 }
 
@@ -31,7 +46,17 @@ pub fn router(state: AppState) -> Router {
     Router::new().route("/", any(ecs)).route("/admin/{command}", post(admin)).with_state(state)
 }
 
-async fn ecs(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn ecs(
+    State(app): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let req = HttpRequest {
         method: method.as_str().to_string(),
         query: uri.query().unwrap_or_default().to_string(),
@@ -89,7 +114,16 @@ fn run(app: &AppState, (verified, parsed): Prepared) -> Handled {
     Ok((verified.action, format, body))
 }
 
-async fn admin(State(app): State<AppState>, Path(command): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn admin(
+    State(app): State<AppState>,
+    Path(command): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -3,6 +3,7 @@
 mod admin_cli;
 mod dataplane;
 mod http;
+mod listener;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -32,6 +32,22 @@ pub struct ServeArgs {
     /// A JSON file listing regions and zones: [{"id", "local_name", "zones": [{"id", "local_name"}]}].
     #[arg(long)]
     regions: Option<std::path::PathBuf>,
+    /// Milliseconds an API client has to send a request's headers, and to start its next
+    /// request on a kept-alive connection.
+    #[arg(long, default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// Milliseconds an API client has to send a request's body.
+    #[arg(long, default_value_t = 30_000)]
+    http_body_timeout_ms: u64,
+    /// Open API connections at once (default: a quarter of the open-file limit, at most 16,384).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Open API connections from one address (default: half of --max-connections).
+    #[arg(long)]
+    max_connections_per_peer: Option<usize>,
+    /// Milliseconds open API connections get to finish after SIGTERM before they are dropped.
+    #[arg(long, default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -94,7 +110,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = http::AppState::new(control.clone(), admin_token);
+    let fd_limit = crate::listener::raise_fd_limit();
+    let max_connections = args.max_connections.unwrap_or((fd_limit / 4).clamp(64, 16_384) as usize).max(1);
+    let limits = crate::listener::Limits {
+        header_timeout: Duration::from_millis(args.http_header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(args.http_body_timeout_ms.max(1)),
+        max_connections,
+        max_per_peer: args.max_connections_per_peer.unwrap_or((max_connections / 2).max(1)),
+        grace: Duration::from_millis(args.shutdown_grace_ms),
+    };
+    tracing::info!(fd_limit, ?limits, "API limits");
+    let state = http::AppState::new(control.clone(), admin_token, limits.body_timeout);
     // Nonces seen inside the 30-minute window, carried across a graceful restart: 24 bytes
     // each in nonces.bin (nonces.json from earlier versions is read once and removed).
     let nonce_file = dir.join("nonces.bin");
@@ -153,12 +179,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let nbd_task = tokio::spawn(nbd::serve(nbd_server, nbd_listener));
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            stop.cancel();
-        })
-        .await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    crate::listener::serve(listener, app, limits, shutdown.clone()).await;
     shutdown.cancel();
     // NBD connections drain, flush and close before the process exits.
     let _ = nbd_task.await;
