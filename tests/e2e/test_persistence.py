@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from support import BOOT_AK, BOOT_SECRET, IMAGE, Api, make_rig, raw_v1
+from support import BOOT_AK, BOOT_SECRET, IMAGE, REGION, ZONE, Api, make_rig, raw_v1
 
 
 def _strip(body: dict) -> dict:
@@ -97,3 +97,21 @@ def test_sigterm_is_graceful(fresh_server):
     rc = fresh_server.stop(timeout=10)
     assert rc is not None and rc >= 0, rc  # negative = killed by a signal
     assert time.monotonic() - t0 < 10
+
+
+def test_replay_after_kill_9_is_refused(fresh_server):
+    """Nonces are journaled before the answer: a captured CreateDisk replayed after kill -9,
+    inside the window, is refused and creates nothing."""
+    import time
+
+    srv = fresh_server
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    params = {"RegionId": REGION, "ZoneId": ZONE, "Size": "20"}
+    first = raw_v1(srv, "CreateDisk", params, nonce="replay-after-crash-0001", timestamp=ts)
+    assert first.status == 200, first.text
+    srv._kill()  # SIGKILL: no graceful save
+    srv.start()
+    again = raw_v1(srv, "CreateDisk", params, nonce="replay-after-crash-0001", timestamp=ts)
+    assert again.status == 400 and again.json()["Code"] == "SignatureNonceUsed", again.text
+    api = Api(srv, BOOT_AK, BOOT_SECRET)
+    assert api.disks()["TotalCount"] == 1

@@ -103,6 +103,10 @@ registry! {
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),
 }
 
+/// The most of a request an error message repeats (a parameter name, a string to sign), in
+/// bytes.
+pub const MAX_ECHO_BYTES: usize = 4096;
+
 /// An ECS error as it goes on the wire: a registered code and the message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -115,9 +119,19 @@ impl ApiError {
         ApiError { code, message: code.message().to_string() }
     }
 
-    /// A code whose message template names something (a parameter, a string to sign).
+    /// A code whose message template names something (a parameter, a string to sign). What
+    /// is echoed is cut at [`MAX_ECHO_BYTES`], so a huge request cannot make a huger answer.
     pub fn with(code: Code, name: &str) -> Self {
-        ApiError { code, message: code.message().replacen("{}", name, 1) }
+        let echoed = if name.len() <= MAX_ECHO_BYTES {
+            std::borrow::Cow::Borrowed(name)
+        } else {
+            let mut cut = MAX_ECHO_BYTES;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            std::borrow::Cow::Owned(format!("{}…({} more bytes)", &name[..cut], name.len() - cut))
+        };
+        ApiError { code, message: code.message().replacen("{}", &echoed, 1) }
     }
 
     pub fn missing(name: &str) -> Self {

@@ -61,6 +61,18 @@ fn document(status: u16, format: Format, root: &str, obj: Node) -> Rendered {
     }
 }
 
+/// `s` with every character XML 1.0 cannot carry, even escaped (C0 controls other than tab,
+/// newline and carriage return; U+FFFE and U+FFFF), replaced by U+FFFD, so that the document
+/// stays well-formed whatever a stored value holds. JSON carries them escaped, unchanged.
+fn xml_chars(s: &str) -> Cow<'_, str> {
+    let bad =
+        |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().map(|c| if bad(c) { '\u{fffd}' } else { c }).collect())
+}
+
 fn open(out: &mut String, name: &str) {
     out.push('<');
     out.push_str(name);
@@ -95,7 +107,7 @@ fn element(out: &mut String, name: &str, v: &Node) {
         }
         Node::Str(s) => {
             open(out, name);
-            out.push_str(&partial_escape(s.as_ref()));
+            out.push_str(&partial_escape(xml_chars(s).as_ref()));
             close(out, name);
         }
         Node::Bool(b) => {
@@ -135,6 +147,14 @@ mod tests {
             r.body,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeDisksResponse><RequestId>RID</RequestId><Disks><Disk><DiskId>d-1</DiskId><Size>40</Size></Disk><Disk><DiskId>d-&lt;2&gt;</DiskId></Disk></Disks><TotalCount>2</TotalCount></DescribeDisksResponse>"
         );
+    }
+
+    #[test]
+    fn xml_replaces_what_it_cannot_carry() {
+        let r = success("DescribeDisks", Format::Xml, "RID", json!({"Name": "a\u{0}b\u{1f}\tc\u{fffe}"}).into());
+        assert!(r.body.contains("<Name>a\u{fffd}b\u{fffd}\tc\u{fffd}</Name>"), "{}", r.body);
+        let j = success("DescribeDisks", Format::Json, "RID", json!({"Name": "a\u{0}b"}).into());
+        assert!(j.body.contains(r#""a\u0000b""#), "{}", j.body);
     }
 
     #[test]

@@ -27,8 +27,13 @@ pub struct AppState {
 const MAX_BODY_BYTES: usize = 2 << 20;
 
 impl AppState {
-    pub fn new(control: Arc<Control>, admin_token: String, body_timeout: std::time::Duration) -> Self {
-        AppState { control, nonces: Arc::new(NonceCache::new()), admin_token: Arc::new(admin_token), body_timeout }
+    pub fn new(
+        control: Arc<Control>,
+        nonces: Arc<NonceCache>,
+        admin_token: String,
+        body_timeout: std::time::Duration,
+    ) -> Self {
+        AppState { control, nonces, admin_token: Arc::new(admin_token), body_timeout }
     }
 }
 

@@ -4,6 +4,7 @@ mod admin_cli;
 mod dataplane;
 mod http;
 mod listener;
+mod nonces;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -120,27 +120,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         grace: Duration::from_millis(args.shutdown_grace_ms),
     };
     tracing::info!(fd_limit, ?limits, "API limits");
-    let state = http::AppState::new(control.clone(), admin_token, limits.body_timeout);
-    // Nonces seen inside the 30-minute window, carried across a graceful restart: 24 bytes
-    // each in nonces.bin (nonces.json from earlier versions is read once and removed).
-    let nonce_file = dir.join("nonces.bin");
-    match std::fs::read(&nonce_file) {
-        Ok(raw) => {
-            let n = state.nonces.import_bytes(&raw);
-            tracing::debug!(nonces = n, "nonces carried over");
-        }
-        Err(_) => {
-            let legacy = dir.join("nonces.json");
-            if let Ok(raw) = std::fs::read(&legacy) {
-                if let Ok(saved) = serde_json::from_slice(&raw) {
-                    state.nonces.import(saved);
-                } else if let Ok(saved) = serde_json::from_slice(&raw) {
-                    state.nonces.import_pairs(saved);
-                }
-                let _ = std::fs::remove_file(&legacy);
-            }
-        }
-    }
+    // Nonces seen inside the 30-minute window, across restarts and crashes (nonces.rs).
+    let (nonce_files, nonces) = crate::nonces::NonceFiles::open(&dir, chrono::Utc::now().timestamp())?;
+    let nonces = Arc::new(nonces);
+    let nonce_files = Arc::new(nonce_files);
+    let state = http::AppState::new(control.clone(), nonces.clone(), admin_token, limits.body_timeout);
     let app = http::router(state.clone());
 
     let mut out = std::io::stdout().lock();
@@ -161,6 +145,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
+    let nonce_checkpoints = {
+        let (files, nonces) = (nonce_files.clone(), nonces.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                if files.due() {
+                    let (f, n) = (files.clone(), nonces.clone());
+                    let saved = tokio::task::spawn_blocking(move || f.checkpoint(&n, chrono::Utc::now().timestamp()));
+                    match saved.await {
+                        Ok(Ok(kept)) => tracing::debug!(kept, "nonce checkpoint"),
+                        Ok(Err(e)) => tracing::error!(error = ?e, "nonce checkpoint failed"),
+                        Err(e) => tracing::error!(error = %e, "nonce checkpoint panicked"),
+                    }
+                }
+            }
+        })
+    };
     let ticker = {
         let control = control.clone();
         tokio::spawn(async move {
@@ -188,10 +190,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // NBD connections drain, flush and close before the process exits.
     let _ = nbd_task.await;
     ticker.abort();
+    nonce_checkpoints.abort();
     if let Some(engine) = &engine {
         engine.sync().context("flushing the storage engine")?;
     }
-    write_private(&nonce_file, &state.nonces.export_bytes())?;
+    nonce_files.checkpoint(&nonces, chrono::Utc::now().timestamp()).context("saving the nonces")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,11 +7,24 @@ mod nonce;
 pub mod v1;
 pub mod v3;
 
-pub use nonce::NonceCache;
+pub use nonce::{NonceCache, NonceJournal, RECORD as NONCE_RECORD, Refused};
 
 use crate::error::{ApiError, Code};
 use crate::params::Params;
 use chrono::{DateTime, NaiveDateTime, Utc};
+
+/// The nonce check both schemes end with: `SignatureNonceUsed` for a replay, and
+/// `ServiceUnavailable` (which the SDKs retry) when the nonce could not be recorded durably.
+fn admit_nonce(nonces: &NonceCache, access_key_id: &str, nonce: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+    match nonces.admit(access_key_id, nonce, now.timestamp()) {
+        Ok(()) => Ok(()),
+        Err(Refused::Used) => Err(Code::SignatureNonceUsed.into()),
+        Err(Refused::Unrecorded) => Err(Code::ServiceUnavailable.into()),
+    }
+}
+
+/// The longest SignatureNonce accepted, in bytes (SDKs send 32–36: a UUID or 32 hex digits).
+pub const MAX_NONCE_BYTES: usize = 256;
 
 /// How far a request's timestamp may be from the server clock.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;

@@ -11,7 +11,24 @@ use std::sync::Mutex;
 const WINDOW_SECS: i64 = 2 * super::MAX_SKEW_SECS;
 
 /// Bytes of one entry in [`NonceCache::export_bytes`]: a 16-byte digest and an 8-byte time.
-const RECORD: usize = 24;
+pub const RECORD: usize = 24;
+
+fn record(digest: u128, time: i64) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[..16].copy_from_slice(&digest.to_be_bytes());
+    r[16..].copy_from_slice(&time.to_be_bytes());
+    r
+}
+
+/// Parse records in [`NonceCache::export_bytes`] layout; a torn last one is skipped.
+fn parse(raw: &[u8]) -> Vec<(u128, i64)> {
+    raw.chunks_exact(RECORD)
+        .filter_map(|rec| {
+            let (d, t) = rec.split_at(16);
+            Some((u128::from_be_bytes(d.try_into().ok()?), i64::from_be_bytes(t.try_into().ok()?)))
+        })
+        .collect()
+}
 
 /// SignatureNonces seen inside the window, per AccessKey. Each is kept as a 128-bit digest of
 /// (AccessKeyId, nonce), 40 bytes an entry whatever the nonce's length, with no allocation per
@@ -23,6 +40,26 @@ const RECORD: usize = 24;
 #[derive(Default)]
 pub struct NonceCache {
     inner: Mutex<Inner>,
+    journal: Option<Box<dyn NonceJournal>>,
+}
+
+/// Where each accepted nonce is recorded before its request is answered, so that a crash
+/// (kill -9) loses none: the binary appends the 24-byte record to a file. This crate does no
+/// I/O itself.
+pub trait NonceJournal: Send + Sync {
+    /// Record one entry ([`NonceCache::export_bytes`] layout).
+    fn append(&self, record: &[u8; RECORD]) -> std::io::Result<()>;
+    /// Forget every entry recorded so far (they are in a snapshot now).
+    fn reset(&self) -> std::io::Result<()>;
+}
+
+/// Why a nonce was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Seen inside the window.
+    Used,
+    /// It could not be recorded durably, so it is not accepted either.
+    Unrecorded,
 }
 
 #[derive(Default)]
@@ -93,6 +130,11 @@ impl NonceCache {
         Self::default()
     }
 
+    /// A cache that records every nonce it admits in `journal` first.
+    pub fn with_journal(journal: Box<dyn NonceJournal>) -> Self {
+        NonceCache { inner: Mutex::default(), journal: Some(journal) }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         match self.inner.lock() {
             Ok(g) => g,
@@ -100,8 +142,15 @@ impl NonceCache {
         }
     }
 
-    /// Records the nonce; false when it was already used inside the window.
+    /// Records the nonce; false when it was already used inside the window (or could not be
+    /// recorded).
     pub fn check_and_insert(&self, access_key_id: &str, nonce: &str, now_secs: i64) -> bool {
+        self.admit(access_key_id, nonce, now_secs).is_ok()
+    }
+
+    /// Admit the nonce once inside the window: recorded in the journal (if any), then
+    /// remembered.
+    pub fn admit(&self, access_key_id: &str, nonce: &str, now_secs: i64) -> Result<(), Refused> {
         let key = digest(access_key_id, nonce);
         let mut g = self.lock();
         while let Some(&(t, old)) = g.order.front() {
@@ -114,16 +163,38 @@ impl NonceCache {
             }
         }
         if g.used(key, now_secs) {
-            return false;
+            return Err(Refused::Used);
+        }
+        if let Some(j) = &self.journal
+            && j.append(&record(key, now_secs)).is_err()
+        {
+            return Err(Refused::Unrecorded);
         }
         g.seen.insert(key, now_secs);
         g.order.push_back((now_secs, key));
-        true
+        Ok(())
+    }
+
+    /// Save every nonce still inside the window ending at `now_secs` with `save` (sorted,
+    /// [`NonceCache::export_bytes`] layout), then empty the journal: both under the lock, so
+    /// that no nonce admitted meanwhile is in neither. Returns how many were saved.
+    pub fn checkpoint(&self, now_secs: i64, save: &dyn Fn(&[u8]) -> std::io::Result<()>) -> std::io::Result<usize> {
+        let g = self.lock();
+        let live = Self::entries_of(&g).into_iter().filter(|(_, t)| now_secs - t <= WINDOW_SECS);
+        let bytes: Vec<u8> = live.flat_map(|(d, t)| record(d, t)).collect();
+        save(&bytes)?;
+        if let Some(j) = &self.journal {
+            j.reset()?;
+        }
+        Ok(bytes.len() / RECORD)
     }
 
     /// Every digest still remembered, with its time, sorted by digest.
     fn entries(&self) -> Vec<(u128, i64)> {
-        let g = self.lock();
+        Self::entries_of(&self.lock())
+    }
+
+    fn entries_of(g: &Inner) -> Vec<(u128, i64)> {
         let mut all: Vec<(u128, i64)> =
             g.carried.iter().copied().chain(g.order.iter().map(|(t, d)| (*d, *t))).collect();
         all.sort_unstable_by_key(|(d, _)| *d);
@@ -143,25 +214,13 @@ impl NonceCache {
     /// Every digest remembered as 24-byte records (digest, then time in seconds, both
     /// big-endian), sorted by digest: what a restart loads with [`NonceCache::import_bytes`].
     pub fn export_bytes(&self) -> Vec<u8> {
-        let all = self.entries();
-        let mut out = Vec::with_capacity(all.len() * RECORD);
-        for (d, t) in all {
-            out.extend_from_slice(&d.to_be_bytes());
-            out.extend_from_slice(&t.to_be_bytes());
-        }
-        out
+        self.entries().into_iter().flat_map(|(d, t)| record(d, t)).collect()
     }
 
     /// Load what [`NonceCache::export_bytes`] wrote; a torn last record is ignored. Returns
     /// how many entries were loaded.
     pub fn import_bytes(&self, raw: &[u8]) -> usize {
-        let mut items = Vec::with_capacity(raw.len() / RECORD);
-        for rec in raw.chunks_exact(RECORD) {
-            let (d, t) = rec.split_at(16);
-            if let (Ok(d), Ok(t)) = (<[u8; 16]>::try_from(d), <[u8; 8]>::try_from(t)) {
-                items.push((u128::from_be_bytes(d), i64::from_be_bytes(t)));
-            }
-        }
+        let items = parse(raw);
         let n = items.len();
         self.carry(items);
         n
@@ -211,6 +270,57 @@ mod tests {
         assert!(!again.check_and_insert("ak", "n1", 1700), "carried across a second restart");
         assert!(bin.check_and_insert("ak", "n1", 1500 + WINDOW_SECS + 1), "a carried nonce expires");
         assert!(bin.lock().carried.is_empty(), "the carried set is dropped once all of it expired");
+    }
+
+    /// A journal in memory, failing on demand.
+    #[derive(Default, Clone)]
+    struct MemJournal(std::sync::Arc<Mutex<(Vec<u8>, bool)>>);
+
+    impl NonceJournal for MemJournal {
+        fn append(&self, record: &[u8; RECORD]) -> std::io::Result<()> {
+            let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if g.1 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            g.0.extend_from_slice(record);
+            Ok(())
+        }
+
+        fn reset(&self) -> std::io::Result<()> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_admitted_nonce_is_journaled_first() {
+        let j = MemJournal::default();
+        let c = NonceCache::with_journal(Box::new(j.clone()));
+        assert_eq!(c.admit("ak", "n1", 1000), Ok(()));
+        assert_eq!(c.admit("ak", "n1", 1001), Err(Refused::Used));
+        assert_eq!(j.0.lock().unwrap().0.len(), RECORD, "only the admitted one");
+        // What a crash leaves (the journal) is enough to refuse the replay.
+        let after_crash = NonceCache::new();
+        assert_eq!(after_crash.import_bytes(&j.0.lock().unwrap().0), 1);
+        assert_eq!(after_crash.admit("ak", "n1", 1100), Err(Refused::Used));
+        // A nonce that cannot be recorded is not admitted (nor remembered).
+        j.0.lock().unwrap().1 = true;
+        assert_eq!(c.admit("ak", "n2", 1002), Err(Refused::Unrecorded));
+        j.0.lock().unwrap().1 = false;
+        assert_eq!(c.admit("ak", "n2", 1003), Ok(()));
+        // A checkpoint saves the live ones and empties the journal.
+        let saved = Mutex::new(Vec::new());
+        let n = c.checkpoint(1003, &|b| {
+            saved.lock().unwrap().extend_from_slice(b);
+            Ok(())
+        });
+        assert_eq!(n.unwrap(), 2);
+        assert!(j.0.lock().unwrap().0.is_empty());
+        let restarted = NonceCache::new();
+        restarted.import_bytes(&saved.lock().unwrap());
+        assert!(!restarted.check_and_insert("ak", "n2", 1100));
+        // Expired entries are not saved.
+        assert_eq!(c.checkpoint(1003 + WINDOW_SECS + 1, &|_| Ok(())).unwrap(), 0);
     }
 
     #[test]

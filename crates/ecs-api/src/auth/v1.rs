@@ -73,9 +73,10 @@ pub(super) fn verify(
         return Err(ApiError::with(Code::SignatureDoesNotMatch, &sts));
     }
     let nonce = params.req_str("SignatureNonce")?;
-    if !nonces.check_and_insert(&ak, &nonce, now.timestamp()) {
-        return Err(Code::SignatureNonceUsed.into());
+    if nonce.len() > super::MAX_NONCE_BYTES {
+        return Err(ApiError::invalid("SignatureNonce"));
     }
+    super::admit_nonce(nonces, &ak, &nonce, now)?;
     let format = match params.opt_str("Format") {
         Some(f) if f.eq_ignore_ascii_case("json") => Format::Json,
         Some(f) if f.eq_ignore_ascii_case("xml") => Format::Xml,
@@ -193,6 +194,36 @@ mod tests {
             }));
         let v = verify_any(&request("POST", String::new(), &signed_query(&p2, "POST")), &keys, &nonces, now).unwrap();
         assert_eq!(v.params.get("SnapshotId"), Some("s-bp199lyny9b3xxxx"));
+    }
+
+    #[test]
+    fn long_nonces_and_long_echoes_are_bounded() {
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 5, 0).unwrap();
+        let keys = OneKey("testid", "testsecret");
+        let with_nonce = |n: &str| {
+            Params::from_pairs(
+                vector_b()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), if k == "SignatureNonce" { n.to_string() } else { v.to_string() })),
+            )
+        };
+        let long = "n".repeat(257);
+        let q = signed_query(&with_nonce(&long), "GET");
+        let e = verify_any(&request("GET", q, ""), &keys, &NonceCache::new(), now).unwrap_err();
+        assert_eq!(e, ApiError::invalid("SignatureNonce"));
+        let q = signed_query(&with_nonce(&"n".repeat(256)), "GET");
+        assert!(verify_any(&request("GET", q, ""), &keys, &NonceCache::new(), now).is_ok());
+        // A 2 MB request with a bad signature: the string to sign is echoed, cut.
+        let mut big = vector_b();
+        big = Params::from_pairs(
+            big.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("Pad".to_string(), "x".repeat(2 << 20))]),
+        );
+        let mut q = signed_query(&big, "GET");
+        q.push_str("&Extra=1");
+        let e = verify_any(&request("GET", q, ""), &keys, &NonceCache::new(), now).unwrap_err();
+        assert_eq!(e.code, Code::SignatureDoesNotMatch);
+        assert!(e.message.len() < 5000, "{} bytes", e.message.len());
+        assert!(e.message.contains("more bytes)"));
     }
 
     #[test]

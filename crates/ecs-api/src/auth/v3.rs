@@ -112,6 +112,17 @@ pub(super) fn verify(
     if MUST_SIGN.iter().any(|h| !auth.signed_headers.iter().any(|s| s == h)) {
         return Err(Code::IncompleteSignature.into());
     }
+    // Content-Type decides how a body is read, so a body's type must be signed; and an
+    // `x-acs-*` header sent twice would let the order of the copies choose what is meant.
+    let signed = |h: &str| auth.signed_headers.iter().any(|s| s == h);
+    if !req.body.is_empty() && req.header("content-type").is_some() && !signed("content-type") {
+        return Err(Code::IncompleteSignature.into());
+    }
+    let mut acs: Vec<&str> = req.headers.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("x-acs-")).collect();
+    acs.sort_unstable();
+    if acs.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Code::IncompleteSignature.into());
+    }
     let header = |name: &str| req.header(name).map(str::trim).filter(|v| !v.is_empty());
     let date = header("x-acs-date").ok_or(ApiError::new(Code::IllegalTimestamp))?;
     check_time(date, now)?;
@@ -125,9 +136,10 @@ pub(super) fn verify(
         return Err(ApiError::with(Code::SignatureDoesNotMatch, &sts));
     }
     let nonce = header("x-acs-signature-nonce").ok_or(ApiError::missing("x-acs-signature-nonce"))?;
-    if !nonces.check_and_insert(&auth.access_key_id, nonce, now.timestamp()) {
-        return Err(Code::SignatureNonceUsed.into());
+    if nonce.len() > super::MAX_NONCE_BYTES {
+        return Err(ApiError::invalid("x-acs-signature-nonce"));
     }
+    super::admit_nonce(nonces, &auth.access_key_id, nonce, now)?;
     let action = header("x-acs-action").ok_or(ApiError::missing("Action"))?.to_string();
     let version = header("x-acs-version").ok_or(ApiError::missing("Version"))?.to_string();
     Ok(Verified {
@@ -232,6 +244,24 @@ mod tests {
         let bad = good.replace('c', "d");
         let e = verify_any(&vector_d_request(&bad), &keys, &NonceCache::new(), now).unwrap_err();
         assert_eq!(e.code, Code::SignatureDoesNotMatch);
+    }
+
+    #[test]
+    fn duplicate_acs_headers_and_an_unsigned_content_type_are_refused() {
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0).unwrap();
+        let good = "c0bb1fc3c1ae38d652aff5f83085504af11aa4a738efa1987a4274be3661adc5";
+        let keys = OneKey("testid", "testsecret");
+        let mut req = vector_d_request(good);
+        req.headers.push(("x-acs-action".into(), "DeleteDisk".into()));
+        assert_eq!(verify_any(&req, &keys, &NonceCache::new(), now).unwrap_err().code, Code::IncompleteSignature);
+        let mut req = vector_d_request(good);
+        req.headers.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+        req.body = b"Force=true".to_vec();
+        assert_eq!(verify_any(&req, &keys, &NonceCache::new(), now).unwrap_err().code, Code::IncompleteSignature);
+        // A Content-Type with no body is harmless, and vector D still verifies.
+        let mut req = vector_d_request(good);
+        req.headers.push(("content-type".into(), "application/json".into()));
+        assert!(verify_any(&req, &keys, &NonceCache::new(), now).is_ok());
     }
 
     #[test]
