@@ -22,29 +22,14 @@ pub struct Request {
     pub fingerprint: String,
 }
 
-/// Parameters that differ between two attempts of the same call, so they are left out of
-/// [`Request::fingerprint`].
-const PER_ATTEMPT: &[&str] = &[
-    "Action",
-    "Signature",
-    "SignatureMethod",
-    "SignatureVersion",
-    "SignatureNonce",
-    "SignatureType",
-    "Timestamp",
-    "AccessKeyId",
-    "Format",
-    "Version",
-    "ClientToken",
-    "SecurityToken",
-];
-
-/// Hex SHA-256 over `action` and the sorted parameters outside [`PER_ATTEMPT`].
+/// Hex SHA-256 over `action` and the sorted parameters, leaving out those that differ
+/// between two attempts of the same call: the signature's own (`PROTOCOL_PARAMS`) and the
+/// token itself.
 fn fingerprint(action: &str, p: &Params) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(action.as_bytes());
-    for (k, v) in p.iter().filter(|(k, _)| !PER_ATTEMPT.contains(k)) {
+    for (k, v) in p.iter().filter(|(k, _)| *k != "ClientToken" && !crate::auth::PROTOCOL_PARAMS.contains(k)) {
         h.update([0u8]);
         h.update(k.as_bytes());
         h.update([b'=']);

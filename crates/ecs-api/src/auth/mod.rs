@@ -8,6 +8,7 @@ pub mod v1;
 pub mod v3;
 
 pub use nonce::{NonceCache, NonceJournal, RECORD as NONCE_RECORD, Refused};
+pub(crate) use v1::PROTOCOL_PARAMS;
 
 use crate::error::{ApiError, Code};
 use crate::params::Params;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 
 /// The signature's own parameters, removed before the action sees the rest.
-const PROTOCOL_PARAMS: &[&str] = &[
+pub(crate) const PROTOCOL_PARAMS: &[&str] = &[
     "Action",
     "Version",
     "Format",
