@@ -126,3 +126,13 @@ def test_concurrent_calls_with_one_token_make_one_disk(server, tenant):
     body = tenant.disks()
     assert body["TotalCount"] == 1 and [d["DiskId"] for d in body["Disks"]["Disk"]] == results[:1]
     assert json.dumps(body)  # a well-formed answer
+
+
+def test_single_quoted_id_arrays(server, tenant):
+    """The single-quoted array form of Alibaba's CLI guide works for every *Ids filter."""
+    did = tenant.create_disk(size=20)
+    sid = tenant.create_snapshot(did)
+    iid = tenant.run_instance()
+    assert [d["DiskId"] for d in tenant.disks(disk_ids=f"['{did}']")["Disks"]["Disk"]] == [did]
+    assert [s["SnapshotId"] for s in tenant.snapshots(snapshot_ids=f"['{sid}']")["Snapshots"]["Snapshot"]] == [sid]
+    assert [i["InstanceId"] for i in tenant.instances(instance_ids=f"['{iid}']")["Instances"]["Instance"]] == [iid]

@@ -123,12 +123,19 @@ impl Params {
         Ok(items.into_values().collect())
     }
 
-    /// JSON-array style (`DiskIds=["d-1","d-2"]`), at most `max` strings.
+    /// JSON-array style (`DiskIds=["d-1","d-2"]`), at most `max` strings. The single-quoted
+    /// form Alibaba's CLI guide shows (`['d-1','d-2']`) is accepted too.
     pub fn json_list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, ApiError> {
         let Some(raw) = self.opt_str(name) else {
             return Ok(None);
         };
-        let list: Vec<String> = serde_json::from_str(&raw).map_err(|_| ApiError::invalid(name))?;
+        let list: Vec<String> = match serde_json::from_str(&raw) {
+            Ok(l) => l,
+            Err(_) if raw.trim_start().starts_with('[') && !raw.contains('"') => {
+                serde_json::from_str(&raw.replace('\'', "\"")).map_err(|_| ApiError::invalid(name))?
+            }
+            Err(_) => return Err(ApiError::invalid(name)),
+        };
         if list.len() > max {
             return Err(ApiError::invalid(name));
         }
@@ -237,6 +244,10 @@ mod tests {
         assert!(p.json_list("DiskIds", 1).is_err());
         assert!(p.json_list("Bad", 100).is_err());
         assert_eq!(p.json_list("None", 100).unwrap(), None);
+        let q = Params::from_pairs([("DiskIds", "['d-1', 'd-2']"), ("Mixed", "['d-1\", \"d-2']"), ("Open", "['d-1'")]);
+        assert_eq!(q.json_list("DiskIds", 100).unwrap().unwrap(), vec!["d-1", "d-2"]);
+        assert!(q.json_list("Mixed", 100).is_err());
+        assert!(q.json_list("Open", 100).is_err());
     }
 
     #[test]
