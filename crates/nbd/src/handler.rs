@@ -36,11 +36,19 @@ fn fail(s: &Session, req: &Request, err: u32, msg: &str) -> Reply {
     })
 }
 
+/// The NBD error for a store error. A host file system out of space (or quota) is `ENOSPC`,
+/// as the spec asks for writes that find no space: qemu then pauses the guest instead of
+/// failing its I/O.
 fn errno(e: &StoreError, write: bool) -> u32 {
+    /// `ENOSPC` and `EDQUOT` as Linux numbers them.
+    const NO_SPACE: [i32; 2] = [28, 122];
     match e.kind {
         ErrorKind::OutOfBounds if write => ENOSPC,
         ErrorKind::OutOfBounds | ErrorKind::Invalid => EINVAL,
         ErrorKind::NotFound => ESHUTDOWN,
+        ErrorKind::Io if e.source.as_ref().and_then(|s| s.raw_os_error()).is_some_and(|c| NO_SPACE.contains(&c)) => {
+            ENOSPC
+        }
         _ => EIO,
     }
 }
@@ -144,4 +152,21 @@ fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {
         out.extend_from_slice(&flags.to_be_bytes());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_host_file_system_is_enospc() {
+        let full = StoreError::io("writing a block", std::io::Error::from_raw_os_error(28));
+        assert_eq!(errno(&full, true), ENOSPC);
+        let quota = StoreError::io("writing a block", std::io::Error::from_raw_os_error(122));
+        assert_eq!(errno(&quota, true), ENOSPC);
+        let other = StoreError::io("writing a block", std::io::Error::from_raw_os_error(5));
+        assert_eq!(errno(&other, true), EIO);
+        assert_eq!(errno(&StoreError::new(ErrorKind::OutOfBounds, "past the end"), true), ENOSPC);
+        assert_eq!(errno(&StoreError::new(ErrorKind::OutOfBounds, "past the end"), false), EINVAL);
+    }
 }
