@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use volumes::{FaultInjector, Volumes};
 
@@ -86,6 +86,9 @@ pub struct Control {
     /// AccessKeys already looked up; cleared by every operator command, so a disabled or
     /// deleted key stops working at once.
     keys: RwLock<HashMap<String, KeyInfo>>,
+    /// Bumped (under `keys`' write lock) by every clear: a lookup that read the catalog
+    /// before a change caches nothing after it.
+    key_generation: AtomicU64,
     paging_key: Vec<u8>,
     config: Config,
     volumes: FaultInjector<Box<dyn Volumes>>,
@@ -114,6 +117,7 @@ impl Control {
             catalog,
             readers: Mutex::new(Vec::new()),
             keys: RwLock::new(HashMap::new()),
+            key_generation: AtomicU64::new(0),
             paging_key,
             config,
             volumes: FaultInjector::new(volumes),
@@ -228,6 +232,7 @@ impl Control {
     /// Forget cached AccessKeys (after any operator change).
     pub(crate) fn forget_keys(&self) {
         if let Ok(mut k) = self.keys.write() {
+            self.key_generation.fetch_add(1, Ordering::SeqCst);
             k.clear();
         }
     }
@@ -286,6 +291,7 @@ impl KeyStore for Control {
         if let Some(k) = self.keys.read().ok().and_then(|k| k.get(access_key_id).cloned()) {
             return Some(k);
         }
+        let generation = self.key_generation.load(Ordering::SeqCst);
         let found = self
             .read(model::now_ms(), |conn| {
                 conn.prepare_cached("SELECT account_id, secret, enabled FROM access_keys WHERE id=?1")?
@@ -296,7 +302,9 @@ impl KeyStore for Control {
             })
             .ok()?
             .ok()??;
-        if let Ok(mut k) = self.keys.write() {
+        if let Ok(mut k) = self.keys.write()
+            && self.key_generation.load(Ordering::SeqCst) == generation
+        {
             k.insert(access_key_id.to_string(), found.clone());
         }
         Some(found)

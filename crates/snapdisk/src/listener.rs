@@ -86,6 +86,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let peers = Arc::new(Peers::default());
+    let mut connections = tokio::task::JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     loop {
@@ -113,13 +114,15 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
         let conn = graceful.watch(conn);
         let peers = peers.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "API connection ended");
             }
             peers.leave(peer.ip());
             drop(permit);
         });
+        // Reap the finished ones so the set holds only open connections.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     tokio::select! {
@@ -128,4 +131,6 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
             tracing::warn!(grace_ms = limits.grace.as_millis() as u64, "API connections still open after the grace period are dropped");
         }
     }
+    // Nothing of a dropped connection may run on while the caller saves state.
+    connections.shutdown().await;
 }

@@ -139,7 +139,13 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
     let response = json!({"DiskId": id, "OrderId": ""});
     idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
-    if !storage::run(conn, env.volumes, &[(iid, intent)])?.is_empty() {
+    let failed = storage::run(conn, env.volumes, &[(iid, intent)])?;
+    if !failed.is_empty() {
+        // A definite refusal removed the disk, so its token is free again; after an uncertain
+        // failure the disk stays (its intent is replayed), and so does the token.
+        if failed.iter().all(|(_, e)| e.is_definite()) {
+            idempotency::forget(conn, env)?;
+        }
         return Err(Fail::Api(ApiError::new(Code::InternalError)));
     }
     Ok(response)

@@ -43,7 +43,7 @@ pub(crate) fn remember(tx: &Transaction, env: &Env, response: &Value) -> R<()> {
     Ok(())
 }
 
-/// Drop this request's token (its action failed after committing and was undone).
+/// Drop this request's token: its action committed, then failed and was undone entirely.
 pub(crate) fn forget(conn: &Connection, env: &Env) -> R<()> {
     if let Some(token) = env.client_token {
         conn.execute("DELETE FROM client_tokens WHERE account_id=?1 AND token=?2", [env.account_id, token])?;

@@ -192,6 +192,8 @@ pub(crate) fn run_instances(
             tx.execute("UPDATE disks SET released=1 WHERE instance_id=?1", [id])?;
         }
         tx.commit()?;
+        // Nothing of the request is left, so its ClientToken is free again.
+        idempotency::forget(conn, env)?;
         for (_, intent) in &intents {
             if let Intent::Create { disk, .. } = intent
                 && let Err(e) = env.volumes.delete_volume(disk)

@@ -126,10 +126,5 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         | Action::DescribeRegions
         | Action::DescribeZones) => return dispatch_read(conn, env, read),
     };
-    if r.is_err() {
-        // A failure after the action committed (the store refused) must not leave the token
-        // pointing at what was undone.
-        idempotency::forget(conn, env)?;
-    }
     r.map(Node::from).map_err(ApiError::from)
 }

@@ -101,7 +101,7 @@ pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapsh
     q.any_of("id", d.snapshot_ids.as_deref()).eq("disk_id", d.disk_id).eq("name", d.name).eq("status", d.status);
     if let Some(i) = d.instance_id {
         q.clause(
-            "disk_id IN (SELECT id FROM disks WHERE instance_id = ? AND released = 0)",
+            "disk_id IN (SELECT id FROM disks_now WHERE instance_id = ? AND released = 0)",
             [rusqlite::types::Value::Text(i)],
         );
     }

@@ -20,6 +20,19 @@ fn record(digest: u128, time: i64) -> [u8; RECORD] {
     r
 }
 
+/// Sort by digest and keep one entry per digest, the newest: a nonce reused after its window
+/// and saved with its expired first use must be found by its latest time.
+fn newest_per_digest(entries: &mut Vec<(u128, i64)>) {
+    entries.sort_unstable();
+    entries.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
+}
+
 /// Parse records in [`NonceCache::export_bytes`] layout; a torn last one is skipped.
 fn parse(raw: &[u8]) -> Vec<(u128, i64)> {
     raw.chunks_exact(RECORD)
@@ -47,10 +60,13 @@ pub struct NonceCache {
 /// (kill -9) loses none: the binary appends the 24-byte record to a file. This crate does no
 /// I/O itself.
 pub trait NonceJournal: Send + Sync {
-    /// Record one entry ([`NonceCache::export_bytes`] layout).
+    /// Record one entry ([`NonceCache::export_bytes`] layout), whole or not at all.
     fn append(&self, record: &[u8; RECORD]) -> std::io::Result<()>;
-    /// Forget every entry recorded so far (they are in a snapshot now).
-    fn reset(&self) -> std::io::Result<()>;
+    /// Go on in a new, empty journal; what was recorded so far is kept aside until
+    /// [`NonceJournal::retire`].
+    fn rotate(&self) -> std::io::Result<()>;
+    /// What was set aside by [`NonceJournal::rotate`] is in a saved checkpoint now: drop it.
+    fn retire(&self) -> std::io::Result<()>;
 }
 
 /// Why a nonce was not admitted.
@@ -176,25 +192,37 @@ impl NonceCache {
     }
 
     /// Save every nonce still inside the window ending at `now_secs` with `save` (sorted,
-    /// [`NonceCache::export_bytes`] layout), then empty the journal: both under the lock, so
-    /// that no nonce admitted meanwhile is in neither. Returns how many were saved.
+    /// [`NonceCache::export_bytes`] layout) and retire the journal it replaces. Only the copy
+    /// and the journal's rotation happen under the lock (requests wait for a copy, not for
+    /// the sort or the write); a nonce admitted meanwhile is in the new journal, and until
+    /// `save` returns the old journal still holds the rest. Returns how many were saved.
     pub fn checkpoint(&self, now_secs: i64, save: &dyn Fn(&[u8]) -> std::io::Result<()>) -> std::io::Result<usize> {
-        let g = self.lock();
-        let live = Self::entries_of(&g).into_iter().filter(|(_, t)| now_secs - t <= WINDOW_SECS);
-        let bytes: Vec<u8> = live.flat_map(|(d, t)| record(d, t)).collect();
+        let mut live: Vec<(u128, i64)> = {
+            let g = self.lock();
+            let copy = g
+                .carried
+                .iter()
+                .copied()
+                .chain(g.order.iter().map(|(t, d)| (*d, *t)))
+                .filter(|(_, t)| now_secs - t <= WINDOW_SECS)
+                .collect();
+            if let Some(j) = &self.journal {
+                j.rotate()?;
+            }
+            copy
+        };
+        newest_per_digest(&mut live);
+        let bytes: Vec<u8> = live.into_iter().flat_map(|(d, t)| record(d, t)).collect();
         save(&bytes)?;
         if let Some(j) = &self.journal {
-            j.reset()?;
+            j.retire()?;
         }
         Ok(bytes.len() / RECORD)
     }
 
     /// Every digest still remembered, with its time, sorted by digest.
     fn entries(&self) -> Vec<(u128, i64)> {
-        Self::entries_of(&self.lock())
-    }
-
-    fn entries_of(g: &Inner) -> Vec<(u128, i64)> {
+        let g = self.lock();
         let mut all: Vec<(u128, i64)> =
             g.carried.iter().copied().chain(g.order.iter().map(|(t, d)| (*d, *t))).collect();
         all.sort_unstable_by_key(|(d, _)| *d);
@@ -236,7 +264,7 @@ impl NonceCache {
         let mut g = self.lock();
         let mut all = std::mem::take(&mut g.carried);
         all.extend(items);
-        all.sort_unstable_by_key(|(d, _)| *d);
+        newest_per_digest(&mut all);
         g.carried_newest = all.iter().map(|(_, t)| *t).max().unwrap_or(0);
         g.carried = all;
     }
@@ -286,8 +314,12 @@ mod tests {
             Ok(())
         }
 
-        fn reset(&self) -> std::io::Result<()> {
+        fn rotate(&self) -> std::io::Result<()> {
             self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
+            Ok(())
+        }
+
+        fn retire(&self) -> std::io::Result<()> {
             Ok(())
         }
     }
@@ -321,6 +353,20 @@ mod tests {
         assert!(!restarted.check_and_insert("ak", "n2", 1100));
         // Expired entries are not saved.
         assert_eq!(c.checkpoint(1003 + WINDOW_SECS + 1, &|_| Ok(())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_nonce_reused_after_its_window_is_carried_by_its_latest_use() {
+        let c = NonceCache::new();
+        assert!(c.check_and_insert("ak", "n", 1000));
+        let reuse = 1000 + WINDOW_SECS + 10;
+        assert!(c.check_and_insert("ak", "n", reuse));
+        // Both uses in one saved file (a journal holds them in arrival order).
+        let mut raw = record(digest("ak", "n"), 1000).to_vec();
+        raw.extend_from_slice(&record(digest("ak", "n"), reuse));
+        let restarted = NonceCache::new();
+        restarted.import_bytes(&raw);
+        assert!(!restarted.check_and_insert("ak", "n", reuse + 60), "the second use still counts");
     }
 
     #[test]
