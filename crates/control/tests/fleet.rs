@@ -358,3 +358,54 @@ fn counts_survive_release_and_reopen() {
     assert_eq!(h.ok("DescribeDisks", &[R])["TotalCount"], 3);
     assert_eq!(h.ok("DescribeDisks", &[("RegionId", "cn-shanghai")])["TotalCount"], 0);
 }
+
+/// A store whose next create fails part way (`Failed`: it may have happened).
+struct Uncertain {
+    inner: Arc<store::Engine>,
+    fail_next_create: std::sync::atomic::AtomicBool,
+}
+
+impl control::volumes::Volumes for Uncertain {
+    fn create(&self, volume: &str, size_bytes: u64, source: Option<&str>) -> control::volumes::VolumeResult {
+        if self.fail_next_create.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(control::volumes::VolumeError::Failed("I/O error".into()));
+        }
+        self.inner.create(volume, size_bytes, source)
+    }
+    fn snapshot(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
+        self.inner.snapshot(volume, snapshot)
+    }
+    fn reset(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
+        self.inner.reset(volume, snapshot)
+    }
+    fn delete_volume(&self, volume: &str) -> control::volumes::VolumeResult {
+        self.inner.delete_volume(volume)
+    }
+    fn delete_snapshot(&self, snapshot: &str) -> control::volumes::VolumeResult {
+        self.inner.delete_snapshot(snapshot)
+    }
+}
+
+#[test]
+fn after_an_uncertain_failure_the_token_still_names_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store::Engine::open(&dir.path().join("store")).unwrap();
+    let flaky = Uncertain { inner: engine, fail_next_create: true.into() };
+    let c = control::Control::open(dir.path(), control::config::Config::default(), Box::new(flaky)).unwrap();
+    let acct = c.bootstrap(Some(("ak".into(), "secret".into()))).unwrap().account_id;
+    let call = |p: &[(&str, &str)]| {
+        let p = ecs_api::params::Params::from_pairs(p.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        c.handle(&acct, ecs_api::Action::parse("CreateDisk", &p).unwrap())
+    };
+    let p = [R, ("ZoneId", "cn-hangzhou-h"), ("Size", "40"), ("ClientToken", "uncertain")];
+    assert_eq!(call(&p).unwrap_err().code, Code::InternalError);
+    // The disk stays (its intent is kept for replay), so the retry names it and makes no other.
+    let retry = call(&p).unwrap();
+    let listed = |c: &control::Control| {
+        let q = ecs_api::params::Params::from_pairs([R]);
+        c.handle(&acct, ecs_api::Action::parse("DescribeDisks", &q).unwrap()).unwrap()
+    };
+    let v = listed(&c);
+    assert_eq!(v["TotalCount"], 1);
+    assert_eq!(v["Disks"]["Disk"][0]["DiskId"], retry["DiskId"]);
+}
