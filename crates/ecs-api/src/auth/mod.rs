@@ -16,8 +16,16 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// The nonce check both schemes end with: `SignatureNonceUsed` for a replay, and
 /// `ServiceUnavailable` (which the SDKs retry) when the nonce could not be recorded durably.
-fn admit_nonce(nonces: &NonceCache, access_key_id: &str, nonce: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
-    match nonces.admit(access_key_id, nonce, now.timestamp()) {
+/// `action` decides whether the nonce must be durable: only a Describe* may go unrecorded.
+fn admit_nonce(
+    nonces: &NonceCache,
+    access_key_id: &str,
+    nonce: &str,
+    action: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let durable = !action.is_some_and(|a| a.starts_with("Describe"));
+    match nonces.admit(access_key_id, nonce, now.timestamp(), durable) {
         Ok(()) => Ok(()),
         Err(Refused::Used) => Err(Code::SignatureNonceUsed.into()),
         Err(Refused::Unrecorded) => Err(Code::ServiceUnavailable.into()),

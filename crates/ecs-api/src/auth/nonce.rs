@@ -161,12 +161,14 @@ impl NonceCache {
     /// Records the nonce; false when it was already used inside the window (or could not be
     /// recorded).
     pub fn check_and_insert(&self, access_key_id: &str, nonce: &str, now_secs: i64) -> bool {
-        self.admit(access_key_id, nonce, now_secs).is_ok()
+        self.admit(access_key_id, nonce, now_secs, true).is_ok()
     }
 
     /// Admit the nonce once inside the window: recorded in the journal (if any), then
-    /// remembered.
-    pub fn admit(&self, access_key_id: &str, nonce: &str, now_secs: i64) -> Result<(), Refused> {
+    /// remembered. When the journal cannot take it, a request that changes something
+    /// (`durable`) is refused; one that only reads is admitted from memory alone (a replay
+    /// after a crash would only read again), so reads keep working on a full disk.
+    pub fn admit(&self, access_key_id: &str, nonce: &str, now_secs: i64, durable: bool) -> Result<(), Refused> {
         let key = digest(access_key_id, nonce);
         let mut g = self.lock();
         while let Some(&(t, old)) = g.order.front() {
@@ -183,6 +185,7 @@ impl NonceCache {
         }
         if let Some(j) = &self.journal
             && j.append(&record(key, now_secs)).is_err()
+            && durable
         {
             return Err(Refused::Unrecorded);
         }
@@ -328,25 +331,28 @@ mod tests {
     fn every_admitted_nonce_is_journaled_first() {
         let j = MemJournal::default();
         let c = NonceCache::with_journal(Box::new(j.clone()));
-        assert_eq!(c.admit("ak", "n1", 1000), Ok(()));
-        assert_eq!(c.admit("ak", "n1", 1001), Err(Refused::Used));
+        assert_eq!(c.admit("ak", "n1", 1000, true), Ok(()));
+        assert_eq!(c.admit("ak", "n1", 1001, true), Err(Refused::Used));
         assert_eq!(j.0.lock().unwrap().0.len(), RECORD, "only the admitted one");
         // What a crash leaves (the journal) is enough to refuse the replay.
         let after_crash = NonceCache::new();
         assert_eq!(after_crash.import_bytes(&j.0.lock().unwrap().0), 1);
-        assert_eq!(after_crash.admit("ak", "n1", 1100), Err(Refused::Used));
+        assert_eq!(after_crash.admit("ak", "n1", 1100, true), Err(Refused::Used));
         // A nonce that cannot be recorded is not admitted (nor remembered).
         j.0.lock().unwrap().1 = true;
-        assert_eq!(c.admit("ak", "n2", 1002), Err(Refused::Unrecorded));
+        assert_eq!(c.admit("ak", "n2", 1002, true), Err(Refused::Unrecorded));
+        // A read is admitted from memory alone, and still only once.
+        assert_eq!(c.admit("ak", "read", 1002, false), Ok(()));
+        assert_eq!(c.admit("ak", "read", 1002, false), Err(Refused::Used));
         j.0.lock().unwrap().1 = false;
-        assert_eq!(c.admit("ak", "n2", 1003), Ok(()));
+        assert_eq!(c.admit("ak", "n2", 1003, true), Ok(()));
         // A checkpoint saves the live ones and empties the journal.
         let saved = Mutex::new(Vec::new());
         let n = c.checkpoint(1003, &|b| {
             saved.lock().unwrap().extend_from_slice(b);
             Ok(())
         });
-        assert_eq!(n.unwrap(), 2);
+        assert_eq!(n.unwrap(), 3, "n1, n2 and the read (durable from here on)");
         assert!(j.0.lock().unwrap().0.is_empty());
         let restarted = NonceCache::new();
         restarted.import_bytes(&saved.lock().unwrap());

@@ -76,7 +76,7 @@ pub(super) fn verify(
     if nonce.len() > super::MAX_NONCE_BYTES {
         return Err(ApiError::invalid("SignatureNonce"));
     }
-    super::admit_nonce(nonces, &ak, &nonce, now)?;
+    super::admit_nonce(nonces, &ak, &nonce, params.get("Action"), now)?;
     let format = match params.opt_str("Format") {
         Some(f) if f.eq_ignore_ascii_case("json") => Format::Json,
         Some(f) if f.eq_ignore_ascii_case("xml") => Format::Xml,
