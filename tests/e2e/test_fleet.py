@@ -3,7 +3,6 @@ v2) and the legacy core SDK, refused tokens, and ClientToken retries, sequential
 
 from __future__ import annotations
 
-import json
 import threading
 
 from alibabacloud_ecs20140526 import models as ecs_models
@@ -125,7 +124,6 @@ def test_concurrent_calls_with_one_token_make_one_disk(server, tenant):
     assert len(set(results)) == 1, results
     body = tenant.disks()
     assert body["TotalCount"] == 1 and [d["DiskId"] for d in body["Disks"]["Disk"]] == results[:1]
-    assert json.dumps(body)  # a well-formed answer
 
 
 def test_single_quoted_id_arrays(server, tenant):

@@ -38,14 +38,6 @@ impl Node {
         }
     }
 
-    /// The field `key` of an object.
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Node::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
     /// `{outer: {inner: items}}`, the ECS list shape.
     pub fn wrapped(inner: &'static str, items: Vec<Node>) -> Node {
         Node::Obj(vec![(Cow::Borrowed(inner), Node::List(items))])
@@ -190,6 +182,5 @@ mod tests {
     fn obj_macro_keeps_order() {
         let n = obj! {"Z" => 1i64, "A" => "a", "L" => vec![obj! {"K" => true}]};
         assert_eq!(serde_json::to_string(&n).unwrap(), r#"{"Z":1,"A":"a","L":[{"K":true}]}"#);
-        assert_eq!(n.get("A"), Some(&Node::from("a")));
     }
 }

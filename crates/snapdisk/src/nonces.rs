@@ -127,12 +127,10 @@ impl NonceFiles {
             }
         }
         let legacy = dir.join("nonces.json");
-        if let Ok(raw) = std::fs::read(&legacy) {
-            if let Ok(saved) = serde_json::from_slice(&raw) {
-                cache.import(saved);
-            } else if let Ok(saved) = serde_json::from_slice(&raw) {
-                cache.import_pairs(saved);
-            }
+        if let Ok(raw) = std::fs::read(&legacy)
+            && let Ok(saved) = serde_json::from_slice(&raw)
+        {
+            cache.import_pairs(saved);
         }
         let files = NonceFiles { dir: dir.to_path_buf(), journal, checkpointing: Mutex::new(()) };
         let kept = files.checkpoint(&cache, now_secs)?;

@@ -232,16 +232,6 @@ impl NonceCache {
         all
     }
 
-    /// The digests remembered (hex) with their times.
-    pub fn export(&self) -> Vec<(String, i64)> {
-        self.entries().into_iter().map(|(d, t)| (format!("{d:032x}"), t)).collect()
-    }
-
-    /// Load what [`NonceCache::export`] saved; entries that do not parse are skipped.
-    pub fn import(&self, items: Vec<(String, i64)>) {
-        self.carry(items.into_iter().filter_map(|(d, t)| u128::from_str_radix(&d, 16).ok().map(|d| (d, t))).collect());
-    }
-
     /// Every digest remembered as 24-byte records (digest, then time in seconds, both
     /// big-endian), sorted by digest: what a restart loads with [`NonceCache::import_bytes`].
     pub fn export_bytes(&self) -> Vec<u8> {
@@ -284,7 +274,7 @@ mod tests {
         assert!(!c.check_and_insert("ak", "n1", 1500));
         assert!(c.check_and_insert("other", "n1", 1500), "per AccessKey");
         let carried = NonceCache::new();
-        carried.import(c.export());
+        carried.import_bytes(&c.export_bytes());
         assert!(!carried.check_and_insert("ak", "n1", 1600), "carried across a restart");
         let bin = NonceCache::new();
         assert_eq!(bin.import_bytes(&c.export_bytes()), 2);
