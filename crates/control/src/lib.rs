@@ -14,6 +14,7 @@ pub mod exports;
 mod guards;
 pub mod model;
 mod ops;
+pub mod shapes;
 mod transitions;
 pub mod volumes;
 

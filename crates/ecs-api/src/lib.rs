@@ -7,6 +7,7 @@ pub mod error;
 pub mod node;
 pub mod params;
 pub mod render;
+pub mod write;
 
 pub use action::Action;
 pub use error::{ApiError, Code};

@@ -1,12 +1,15 @@
 //! The response tree handlers answer with: ECS shape (PascalCase keys, lists double-wrapped as
 //! `{"Disks": {"Disk": [...]}}`), keys in document order. Unlike `serde_json::Value` its keys
 //! are `&'static str` (no allocation, no hashing) and JSON is written straight from it by
-//! serde, so a page of resources costs little more than its bytes. XML is derived from the
-//! same tree (see `render`).
+//! written straight from it (see `write`), so a page of resources costs little more than its
+//! bytes; a page can also be an [`Emitted`] value that writes its rows itself. XML is derived
+//! from the same calls (see `write::XmlOut`).
 
+use crate::write::{Emit, NodeOut, Out};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// An object key: static for every field the server names, owned only when converted from a
 /// `serde_json::Value`.
@@ -23,6 +26,33 @@ pub enum Node {
     Str(Cow<'static, str>),
     List(Vec<Node>),
     Obj(Vec<(Key, Node)>),
+    /// A value that writes itself (a page of resources), with no tree built for it.
+    Emit(Emitted),
+}
+
+/// A shared [`Emit`] value. Compared and debug-printed by the tree it writes.
+#[derive(Clone)]
+pub struct Emitted(pub Arc<dyn Emit>);
+
+impl Emitted {
+    /// The tree this value writes.
+    pub fn to_node(&self) -> Node {
+        let mut o = NodeOut::default();
+        self.0.emit(&mut o);
+        o.finish()
+    }
+}
+
+impl std::fmt::Debug for Emitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_node().fmt(f)
+    }
+}
+
+impl PartialEq for Emitted {
+    fn eq(&self, other: &Emitted) -> bool {
+        self.to_node() == other.to_node()
+    }
 }
 
 impl Node {
@@ -43,9 +73,45 @@ impl Node {
         Node::Obj(vec![(Cow::Borrowed(inner), Node::List(items))])
     }
 
+    /// A value that writes itself.
+    pub fn emit(value: impl Emit + 'static) -> Node {
+        Node::Emit(Emitted(Arc::new(value)))
+    }
+
+    /// Write this value to `o` (see `write` for the outputs).
+    pub fn write(&self, o: &mut dyn Out) {
+        match self {
+            Node::Null => o.null(),
+            Node::Bool(b) => o.bool(*b),
+            Node::Int(i) => o.int(*i),
+            Node::Float(f) => o.float(*f),
+            Node::Str(s) => o.str(s),
+            Node::List(items) => {
+                o.begin_list();
+                for i in items {
+                    i.write(o);
+                }
+                o.end_list();
+            }
+            Node::Obj(fields) => {
+                o.begin_obj();
+                for (k, v) in fields {
+                    match k {
+                        Cow::Borrowed(name) => o.name(name),
+                        Cow::Owned(key) => o.key(key),
+                    }
+                    v.write(o);
+                }
+                o.end_obj();
+            }
+            Node::Emit(e) => e.0.emit(o),
+        }
+    }
+
     /// The same tree as a `serde_json::Value` (tests, and callers that index into answers).
     pub fn into_value(self) -> Value {
         match self {
+            Node::Emit(e) => e.to_node().into_value(),
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(b),
             Node::Int(i) => Value::from(i),
@@ -153,6 +219,7 @@ impl Serialize for Node {
                 }
                 map.end()
             }
+            Node::Emit(e) => e.to_node().serialize(s),
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::auth::Format;
 use crate::error::ApiError;
 use crate::node::Node;
-use quick_xml::escape::partial_escape;
+use crate::write::{JsonOut, XmlOut};
 use std::borrow::Cow;
 
 pub const HOST_ID: &str = "ecs.aliyuncs.com";
@@ -47,83 +47,14 @@ pub fn error(err: &ApiError, format: Format, request_id: &str) -> Rendered {
 fn document(status: u16, format: Format, root: &str, obj: Node) -> Rendered {
     match format {
         Format::Json => {
-            let body = serde_json::to_string(&obj).unwrap_or_else(|e| {
-                // Only non-finite floats can fail, and handlers never produce them.
-                format!("{{\"Code\":\"InternalError\",\"Message\":\"{e}\"}}")
-            });
-            Rendered { status, content_type: "application/json;charset=utf-8", body }
+            let mut out = JsonOut::with_capacity(16 * 1024);
+            obj.write(&mut out);
+            Rendered { status, content_type: "application/json;charset=utf-8", body: out.finish() }
         }
         Format::Xml => {
-            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            element(&mut out, root, &obj);
-            Rendered { status, content_type: "text/xml;charset=utf-8", body: out }
-        }
-    }
-}
-
-/// `s` with every character XML 1.0 cannot carry, even escaped (C0 controls other than tab,
-/// newline and carriage return; U+FFFE and U+FFFF), replaced by U+FFFD, so that the document
-/// stays well-formed whatever a stored value holds. JSON carries them escaped, unchanged.
-fn xml_chars(s: &str) -> Cow<'_, str> {
-    let bad =
-        |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
-    if !s.chars().any(bad) {
-        return Cow::Borrowed(s);
-    }
-    Cow::Owned(s.chars().map(|c| if bad(c) { '\u{fffd}' } else { c }).collect())
-}
-
-fn open(out: &mut String, name: &str) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-}
-
-fn close(out: &mut String, name: &str) {
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
-}
-
-/// A list becomes repeated elements named after its key; `null` an empty element.
-fn element(out: &mut String, name: &str, v: &Node) {
-    match v {
-        Node::List(items) => {
-            for item in items {
-                element(out, name, item);
-            }
-        }
-        Node::Obj(fields) => {
-            open(out, name);
-            for (k, v) in fields {
-                element(out, k, v);
-            }
-            close(out, name);
-        }
-        Node::Null => {
-            out.push('<');
-            out.push_str(name);
-            out.push_str("/>");
-        }
-        Node::Str(s) => {
-            open(out, name);
-            out.push_str(&partial_escape(xml_chars(s).as_ref()));
-            close(out, name);
-        }
-        Node::Bool(b) => {
-            open(out, name);
-            out.push_str(if *b { "true" } else { "false" });
-            close(out, name);
-        }
-        Node::Int(i) => {
-            open(out, name);
-            out.push_str(&i.to_string());
-            close(out, name);
-        }
-        Node::Float(f) => {
-            open(out, name);
-            out.push_str(&serde_json::Value::from(*f).to_string());
-            close(out, name);
+            let mut out = XmlOut::new(root);
+            obj.write(&mut out);
+            Rendered { status, content_type: "text/xml;charset=utf-8", body: out.finish() }
         }
     }
 }

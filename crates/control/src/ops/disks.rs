@@ -3,7 +3,7 @@
 use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, dry_run_ok, idempotency};
-use crate::model::{Disk, Instance, tags_json};
+use crate::model::{Disk, Instance, Text, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
 use ecs_api::action::{CreateDisk, DescribeDisks};
@@ -163,9 +163,9 @@ pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> 
         .eq("source_snapshot_id", d.snapshot_id)
         .eq("name", d.disk_name)
         .eq("encrypted", d.encrypted);
-    let page = q.fetch(conn, &d.paging, Disk::from_row)?;
+    let page = q.fetch(conn, &d.paging, Disk::<Text>::read)?;
     let mut out = Node::obj();
-    page.render(&d.paging, ("Disks", "Disk"), &mut out, Disk::into_node);
+    page.render(&d.paging, ("Disks", "Disk"), &mut out);
     Ok(out)
 }
 

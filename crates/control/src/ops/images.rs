@@ -3,6 +3,7 @@
 use super::listing::{Listing, Scope};
 use super::{R, begin, idempotency};
 use crate::model::{Image, fmt_time};
+use crate::shapes::ImageView;
 use crate::{Env, config, guards, new_id};
 use ecs_api::Code;
 use ecs_api::Node;
@@ -57,7 +58,9 @@ pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -
     let region = env.region_id.unwrap_or_default();
     let mut out = Node::obj();
     out.push("RegionId", region.to_string());
-    page.render(&d.paging, ("Images", "Image"), &mut out, |i| i.to_node(region));
+    let items = page.items.into_iter().map(|image| ImageView { image, region: region.to_string() }).collect();
+    let page = super::listing::Page { items, total: page.total, next_token: page.next_token };
+    page.render(&d.paging, ("Images", "Image"), &mut out);
     Ok(out)
 }
 

@@ -322,7 +322,7 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("lock_reason", d.lock_reason);
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Node::obj();
-    page.render(&d.paging, ("Instances", "Instance"), &mut out, |i| i.to_node());
+    page.render(&d.paging, ("Instances", "Instance"), &mut out);
     Ok(out)
 }
 

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ecs_api::ApiError;
 use ecs_api::Node;
 use ecs_api::params::Paging;
+use ecs_api::write::{Emit, Out};
 use hmac::{Hmac, Mac};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
@@ -222,19 +223,12 @@ impl<'a> Listing<'a> {
     }
 }
 
-impl<T> Page<T> {
+impl<T: Emit + 'static> Page<T> {
     /// Put the page into the response object `out` as `{outer: {inner: [...]}}` with
     /// TotalCount, PageNumber, PageSize and NextToken (empty when there is no more), as every
-    /// Describe* answers.
-    pub fn render(
-        self,
-        paging: &Paging,
-        list: (&'static str, &'static str),
-        out: &mut Node,
-        to_node: impl Fn(T) -> Node,
-    ) {
-        let items: Vec<Node> = self.items.into_iter().map(to_node).collect();
-        out.push(list.0, Node::wrapped(list.1, items));
+    /// Describe* answers. The items write themselves when the body is written.
+    pub fn render(self, paging: &Paging, list: (&'static str, &'static str), out: &mut Node) {
+        out.push(list.0, Node::emit(Items { inner: list.1, items: self.items }));
         out.push("TotalCount", self.total);
         let (number, size) = match paging {
             Paging::Token { max_results, .. } => (1, *max_results),
@@ -243,5 +237,24 @@ impl<T> Page<T> {
         out.push("NextToken", self.next_token.unwrap_or_default());
         out.push("PageNumber", number);
         out.push("PageSize", size);
+    }
+}
+
+/// `{inner: [items]}`, the ECS list shape, written item by item.
+struct Items<T> {
+    inner: &'static str,
+    items: Vec<T>,
+}
+
+impl<T: Emit> Emit for Items<T> {
+    fn emit(&self, o: &mut dyn Out) {
+        o.begin_obj();
+        o.name(self.inner);
+        o.begin_list();
+        for i in &self.items {
+            i.emit(o);
+        }
+        o.end_list();
+        o.end_obj();
     }
 }

@@ -6,6 +6,7 @@ use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, idempotency};
 use crate::model::{Snapshot, tags_json};
+use crate::shapes::SnapshotView;
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
 use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
@@ -106,13 +107,14 @@ pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapsh
         );
     }
     let page = q.fetch(conn, &d.paging, Snapshot::from_row)?;
-    let mut rendered = Vec::with_capacity(page.items.len());
-    for s in &page.items {
-        rendered.push(s.to_node(env.now, usage(conn, &s.id)?));
+    let mut items = Vec::with_capacity(page.items.len());
+    for snapshot in page.items {
+        let usage = usage(conn, &snapshot.id)?;
+        items.push(SnapshotView { snapshot, now: env.now, usage });
     }
-    let page = super::listing::Page { items: rendered, total: page.total, next_token: page.next_token };
+    let page = super::listing::Page { items, total: page.total, next_token: page.next_token };
     let mut out = Node::obj();
-    page.render(&d.paging, ("Snapshots", "Snapshot"), &mut out, |v| v);
+    page.render(&d.paging, ("Snapshots", "Snapshot"), &mut out);
     Ok(out)
 }
 

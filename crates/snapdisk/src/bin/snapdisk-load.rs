@@ -98,7 +98,10 @@ impl Client {
             ("SignatureNonce", &nonce),
             ("Timestamp", &ts),
         ] {
-            all.push((k.to_string(), v.to_string()));
+            // A parameter the caller gives (Format=XML) replaces the default.
+            if !params.iter().any(|(p, _)| *p == k) {
+                all.push((k.to_string(), v.to_string()));
+            }
         }
         let sig = v1::sign(&self.secret, &v1::string_to_sign("POST", &Params::from_pairs(all.clone())));
         let mut q = form_urlencoded_pairs(&all);

@@ -1,0 +1,350 @@
+//! How each catalog row is shown in ECS responses: the fields, in the order and with the
+//! empty values of the API reference's examples (DescribeDisks, DescribeSnapshots,
+//! DescribeInstances, DescribeImages). Each resource writes itself to an [`Out`], so a page
+//! goes from rows to JSON or XML with no tree built in between.
+
+use crate::config;
+use crate::model::{Disk, Image, Instance, Snapshot};
+use ecs_api::write::{Emit, Out};
+
+/// A UTC time as ECS writes it, `2019-11-11T08:35:29Z` (whole seconds) or `2017-12-10T04:04Z`
+/// (instance times, whole minutes), formatted without allocating. Years outside 0–9999 give
+/// the empty string.
+#[derive(Clone, Copy)]
+pub struct TimeText {
+    buf: [u8; 20],
+    len: usize,
+}
+
+impl TimeText {
+    /// `ms` (milliseconds since the Unix epoch) to whole seconds.
+    pub fn secs(ms: i64) -> TimeText {
+        TimeText::new(ms, true)
+    }
+
+    /// `ms` (milliseconds since the Unix epoch) to whole minutes.
+    pub fn minutes(ms: i64) -> TimeText {
+        TimeText::new(ms, false)
+    }
+
+    fn new(ms: i64, with_secs: bool) -> TimeText {
+        let mut t = TimeText { buf: [0; 20], len: 0 };
+        let secs = ms.div_euclid(1000);
+        let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil(days);
+        if !(0..=9999).contains(&y) {
+            return t;
+        }
+        let mut put = |v: i64, width: usize, sep: u8| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                t.buf[t.len + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            t.len += width;
+            t.buf[t.len] = sep;
+            t.len += 1;
+        };
+        put(y, 4, b'-');
+        put(m, 2, b'-');
+        put(d, 2, b'T');
+        put(sod / 3600, 2, b':');
+        if with_secs {
+            put(sod / 60 % 60, 2, b':');
+            put(sod % 60, 2, b'Z');
+        } else {
+            put(sod / 60 % 60, 2, b'Z');
+        }
+        t
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// (year, month 1–12, day 1–31) of the proleptic Gregorian calendar for `days` since
+/// 1970-01-01: count in 400-year eras from 0000-03-01, so that the leap day ends each year.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of the era, 0..146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of the era
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the year from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March = 0
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `{"Tag": [{"TagKey", "TagValue"}...]}` from the stored JSON list of pairs.
+fn tags(o: &mut dyn Out, raw: &str) {
+    let tags: Vec<(String, String)> =
+        if raw == "[]" { Vec::new() } else { serde_json::from_str(raw).unwrap_or_default() };
+    o.wrapped("Tags", "Tag", |o| {
+        for (k, v) in &tags {
+            o.begin_obj();
+            o.field("TagKey", k);
+            o.field("TagValue", v);
+            o.end_obj();
+        }
+    });
+}
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
+}
+
+fn opts<S: AsRef<str>>(v: &Option<S>) -> &str {
+    v.as_ref().map(AsRef::as_ref).unwrap_or_default()
+}
+
+/// The disk as DescribeDisks shows it.
+impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
+    fn emit(&self, o: &mut dyn Out) {
+        let attached =
+            self.status.as_ref() == "In_use" || (self.instance_id.is_some() && self.status.as_ref() != "Available");
+        let (instance_id, device) = if attached { (opts(&self.instance_id), opts(&self.device)) } else { ("", "") };
+        let attached_time = self.attached_ms.map(TimeText::secs);
+        let attached_time = attached_time.as_ref().map(TimeText::as_str).unwrap_or_default();
+        let attachment = attached && !instance_id.is_empty();
+        let local = config::is_local_category(self.category.as_ref());
+        let iops = if self.category.as_ref() == "cloud_essd" { 1800 + 50 * self.size_gib.min(1000) } else { 0 };
+        o.begin_obj();
+        o.field("DiskId", self.id.as_ref());
+        o.field("DiskName", self.name.as_ref());
+        o.field("Description", self.description.as_ref());
+        o.field("RegionId", self.region_id.as_ref());
+        o.field("ZoneId", self.zone_id.as_ref());
+        o.field("Status", self.status.as_ref());
+        o.field("Type", self.disk_type.as_ref());
+        o.field("Category", self.category.as_ref());
+        o.field("Size", &self.size_gib);
+        o.field("Encrypted", &self.encrypted);
+        o.field("KMSKeyId", opts(&self.kms_key_id));
+        o.field("InstanceId", instance_id);
+        o.field("Device", device);
+        o.field("ImageId", opts(&self.image_id));
+        o.field("SourceSnapshotId", opts(&self.source_snapshot_id));
+        o.field("CreationTime", TimeText::secs(self.created_ms).as_str());
+        o.field("AttachedTime", attached_time);
+        o.field(
+            "DetachedTime",
+            self.detached_ms.map(TimeText::secs).as_ref().map(TimeText::as_str).unwrap_or_default(),
+        );
+        o.field("ExpiredTime", "2999-09-08T16:00Z");
+        o.field("DiskChargeType", self.charge_type.as_ref());
+        o.field("Portable", &(!local && self.disk_type.as_ref() == "data"));
+        o.field("DeleteWithInstance", &self.delete_with_instance);
+        o.field("DeleteAutoSnapshot", &true);
+        o.field("EnableAutoSnapshot", &!local);
+        o.field("EnableAutomatedSnapshotPolicy", &false);
+        o.field("AutoSnapshotPolicyId", "");
+        o.field("PerformanceLevel", opts(&self.performance_level));
+        o.field("IOPS", &iops);
+        o.field("MultiAttach", "Disabled");
+        o.field("MountInstanceNum", &usize::from(attachment));
+        o.wrapped("Attachments", "Attachment", |o| {
+            if attachment {
+                o.begin_obj();
+                o.field("InstanceId", instance_id);
+                o.field("Device", device);
+                o.field("AttachedTime", attached_time);
+                o.end_obj();
+            }
+        });
+        o.wrapped("OperationLocks", "OperationLock", |_| {});
+        tags(o, self.tags.as_ref());
+        o.field("ResourceGroupId", "");
+        o.field("SerialNumber", self.serial.as_ref());
+        o.field("ProductCode", "");
+        o.field("StorageSetId", "");
+        o.field("BdfId", "");
+        o.field("BurstingEnabled", &false);
+        o.end_obj();
+    }
+}
+
+/// The instance as DescribeInstances shows it.
+impl Emit for Instance {
+    fn emit(&self, o: &mut dyn Out) {
+        let (cpu, mem) = config::instance_type(&self.instance_type).unwrap_or((0, 0));
+        let family = self.instance_type.rsplit_once('.').map(|(f, _)| f).unwrap_or_default();
+        let sgs: Vec<String> = serde_json::from_str(&self.security_groups).unwrap_or_default();
+        let start = self.start_ms.map(TimeText::minutes);
+        let expired = self.expired_ms.map(TimeText::minutes);
+        o.begin_obj();
+        o.field("InstanceId", &self.id);
+        o.field("InstanceName", &self.name);
+        o.field("Description", &self.description);
+        o.field("HostName", &self.host_name);
+        o.field("Status", &self.status);
+        o.field("RegionId", &self.region_id);
+        o.field("ZoneId", &self.zone_id);
+        o.field("InstanceType", &self.instance_type);
+        o.field("InstanceTypeFamily", family);
+        o.field("ImageId", &self.image_id);
+        o.field("Cpu", &cpu);
+        o.field("Memory", &mem);
+        o.field("OSType", "linux");
+        o.field("OSName", "Linux");
+        o.field("CreationTime", TimeText::minutes(self.created_ms).as_str());
+        o.field("StartTime", start.as_ref().map(TimeText::as_str).unwrap_or_default());
+        o.field("ExpiredTime", expired.as_ref().map(TimeText::as_str).unwrap_or("2099-12-31T15:59Z"));
+        o.field("InstanceChargeType", &self.charge_type);
+        o.field("InternetChargeType", "PayByTraffic");
+        o.field("StoppedMode", if self.status == "Stopped" { "KeepCharging" } else { "Not-applicable" });
+        o.field("InstanceNetworkType", "vpc");
+        o.field("IoOptimized", &true);
+        o.field("SerialNumber", &self.serial);
+        o.field("DeletionProtection", &self.deletion_protection);
+        o.wrapped("OperationLocks", "LockReason", |o| {
+            if let Some(r) = &self.lock_reason {
+                o.begin_obj();
+                o.field("LockReason", r);
+                o.field("LockMsg", opt(&self.lock_msg));
+                o.end_obj();
+            }
+        });
+        o.key("VpcAttributes");
+        o.begin_obj();
+        let vpc = match self.vswitch_id.is_empty() {
+            true => String::new(),
+            false => format!("vpc-{}", self.vswitch_id.trim_start_matches("vsw-")),
+        };
+        o.field("VpcId", &vpc);
+        o.field("VSwitchId", &self.vswitch_id);
+        o.wrapped("PrivateIpAddress", "IpAddress", |o| o.str(&self.private_ip));
+        o.field("NatIpAddress", "");
+        o.end_obj();
+        o.wrapped("PublicIpAddress", "IpAddress", |_| {});
+        o.wrapped("InnerIpAddress", "IpAddress", |_| {});
+        o.wrapped("SecurityGroupIds", "SecurityGroupId", |o| sgs.iter().for_each(|s| o.str(s)));
+        tags(o, &self.tags);
+        o.field("ResourceGroupId", "");
+        o.end_obj();
+    }
+}
+
+/// A snapshot as DescribeSnapshots shows it at `now` (ms), with its Usage.
+pub struct SnapshotView {
+    pub snapshot: Snapshot,
+    pub now: i64,
+    pub usage: &'static str,
+}
+
+impl Emit for SnapshotView {
+    fn emit(&self, o: &mut dyn Out) {
+        let (s, now) = (&self.snapshot, self.now);
+        let created = TimeText::secs(s.created_ms);
+        o.begin_obj();
+        o.field("SnapshotId", &s.id);
+        o.field("SnapshotName", &s.name);
+        o.field("Description", &s.description);
+        o.field("Status", &s.status);
+        o.field("Progress", &format!("{}%", s.progress(now)));
+        let remain = if s.status == "progressing" { ((s.due_ms - now).max(0) + 999) / 1000 } else { 0 };
+        o.field("RemainTime", &remain);
+        o.field("Available", &(s.status == "accomplished"));
+        o.field("CreationTime", created.as_str());
+        o.field("LastModifiedTime", created.as_str());
+        o.field("SourceDiskId", &s.disk_id);
+        o.field("SourceDiskSize", &s.disk_size_gib.to_string());
+        o.field("SourceDiskType", &s.disk_type);
+        o.field("SourceStorageType", "disk");
+        o.field("SnapshotType", "user");
+        o.field("Usage", self.usage);
+        o.field("Category", "standard");
+        o.field("Encrypted", &s.encrypted);
+        o.field("KMSKeyId", opt(&s.kms_key_id));
+        o.field("InstantAccess", &false);
+        o.field("RetentionDays", &s.retention_days.unwrap_or(0));
+        o.field("RegionId", &s.region_id);
+        o.field("SourceRegionId", "");
+        o.field("SourceSnapshotId", "");
+        o.field("SnapshotSN", &format!("64472-{}", s.id.trim_start_matches("s-")));
+        o.field("ProductCode", "");
+        o.field("ResourceGroupId", "");
+        o.field("FullSnapshotSizeInBytes", &(s.disk_size_gib << 30));
+        tags(o, &s.tags);
+        o.end_obj();
+    }
+}
+
+/// An image as DescribeImages shows it in `region`.
+pub struct ImageView {
+    pub image: Image,
+    pub region: String,
+}
+
+impl Emit for ImageView {
+    fn emit(&self, o: &mut dyn Out) {
+        let i = &self.image;
+        let public = i.account_id.is_none();
+        let os = if public { "Blank x64" } else { "Linux" };
+        o.begin_obj();
+        o.field("ImageId", &i.id);
+        o.field("ImageName", &i.name);
+        o.field("Description", &i.description);
+        o.field("ImageVersion", "");
+        o.field("ImageFamily", "");
+        o.field("Size", &i.size_gib);
+        o.field("Status", "Available");
+        o.field("Progress", "100%");
+        o.field("OSType", "linux");
+        o.field("OSName", os);
+        o.field("OSNameEn", os);
+        o.field("Platform", "Others Linux");
+        o.field("Architecture", "x86_64");
+        o.field("ImageOwnerAlias", if public { "system" } else { "self" });
+        o.field("IsSelfShared", "");
+        o.field("IsSupportCloudinit", &true);
+        o.field("IsSupportIoOptimized", &true);
+        o.field("Usage", "instance");
+        o.field("CreationTime", TimeText::secs(i.created_ms).as_str());
+        o.field("BootMode", "BIOS");
+        o.field("RegionId", &self.region);
+        o.wrapped("DiskDeviceMappings", "DiskDeviceMapping", |o| {
+            if let Some(s) = &i.snapshot_id {
+                o.begin_obj();
+                o.field("SnapshotId", s);
+                o.field("Size", &i.size_gib.to_string());
+                o.field("Device", "/dev/xvda");
+                o.field("Type", "system");
+                o.field("Format", "");
+                o.field("ImportOSSBucket", "");
+                o.field("ImportOSSObject", "");
+                o.end_obj();
+            }
+        });
+        o.wrapped("Tags", "Tag", |_| {});
+        o.end_obj();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_times() {
+        assert_eq!(TimeText::secs(0).as_str(), "1970-01-01T00:00:00Z");
+        assert_eq!(TimeText::secs(1_573_461_329_999).as_str(), "2019-11-11T08:35:29Z");
+        assert_eq!(TimeText::minutes(1_512_878_645_000).as_str(), "2017-12-10T04:04Z");
+        assert_eq!(TimeText::secs(951_782_400_000).as_str(), "2000-02-29T00:00:00Z");
+        assert_eq!(TimeText::secs(-1).as_str(), "1969-12-31T23:59:59Z");
+        assert_eq!(TimeText::secs(i64::MAX).as_str(), "");
+    }
+
+    proptest! {
+        #[test]
+        fn times_match_chrono(ms in -62_167_219_200_000i64..253_402_300_799_999) {
+            let want = DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(SecondsFormat::Secs, true);
+            let (secs, minutes) = (TimeText::secs(ms), TimeText::minutes(ms));
+            prop_assert_eq!(secs.as_str(), want.as_str());
+            prop_assert_eq!(minutes.as_str(), format!("{}Z", &want[..16]));
+        }
+    }
+}
