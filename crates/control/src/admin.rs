@@ -72,6 +72,18 @@ struct Billing {
     balance: Option<f64>,
     in_arrears: Option<bool>,
 }
+/// `account-limits`: override the server's defaults for one account; an omitted field keeps
+/// what was set before (or the default). Answers the limits now in force.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct AccountLimits {
+    account_id: String,
+    requests_per_second: Option<u32>,
+    burst: Option<u32>,
+    disks: Option<i64>,
+    snapshots: Option<i64>,
+    instances: Option<i64>,
+}
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct SnapshotService {
@@ -200,6 +212,22 @@ impl Control {
                 self.set_setting("timings", &t).map_err(|e| AdminError::Internal(e.to_string()))?;
                 self.cache_timings(t);
                 return serde_json::to_value(t).map_err(|e| AdminError::Internal(e.to_string()));
+            }
+            "account-limits" => {
+                let l: AccountLimits = parse(body)?;
+                let conn = self.lock();
+                require_account(&conn, &l.account_id)?;
+                conn.execute(
+                    "INSERT INTO account_limits(account_id, requests_per_second, burst, disks, snapshots, instances)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(account_id) DO UPDATE SET
+                       requests_per_second = COALESCE(?2, requests_per_second), burst = COALESCE(?3, burst),
+                       disks = COALESCE(?4, disks), snapshots = COALESCE(?5, snapshots),
+                       instances = COALESCE(?6, instances)",
+                    params![l.account_id, l.requests_per_second, l.burst, l.disks, l.snapshots, l.instances],
+                )?;
+                let now = crate::fairness::limits(&conn, &l.account_id, &self.config.limits)?;
+                return serde_json::to_value(now).map_err(|e| AdminError::Internal(e.to_string()));
             }
             _ => {}
         }

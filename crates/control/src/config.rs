@@ -33,10 +33,32 @@ impl Default for Timings {
     }
 }
 
+/// Per-account limits: the server's defaults (its flags), overridden per account by the
+/// operator (`account-limits`). Counts are of live resources in all regions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Limits {
+    /// Signed API requests a second, sustained (0: no limit).
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the rate, after a quiet spell.
+    pub burst: u32,
+    /// Disks (system and data).
+    pub disks: i64,
+    pub snapshots: i64,
+    pub instances: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { requests_per_second: 1000, burst: 2000, disks: 50_000, snapshots: 500_000, instances: 5_000 }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub regions: Vec<Region>,
     pub timings: Timings,
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -56,6 +78,7 @@ impl Default for Config {
                 region("cn-beijing", "China (Beijing)", &["h", "i"]),
             ],
             timings: Timings::default(),
+            limits: Limits::default(),
         }
     }
 }

@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS images(
 CREATE TABLE IF NOT EXISTS kms_keys(
   id TEXT PRIMARY KEY, account_id TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS whitelist(account_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS account_limits(
+  account_id TEXT PRIMARY KEY REFERENCES accounts(id), requests_per_second INTEGER, burst INTEGER,
+  disks INTEGER, snapshots INTEGER, instances INTEGER);
 CREATE TABLE IF NOT EXISTS transitions(
   kind TEXT NOT NULL, id TEXT NOT NULL, due_ms INTEGER NOT NULL, PRIMARY KEY(kind, id));
 CREATE TABLE IF NOT EXISTS intents(

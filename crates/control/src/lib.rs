@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 mod db;
 pub mod exports;
+mod fairness;
 mod guards;
 pub mod model;
 mod ops;
@@ -95,6 +96,7 @@ pub struct Control {
     volumes: FaultInjector<Box<dyn Volumes>>,
     events: std::sync::RwLock<Option<std::sync::Arc<dyn exports::Events>>>,
     timings: std::sync::RwLock<Timings>,
+    throttle: fairness::Throttle,
 }
 
 /// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
@@ -124,6 +126,7 @@ impl Control {
             volumes: FaultInjector::new(volumes),
             events: Default::default(),
             timings: std::sync::RwLock::new(config_timings),
+            throttle: fairness::Throttle::default(),
         };
         match control.setting::<Timings>("timings")? {
             Some(t) => control.cache_timings(t),
@@ -178,6 +181,14 @@ impl Control {
     /// without its RequestId. Read-only actions run on a reader connection; the others under
     /// the catalog lock, one at a time.
     pub fn respond(&self, account_id: &str, req: Request) -> Result<Node, ApiError> {
+        self.throttle.take(account_id, model::now_ms(), || {
+            let l = self
+                .read(0, |c| fairness::limits(c, account_id, &self.config.limits))
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| self.config.limits.clone());
+            (l.requests_per_second, l.burst)
+        })?;
         if let Some(region) = req.region_id.as_deref()
             && self.config.region(region).is_none()
         {
@@ -230,8 +241,9 @@ impl Control {
         Ok(out)
     }
 
-    /// Forget cached AccessKeys (after any operator change).
+    /// Forget cached AccessKeys and request-rate buckets (after any operator change).
     pub(crate) fn forget_keys(&self) {
+        self.throttle.forget();
         if let Ok(mut k) = self.keys.write() {
             self.key_generation.fetch_add(1, Ordering::SeqCst);
             k.clear();

@@ -101,6 +101,14 @@ registry! {
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),
+
+    // Fair sharing (notes §3.3 Throttling; the QuotaExceed rows of CreateDisk, RunInstances
+    // and CreateSnapshot): an account over its request rate or its resource quota.
+    Throttling => (400, "Throttling", "Request was denied due to request throttling."),
+    ThrottlingUser => (400, "Throttling.User", "Request was denied due to user flow control."),
+    QuotaExceedPortableCloudDisk => (403, "QuotaExceed.PortableCloudDisk", "The quota of portable cloud disk exceeds."),
+    QuotaExceedElasticQuota => (403, "QuotaExceed.ElasticQuota", "No additional quota is available for the specified ECS instance type."),
+    QuotaExceedAccountSnapshot => (403, "QuotaExceed.Snapshot", "The snapshot quota exceeds."),
 }
 
 /// The most of a request an error message repeats (a parameter name, a string to sign), in
@@ -112,11 +120,19 @@ pub const MAX_ECHO_BYTES: usize = 4096;
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// For Throttling codes: when to try again, in milliseconds, sent as the
+    /// `x-acs-retry-after` header (the SDKs wait that long, then retry).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: Code) -> Self {
-        ApiError { code, message: code.message().to_string() }
+        ApiError { code, message: code.message().to_string(), retry_after_ms: None }
+    }
+
+    /// `code` (a Throttling code) with the time to wait before retrying, in milliseconds.
+    pub fn throttled(code: Code, retry_after_ms: u64) -> Self {
+        ApiError { retry_after_ms: Some(retry_after_ms.max(1)), ..ApiError::new(code) }
     }
 
     /// A code whose message template names something (a parameter, a string to sign). What
@@ -131,7 +147,7 @@ impl ApiError {
             }
             std::borrow::Cow::Owned(format!("{}…({} more bytes)", &name[..cut], name.len() - cut))
         };
-        ApiError { code, message: code.message().replacen("{}", &echoed, 1) }
+        ApiError { code, message: code.message().replacen("{}", &echoed, 1), retry_after_ms: None }
     }
 
     pub fn missing(name: &str) -> Self {

@@ -158,6 +158,12 @@ impl Params {
 /// everything else is `%XX` with upper-case hex over UTF-8.
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
+    percent_encode_into(&mut out, s);
+    out
+}
+
+/// [`percent_encode`], appended to `out`.
+pub fn percent_encode_into(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
@@ -168,7 +174,6 @@ pub fn percent_encode(s: &str) -> String {
             }
         }
     }
-    out
 }
 
 /// Paging as DescribeX accepts it: NextToken/MaxResults (preferred) or PageNumber/PageSize.

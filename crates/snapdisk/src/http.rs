@@ -67,7 +67,8 @@ async fn ecs(
         query: uri.query().unwrap_or_default().to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            // `HeaderName::as_str` is lowercase already.
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: body.to_vec(),
     };
@@ -80,10 +81,12 @@ async fn ecs(
         Ok(p) => tokio::task::spawn_blocking(move || run(&app, p)).await,
         Err(e) => Ok(Err(e)),
     };
+    let mut retry_after = None;
     let rendered = match outcome {
         Ok(Ok((action, format, body))) => render::success(&action, format, &request_id, body),
         Ok(Err((err, format))) => {
             tracing::debug!(code = err.code.as_str(), message = %err.message, "request refused");
+            retry_after = err.retry_after_ms;
             render::error(&err, format, &request_id)
         }
         Err(e) => {
@@ -92,7 +95,12 @@ async fn ecs(
         }
     };
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [("content-type", rendered.content_type)], rendered.body).into_response()
+    let mut response = (status, [("content-type", rendered.content_type)], rendered.body).into_response();
+    if let Some(ms) = retry_after {
+        // Milliseconds, as the SDKs read it (they wait, then retry).
+        response.headers_mut().insert("x-acs-retry-after", axum::http::HeaderValue::from(ms));
+    }
+    response
 }
 
 type Handled = Result<(String, Format, ecs_api::Node), (ApiError, Format)>;

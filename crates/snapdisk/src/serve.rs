@@ -32,6 +32,27 @@ pub struct ServeArgs {
     /// A JSON file listing regions and zones: [{"id", "local_name", "zones": [{"id", "local_name"}]}].
     #[arg(long)]
     regions: Option<std::path::PathBuf>,
+    /// Signed API requests a second each account may make, sustained; more are answered
+    /// Throttling.User with x-acs-retry-after (0: no limit). The operator's account-limits
+    /// command overrides this and the next four per account.
+    #[arg(long, default_value_t = 1000)]
+    account_requests_per_second: u32,
+    /// Requests each account may make at once above its rate, after a quiet spell.
+    #[arg(long, default_value_t = 2000)]
+    account_burst: u32,
+    /// Live disks (system and data) each account may hold; more: QuotaExceed.PortableCloudDisk.
+    #[arg(long, default_value_t = 50_000)]
+    quota_disks: i64,
+    /// Live snapshots each account may hold; more: QuotaExceed.Snapshot.
+    #[arg(long, default_value_t = 500_000)]
+    quota_snapshots: i64,
+    /// Live instances each account may hold; more: QuotaExceed.ElasticQuota.
+    #[arg(long, default_value_t = 5_000)]
+    quota_instances: i64,
+    /// SignatureNonces remembered at once (about 60 bytes each; each is kept 30 minutes). When
+    /// full, requests are refused with Throttling until the oldest expire: never forgotten early.
+    #[arg(long, default_value_t = ecs_api::auth::DEFAULT_NONCE_CAPACITY)]
+    max_nonces: usize,
     /// Milliseconds an API client has to send a request's headers, and to start its next
     /// request on a kept-alive connection.
     #[arg(long, default_value_t = 10_000)]
@@ -70,6 +91,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.transition_ms {
         config.timings = Timings { disk_ms: ms, instance_ms: ms, snapshot_ms: ms };
     }
+    config.limits = control::config::Limits {
+        requests_per_second: args.account_requests_per_second,
+        burst: args.account_burst,
+        disks: args.quota_disks,
+        snapshots: args.quota_snapshots,
+        instances: args.quota_instances,
+    };
     // Damaged storage metadata must never be served as data, but the API stays up so the
     // operator can see what is wrong: storage operations then fail with InternalError and
     // NBD refuses every export with the reason.
@@ -121,7 +149,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     tracing::info!(fd_limit, ?limits, "API limits");
     // Nonces seen inside the 30-minute window, across restarts and crashes (nonces.rs).
-    let (nonce_files, nonces) = crate::nonces::NonceFiles::open(&dir, chrono::Utc::now().timestamp())?;
+    let (nonce_files, mut nonces) = crate::nonces::NonceFiles::open(&dir, chrono::Utc::now().timestamp())?;
+    nonces.set_capacity(args.max_nonces);
     let nonces = Arc::new(nonces);
     let nonce_files = Arc::new(nonce_files);
     let state = http::AppState::new(control.clone(), nonces.clone(), admin_token, limits.body_timeout);

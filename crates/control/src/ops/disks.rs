@@ -3,6 +3,7 @@
 use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, dry_run_ok, idempotency};
+use crate::fairness::{self, Quota};
 use crate::model::{Disk, Instance, Text, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
@@ -94,6 +95,7 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
     let tx = begin(conn)?;
     let acct = guards::account(&tx, env.account_id)?;
     guards::whitelist(&tx, env)?;
+    fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Disks, 1)?;
     let zone = c.zone_id.as_deref().unwrap_or_default();
     guards::zone(env, zone)?;
     let category = c.category.as_deref().unwrap_or(config::DEFAULT_DISK_CATEGORY);

@@ -4,6 +4,7 @@ use super::disks::{self, NewDisk};
 use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, dry_run_ok, idempotency};
+use crate::fairness::{self, Quota};
 use crate::model::{Instance, tags_json};
 use crate::volumes::Volumes;
 use crate::{Env, config, guards, new_id, transitions};
@@ -92,6 +93,9 @@ pub(crate) fn run_instances(
     if spec.charge_type == "PostPaid" && acct.in_arrears {
         return Err(Code::InstanceExpiredOrInArrears.into());
     }
+    let limits = &env.config.limits;
+    fairness::quota(&tx, env.account_id, limits, Quota::Instances, i64::from(amount))?;
+    fairness::quota(&tx, env.account_id, limits, Quota::Disks, i64::from(amount) * (1 + data.len() as i64))?;
     if dry_run {
         return Err(dry_run_ok());
     }

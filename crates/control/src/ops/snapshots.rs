@@ -5,6 +5,7 @@
 use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, idempotency};
+use crate::fairness::{self, Quota};
 use crate::model::{Snapshot, tags_json};
 use crate::shapes::SnapshotView;
 use crate::{Env, config, guards, new_id, transitions};
@@ -44,6 +45,7 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
     if total >= config::SNAPSHOT_QUOTA {
         return Err(Code::QuotaExceedSnapshot.into());
     }
+    fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Snapshots, 1)?;
     let id = new_id("s-");
     let due = env.now + env.timings.snapshot_ms as i64;
     tx.execute(

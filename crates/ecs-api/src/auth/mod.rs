@@ -7,7 +7,9 @@ mod nonce;
 pub mod v1;
 pub mod v3;
 
-pub use nonce::{NonceCache, NonceJournal, RECORD as NONCE_RECORD, Refused};
+pub use nonce::{
+    DEFAULT_CAPACITY as DEFAULT_NONCE_CAPACITY, NonceCache, NonceJournal, RECORD as NONCE_RECORD, Refused,
+};
 pub(crate) use v1::PROTOCOL_PARAMS;
 
 use crate::error::{ApiError, Code};
@@ -29,6 +31,9 @@ fn admit_nonce(
         Ok(()) => Ok(()),
         Err(Refused::Used) => Err(Code::SignatureNonceUsed.into()),
         Err(Refused::Unrecorded) => Err(Code::ServiceUnavailable.into()),
+        Err(Refused::Full { retry_after_secs }) => {
+            Err(ApiError::throttled(Code::Throttling, u64::try_from(retry_after_secs).unwrap_or(1) * 1000))
+        }
     }
 }
 

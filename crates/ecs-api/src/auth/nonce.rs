@@ -50,10 +50,22 @@ fn parse(raw: &[u8]) -> Vec<(u128, i64)> {
 /// restart stay in the sorted array they were saved as (looked up by binary search, dropped
 /// whole once the newest has expired), so a restart after millions of requests loads in
 /// the time it takes to read the file.
-#[derive(Default)]
 pub struct NonceCache {
     inner: Mutex<Inner>,
     journal: Option<Box<dyn NonceJournal>>,
+    /// The most nonces remembered at once ([`DEFAULT_CAPACITY`] unless set).
+    capacity: usize,
+}
+
+/// Nonces remembered at once unless [`NonceCache::set_capacity`] says otherwise: about 60 bytes
+/// each, so at most about 120 MiB, which is 1,100 signed requests a second held for the whole
+/// 30-minute window.
+pub const DEFAULT_CAPACITY: usize = 2_000_000;
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        NonceCache { inner: Mutex::default(), journal: None, capacity: DEFAULT_CAPACITY }
+    }
 }
 
 /// Where each accepted nonce is recorded before its request is answered, so that a crash
@@ -76,6 +88,10 @@ pub enum Refused {
     Used,
     /// It could not be recorded durably, so it is not accepted either.
     Unrecorded,
+    /// The cache holds its capacity of nonces still inside their window: the request is
+    /// refused (a nonce is never forgotten early), to be retried after this many seconds,
+    /// when the oldest expires.
+    Full { retry_after_secs: i64 },
 }
 
 #[derive(Default)]
@@ -148,7 +164,13 @@ impl NonceCache {
 
     /// A cache that records every nonce it admits in `journal` first.
     pub fn with_journal(journal: Box<dyn NonceJournal>) -> Self {
-        NonceCache { inner: Mutex::default(), journal: Some(journal) }
+        NonceCache { journal: Some(journal), ..NonceCache::default() }
+    }
+
+    /// Remember at most `entries` nonces at once (at least 1); past that, requests are
+    /// refused with [`Refused::Full`] until the oldest leave their window.
+    pub fn set_capacity(&mut self, entries: usize) {
+        self.capacity = entries.max(1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -182,6 +204,10 @@ impl NonceCache {
         }
         if g.used(key, now_secs) {
             return Err(Refused::Used);
+        }
+        if g.seen.len() + g.carried.len() >= self.capacity {
+            let oldest = g.order.front().map(|(t, _)| *t).unwrap_or(g.carried_newest);
+            return Err(Refused::Full { retry_after_secs: (oldest + WINDOW_SECS + 1 - now_secs).max(1) });
         }
         if let Some(j) = &self.journal
             && j.append(&record(key, now_secs)).is_err()
@@ -374,5 +400,22 @@ mod tests {
         let raw = c.export_bytes();
         let digests: Vec<&[u8]> = raw.chunks_exact(RECORD).map(|r| &r[..16]).collect();
         assert!(digests.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_full_cache_refuses_until_the_oldest_expire_and_forgets_nothing() {
+        let mut c = NonceCache::new();
+        c.set_capacity(3);
+        for (i, t) in [(0, 1000), (1, 1010), (2, 1020)] {
+            assert_eq!(c.admit("ak", &format!("n{i}"), t, true), Ok(()));
+        }
+        // Full: a new nonce is refused with the time until the oldest leaves the window.
+        assert_eq!(c.admit("ak", "n3", 1030, true), Err(Refused::Full { retry_after_secs: WINDOW_SECS + 1 - 30 }));
+        assert_eq!(c.admit("ak", "n0", 1030, false), Err(Refused::Used), "a replay is still a replay");
+        // Once the oldest has expired there is room again, and the others are still known.
+        let later = 1000 + WINDOW_SECS + 1;
+        assert_eq!(c.admit("ak", "n3", later, true), Ok(()));
+        assert_eq!(c.admit("ak", "n1", later, true), Err(Refused::Used));
+        assert!(matches!(c.admit("ak", "n4", later, true), Err(Refused::Full { .. })));
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Format, KeyStore, NonceCache, Scheme, Verified, check_time, lookup_key, same};
 use crate::error::{ApiError, Code};
-use crate::params::{Params, percent_encode};
+use crate::params::{Params, percent_encode, percent_encode_into};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -26,9 +26,21 @@ pub(crate) const PROTOCOL_PARAMS: &[&str] = &[
 pub fn string_to_sign(method: &str, params: &Params) -> String {
     let mut pairs: Vec<(String, String)> =
         params.iter().filter(|(k, _)| *k != "Signature").map(|(k, v)| (percent_encode(k), percent_encode(v))).collect();
-    pairs.sort();
-    let canonical = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    format!("{method}&%2F&{}", percent_encode(&canonical))
+    pairs.sort_unstable();
+    // The canonical query `k=v&k=v`, percent-encoded once more as it is written.
+    let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(method.len() + 5 + bytes * 3 / 2);
+    out.push_str(method);
+    out.push_str("&%2F&");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("%26");
+        }
+        percent_encode_into(&mut out, k);
+        out.push_str("%3D");
+        percent_encode_into(&mut out, v);
+    }
+    out
 }
 
 pub fn sign(secret: &str, string_to_sign: &str) -> String {
