@@ -125,7 +125,7 @@ def main():
     data = Path(tempfile.mkdtemp(prefix="snapdisk-fleet-"))
     env = dict(os.environ, SNAPDISK_ACCESS_KEY_ID=AK, SNAPDISK_ACCESS_KEY_SECRET=SECRET, SNAPDISK_LOG="warn")
     serve = [BIN / "snapdisk", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
-             "--nbd-listen", "127.0.0.1:0", "--transition-ms", "0"]
+             "--nbd-listen", "127.0.0.1:0", "--nbd-insecure", "--transition-ms", "0"]
     ceiling, cep, _ = start([BIN / "snapdisk-ceiling", "--listen", "127.0.0.1:0"], "ceiling listening on ")
     server, ep, _ = start(serve, "api listening on ", env)
     print(f"# {os.cpu_count()} cores; server {ep}, ceiling {cep}; data {data}", flush=True)

@@ -85,6 +85,12 @@ impl Control {
         }
     }
 
+    /// Whether account `id` exists.
+    pub fn account_exists(&self, id: &str) -> bool {
+        let conn = self.lock();
+        conn.query_row("SELECT 1 FROM accounts WHERE id=?1", [id], |_| Ok(())).optional().ok().flatten().is_some()
+    }
+
     /// The account that owns export `name` (a disk or a snapshot, released or not), if any.
     pub fn export_account(&self, name: &str) -> Option<String> {
         let conn = self.lock();
