@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nbd_client import Nbd
 from support import attached_disk
 
 TOOLS = ("qemu-io", "nbdinfo", "nbdcopy")
@@ -164,11 +165,17 @@ def test_a_revoked_certificate_fails_at_once(tls_server, two_accounts, tmp_path)
     assert {c["Serial"]: c["RevokedAt"] is not None for c in listed_creds}[serial]
 
 
-def test_plain_tcp_is_refused_at_startup_unless_insecure(snapdisk_bin, tmp_path, server):
+def test_plain_tcp_is_refused_at_startup_unless_insecure(snapdisk_bin, tmp_path, server, tenant):
     r = run(str(snapdisk_bin), "serve", "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0",
             "--nbd-listen", "127.0.0.1:0", timeout=30)
     assert r.returncode != 0 and "--nbd-insecure" in r.stderr
-    # The shared server runs with --nbd-insecure: plain TCP works as before.
+    # The shared server runs with --nbd-insecure: plain TCP works as before, every export
+    # visible. (Not `nbdinfo --list`: it opens every listed export, and other tests' exports
+    # on the shared server come and go meanwhile.)
     assert "--nbd-insecure" in server.nbd_args
-    r = run("nbdinfo", "--list", f"nbd://127.0.0.1:{server.nbd_port}")
+    _, did = attached_disk(tenant)
+    r = run("nbdinfo", f"nbd://127.0.0.1:{server.nbd_port}/{did}")
     assert r.returncode == 0, r.stderr
+    with Nbd(server.nbd_port) as c:
+        c.handshake()
+        assert did in c.list_exports()
