@@ -51,9 +51,12 @@ def make_server(snapdisk_bin, tmp_path_factory):
     """Factory for extra, isolated servers (each on its own data dir); all stopped at session end."""
     started: list[Server] = []
 
-    def make(name: str = "isolated", timings: dict | None = FAST_TIMINGS) -> Server:
+    def make(name: str = "isolated", timings: dict | None = FAST_TIMINGS, nbd_args: list[str] | None = None,
+             prepare=None) -> Server:
         base = tmp_path_factory.mktemp(name)
-        srv = Server(snapdisk_bin, base / "data", base / "logs", name=name)
+        if prepare is not None:
+            nbd_args = prepare(base / "data")
+        srv = Server(snapdisk_bin, base / "data", base / "logs", name=name, nbd_args=nbd_args)
         started.append(srv)
         srv.start()
         if timings:

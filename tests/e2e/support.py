@@ -53,6 +53,7 @@ ITYPE = "ecs.g7.large"
 
 LISTEN_RE = re.compile(r"^api listening on http://127\.0\.0\.1:(\d+)\s*$")
 NBD_LISTEN_RE = re.compile(r"^nbd listening on 127\.0\.0\.1:(\d+)\s*$")
+NBD_SOCKET_RE = re.compile(r"^nbd socket (\S+)\s*$")
 
 # Exact ResetDisk error messages (ResetDisk.txt / notes §1.4).
 MSG = {
@@ -193,15 +194,19 @@ class Server:
     """A running `snapdisk serve` process."""
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, nbd_args: list[str] | None = None):
         self.binary = Path(binary)
         self.extra_args = list(extra_args or [])
+        # How NBD is served over TCP: by default in the clear on loopback, as the suite has
+        # always used it (`--nbd-insecure`); test_nbd_tls.py passes TLS flags instead.
+        self.nbd_args = ["--nbd-listen", "127.0.0.1:0", "--nbd-insecure"] if nbd_args is None else list(nbd_args)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.name = name
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.nbd_port: int | None = None
+        self.nbd_socket: str | None = None
         self.stdout_lines: list[str] = []
         self._reader: threading.Thread | None = None
         self._starts = 0
@@ -222,7 +227,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> "Server":
         assert self.proc is None, "already running"
         self._starts += 1
-        self.port = self.nbd_port = None
+        self.port = self.nbd_port = self.nbd_socket = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -234,7 +239,7 @@ class Server:
         stderr = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
-             "--nbd-listen", "127.0.0.1:0", *self.extra_args],
+             *self.nbd_args, *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
             text=True, bufsize=1,
         )
@@ -273,7 +278,11 @@ class Server:
             m = NBD_LISTEN_RE.match(line.rstrip("\r\n"))
             if m:
                 self.nbd_port = int(m.group(1))
-            if self.port is not None and self.nbd_port is not None:
+            m = NBD_SOCKET_RE.match(line.rstrip("\r\n"))
+            if m:
+                self.nbd_socket = m.group(1)
+            wants_tcp = "--nbd-listen" in self.nbd_args
+            if self.port is not None and self.nbd_socket is not None and (self.nbd_port is not None or not wants_tcp):
                 return self
 
     def _kill(self):

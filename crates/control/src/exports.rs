@@ -85,8 +85,29 @@ impl Control {
         }
     }
 
-    /// Every export that could be opened now.
-    pub fn export_names(&self) -> Vec<String> {
+    /// Whether account `id` exists.
+    pub fn account_exists(&self, id: &str) -> bool {
+        let conn = self.lock();
+        conn.query_row("SELECT 1 FROM accounts WHERE id=?1", [id], |_| Ok(())).optional().ok().flatten().is_some()
+    }
+
+    /// The account that owns export `name` (a disk or a snapshot, released or not), if any.
+    pub fn export_account(&self, name: &str) -> Option<String> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT account_id FROM disks WHERE id=?1 UNION ALL SELECT account_id FROM snapshots WHERE id=?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "finding an export's account");
+            None
+        })
+    }
+
+    /// Every export that could be opened now; with `account`, only that account's.
+    pub fn export_names(&self, account: Option<&str>) -> Vec<String> {
         let conn = self.lock();
         let mut out = Vec::new();
         let q =
@@ -95,9 +116,14 @@ impl Control {
                    AND (i.lock_reason IS NULL OR i.lock_reason <> 'security')
                    AND NOT (i.charge_type='PrePaid' AND i.expired_ms IS NOT NULL AND i.expired_ms <= ?1)
                    AND NOT (i.charge_type='PostPaid' AND a.in_arrears)
-                 UNION ALL SELECT id FROM snapshots WHERE released=0 AND status='accomplished' ORDER BY 1";
+                   AND (?2 IS NULL OR d.account_id = ?2)
+                 UNION ALL SELECT id FROM snapshots WHERE released=0 AND status='accomplished'
+                   AND (?2 IS NULL OR account_id = ?2) ORDER BY 1";
         let now = crate::model::now_ms();
-        match conn.prepare(q).and_then(|mut s| s.query_map([now], |r| r.get::<_, String>(0))?.collect()) {
+        let rows = |s: &mut rusqlite::Statement| -> rusqlite::Result<Vec<String>> {
+            s.query_map(rusqlite::params![now, account], |r| r.get::<_, String>(0))?.collect()
+        };
+        match conn.prepare(q).and_then(|mut s| rows(&mut s)) {
             Ok(v) => out = v,
             Err(e) => tracing::warn!(error = %e, "listing exports"),
         }

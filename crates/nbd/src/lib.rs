@@ -2,16 +2,33 @@
 //! `base:allocation` metadata context, several requests in flight per connection answered
 //! out of order, and revocation (close every connection to an export, after draining and
 //! flushing) for the control plane.
+//!
+//! Security (see docs/nbd.md, "NBD security"): a listener is either trusted (a unix socket
+//! only the server's user can open, or TCP the operator explicitly left open) or TLS-only
+//! (NBD_OPT_STARTTLS with rustls; a client certificate names the account whose exports the
+//! connection may see and open).
 
 mod handler;
 pub mod proto;
 mod registry;
 mod server;
+mod stream;
 mod transmit;
 mod turns;
 
 pub use registry::Registry;
-pub use server::{Server, serve};
+pub use server::{Identify, Identity, Options, Server, Tls, serve, serve_unix};
+
+/// Who is on the other end of a connection, as far as the exports it may see are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Client {
+    /// A connection on a trusted channel (the server's unix socket, or a TCP listener the
+    /// operator left open with `--nbd-insecure`): it may see and open every export.
+    Trusted,
+    /// A connection authenticated by TLS as one account: it may see and open only that
+    /// account's exports.
+    Account(String),
+}
 
 use std::sync::Arc;
 use store::{BlockRead, BlockWrite};
@@ -49,8 +66,12 @@ pub enum Refusal {
 }
 
 /// Who may open what: implemented by the binary from the control plane and the engine.
+/// Both methods may block (they ask the catalog); the server calls them off the async
+/// workers.
 pub trait Exports: Send + Sync + 'static {
-    /// Names a client may open right now.
-    fn list(&self) -> Vec<String>;
-    fn open(&self, name: &str) -> Result<Device, Refusal>;
+    /// Names `client` may open right now (NBD_OPT_LIST).
+    fn list(&self, client: &Client) -> Vec<String>;
+    /// Open `name` for `client`. An export of another account must be refused as
+    /// [`Refusal::Unknown`], so that its existence does not leak.
+    fn open(&self, client: &Client, name: &str) -> Result<Device, Refusal>;
 }

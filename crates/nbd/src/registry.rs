@@ -38,6 +38,8 @@ pub(crate) struct Handle {
     pub done: Arc<Done>,
     /// Set once the connection is serving requests; only those need waiting for.
     pub active: Arc<std::sync::atomic::AtomicBool>,
+    /// The TLS credential the connection authenticated with, if any.
+    pub credential: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -46,7 +48,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn register(&self, export: &str, parent: &CancellationToken) -> Handle {
+    pub(crate) fn register(&self, export: &str, parent: &CancellationToken, credential: Option<Arc<str>>) -> Handle {
         let mut g = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -57,6 +59,7 @@ impl Registry {
             cancel: parent.child_token(),
             done: Arc::new(Done::default()),
             active: Default::default(),
+            credential,
         };
         g.1.entry(export.to_string()).or_default().push(h.clone());
         h
@@ -85,6 +88,24 @@ impl Registry {
             };
             g.1.get(export).cloned().unwrap_or_default()
         };
+        Self::close(export, handles, timeout)
+    }
+
+    /// Close every connection that authenticated with the TLS credential `credential` (as
+    /// [`crate::Identity::credential`] named it), draining and flushing each as
+    /// [`Registry::revoke`] does. Returns how many were closed.
+    pub fn revoke_credential(&self, credential: &str, timeout: Duration) -> usize {
+        let handles: Vec<Handle> = {
+            let g = match self.inner.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.1.values().flatten().filter(|h| h.credential.as_deref() == Some(credential)).cloned().collect()
+        };
+        Self::close(credential, handles, timeout)
+    }
+
+    fn close(export: &str, handles: Vec<Handle>, timeout: Duration) -> usize {
         for h in &handles {
             h.cancel.cancel();
         }

@@ -1,15 +1,65 @@
-//! Listener and option haggling. Each connection negotiates, then hands the socket to the
+//! Listeners and option haggling. Each connection negotiates, then hands the socket to the
 //! transmission phase. Malformed input closes that connection only.
+//!
+//! A TCP listener with TLS configured is TLS-only (proto.md, "TLS support"): before
+//! NBD_OPT_STARTTLS every option but NBD_OPT_ABORT is answered NBD_REP_ERR_TLS_REQD and
+//! NBD_OPT_EXPORT_NAME closes the connection; after it, the client certificate names the
+//! account whose exports the connection sees. Without TLS a listener is trusted.
 
 use crate::proto::*;
 use crate::registry::{Handle, Registry};
+use crate::stream::{Raw, Stream};
 use crate::transmit::{Session, transmit};
-use crate::{Device, Exports, Refusal};
+use crate::turns::Pool;
+use crate::{Client, Device, Exports, Refusal};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Server-wide limits.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time a client has from accept to the start of transmission (TLS handshake
+    /// included); a connection still negotiating then is closed.
+    pub negotiation_timeout: Duration,
+    /// KiB of request and reply payload all connections together may hold (each connection
+    /// also has its own limit of 256 MiB). A connection with nothing in flight may always
+    /// take one request (up to 32 MiB) beyond it, so a client that does not read its
+    /// replies stalls only itself: the most held is this plus one request per connection.
+    pub reply_memory_kib: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { negotiation_timeout: Duration::from_secs(10), reply_memory_kib: 1 << 20 }
+    }
+}
+
+/// The account (and the credential) a verified TLS client certificate stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account whose exports the connection may see and open.
+    pub account: String,
+    /// An opaque name of the credential (e.g. the certificate's serial), for
+    /// [`Registry::revoke_credential`].
+    pub credential: String,
+}
+
+/// Maps the DER of a client's leaf certificate, already verified by rustls against the
+/// configured client CA and revocation lists, to an identity; `None` refuses the connection.
+pub type Identify = Arc<dyn Fn(&[u8]) -> Option<Identity> + Send + Sync>;
+
+/// TLS for the TCP listeners: the rustls configuration (server certificate, client
+/// certificate verifier) and how a client certificate maps to an account.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub identify: Identify,
+}
 
 pub struct Server {
     pub(crate) exports: Arc<dyn Exports>,
@@ -17,43 +67,103 @@ pub struct Server {
     pub(crate) shutdown: CancellationToken,
     /// Connection threads beyond each connection's first, across the server.
     pub(crate) extra_threads: std::sync::atomic::AtomicUsize,
+    pub(crate) options: Options,
+    /// Payload held across the server, in KiB ([`Options::reply_memory_kib`]).
+    pub(crate) pool: Pool,
+    tls: RwLock<Option<Tls>>,
 }
 
 impl Server {
     pub fn new(exports: Arc<dyn Exports>, shutdown: CancellationToken) -> Arc<Server> {
+        Server::with_options(exports, shutdown, Options::default())
+    }
+
+    pub fn with_options(exports: Arc<dyn Exports>, shutdown: CancellationToken, options: Options) -> Arc<Server> {
         Arc::new(Server {
             exports,
             registry: Arc::new(Registry::default()),
             shutdown,
             extra_threads: Default::default(),
+            pool: Pool::new(options.reply_memory_kib),
+            options,
+            tls: RwLock::new(None),
         })
+    }
+
+    /// Make TCP listeners TLS-only with this configuration (or trusted, with `None`). Takes
+    /// effect for connections accepted from now on: call it again with a new verifier to
+    /// apply a new revocation list.
+    pub fn set_tls(&self, tls: Option<Tls>) {
+        match self.tls.write() {
+            Ok(mut g) => *g = tls,
+            Err(p) => *p.into_inner() = tls,
+        }
+    }
+
+    fn tls(&self) -> Option<Tls> {
+        match self.tls.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// KiB of payload held now across all connections (see [`Options::reply_memory_kib`]).
+    pub fn payload_in_flight_kib(&self) -> u64 {
+        self.pool.in_use()
     }
 }
 
-/// Accept connections until `shutdown`; each runs on its own task.
+/// Accept TCP connections until shutdown; each runs on its own task. TLS-only if the server
+/// has TLS configured when the connection is accepted, trusted otherwise.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
-    let tracker = tokio_util::task::TaskTracker::new();
+    let tracker = TaskTracker::new();
     loop {
         tokio::select! {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
-                    let s = server.clone();
-                    tracker.spawn(async move {
-                        if let Err(e) = connection(s, sock).await {
-                            tracing::debug!(%peer, error = %e, "NBD connection ended");
-                        }
-                    });
+                    if let Err(e) = sock.set_nodelay(true) {
+                        tracing::debug!(%peer, error = %e, "NBD set_nodelay failed");
+                    }
+                    let tls = server.tls();
+                    spawn(&tracker, server.clone(), Raw::Tcp(sock), tls, peer.to_string());
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "NBD accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+                Err(e) => accept_failed(e).await,
             },
         }
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Accept connections on a unix socket until shutdown. They are trusted: whoever may open
+/// the socket (its file mode decides) sees every export; STARTTLS is not offered there.
+pub async fn serve_unix(server: Arc<Server>, listener: UnixListener) {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = server.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((sock, _)) => spawn(&tracker, server.clone(), Raw::Unix(sock), None, "unix".into()),
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn spawn(tracker: &TaskTracker, server: Arc<Server>, sock: Raw, tls: Option<Tls>, peer: String) {
+    tracker.spawn(async move {
+        if let Err(e) = connection(server, sock, tls).await {
+            tracing::debug!(%peer, error = %e, "NBD connection ended");
+        }
+    });
+}
+
+async fn accept_failed(e: io::Error) {
+    tracing::warn!(error = %e, "NBD accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -69,13 +179,18 @@ struct Haggle {
     meta: Option<String>,
 }
 
-/// Negotiate, then serve. Negotiation gives way to shutdown at once; transmission drains.
-async fn connection(server: Arc<Server>, sock: TcpStream) -> io::Result<()> {
+/// Negotiate, then serve. Negotiation gives way to shutdown at once and is bounded by
+/// [`Options::negotiation_timeout`]; transmission drains.
+async fn connection(server: Arc<Server>, sock: Raw, tls: Option<Tls>) -> io::Result<()> {
     let shutdown = server.shutdown.clone();
+    let limit = server.options.negotiation_timeout;
     let negotiated = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return Ok(()),
-        r = negotiate(server, sock) => r?,
+        r = tokio::time::timeout(limit, negotiate(server, sock, tls)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "negotiation took too long")),
+        },
     };
     match negotiated {
         Some((sock, session)) => transmit(sock, session).await,
@@ -83,19 +198,40 @@ async fn connection(server: Arc<Server>, sock: TcpStream) -> io::Result<()> {
     }
 }
 
-/// Write the reply that starts transmission; if it cannot be sent, the export's registration
-/// is given back.
-async fn start(sock: &mut TcpStream, reply: &[u8], server: &Server, name: &str, handle: &Handle) -> io::Result<()> {
-    if let Err(e) = sock.write_all(reply).await {
-        server.registry.unregister(name, handle.id);
-        handle.done.set();
-        return Err(e);
-    }
-    Ok(())
+/// A connection's place in the registry until transmission starts: given back if
+/// negotiation fails or is dropped (timeout, shutdown) in between.
+struct Registered {
+    server: Arc<Server>,
+    name: String,
+    handle: Option<Handle>,
 }
 
-async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Option<(TcpStream, Session)>> {
-    sock.set_nodelay(true)?;
+impl Registered {
+    fn keep(mut self) -> Option<Handle> {
+        self.handle.take()
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.server.registry.unregister(&self.name, h.id);
+            h.done.set();
+        }
+    }
+}
+
+fn session(server: &Arc<Server>, name: String, device: Device, reg: Registered, h: &Haggle) -> io::Result<Session> {
+    let handle = reg.keep().ok_or_else(|| io::Error::other("registration lost"))?;
+    let meta = h.meta.as_deref() == Some(name.as_str());
+    Ok(Session { server: server.clone(), name, device, handle, structured: h.structured, meta })
+}
+
+async fn negotiate(server: Arc<Server>, raw: Raw, tls: Option<Tls>) -> io::Result<Option<(Stream, Session)>> {
+    let mut sock = Stream::Plain(raw);
+    // Who the client is: decided by the listener, or by its certificate after STARTTLS.
+    let mut client = if tls.is_some() { None } else { Some(Client::Trusted) };
+    let mut credential: Option<Arc<str>> = None;
     let mut hello = Vec::with_capacity(18);
     hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
     hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
@@ -121,10 +257,54 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
         }
         let mut data = vec![0u8; len as usize];
         sock.read_exact(&mut data).await?;
+        let Some(who) = client.clone() else {
+            // TLS-only and not yet upgraded.
+            match option {
+                OPT_STARTTLS => {
+                    if !data.is_empty() {
+                        sock.write_all(&option_reply(option, REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data"))
+                            .await?;
+                        continue;
+                    }
+                    let Some(tls) = &tls else { return Err(invalid("no TLS configuration")) };
+                    sock.write_all(&option_reply(option, REP_ACK, &[])).await?;
+                    let Stream::Plain(raw) = sock else { return Err(invalid("TLS twice")) };
+                    let upgraded = tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(raw).await?;
+                    let leaf = upgraded.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                    let Some(id) = leaf.and_then(|der| (tls.identify)(&der)) else {
+                        return Err(invalid("the client certificate names no account"));
+                    };
+                    client = Some(Client::Account(id.account));
+                    credential = Some(id.credential.into());
+                    sock = Stream::Tls(Box::new(upgraded));
+                    // Nothing negotiated in the clear carries over (proto.md, "TLS support").
+                    h = Haggle { no_zeroes: h.no_zeroes, ..Haggle::default() };
+                }
+                OPT_ABORT => {
+                    let _ = sock.write_all(&option_reply(option, REP_ACK, &[])).await;
+                    return Ok(None);
+                }
+                // It cannot be answered with an error: the spec has the server close.
+                OPT_EXPORT_NAME => return Err(invalid("NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS")),
+                _ => {
+                    sock.write_all(&option_reply(option, REP_ERR_TLS_REQD, b"TLS required: send NBD_OPT_STARTTLS"))
+                        .await?
+                }
+            }
+            continue;
+        };
         match option {
+            OPT_STARTTLS => {
+                let (kind, msg): (u32, &[u8]) = if tls.is_some() {
+                    (REP_ERR_INVALID, b"TLS is already negotiated")
+                } else {
+                    (REP_ERR_UNSUP, b"TLS is not offered on this listener")
+                };
+                sock.write_all(&option_reply(option, kind, msg)).await?;
+            }
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).into_owned();
-                let Some((device, handle)) = open(&server, &name).await.ok() else {
+                let Some((device, reg)) = open(&server, &who, &credential, &name).await.ok() else {
                     return Err(invalid("export refused")); // the protocol's only answer: close
                 };
                 let mut reply = device.size().to_be_bytes().to_vec();
@@ -132,9 +312,8 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
                 if !h.no_zeroes {
                     reply.extend_from_slice(&[0u8; 124]);
                 }
-                start(&mut sock, &reply, &server, &name, &handle).await?;
-                let meta = h.meta.as_deref() == Some(name.as_str());
-                let session = Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
+                sock.write_all(&reply).await?;
+                let session = session(&server, name, device, reg, &h)?;
                 return Ok(Some((sock, session)));
             }
             OPT_ABORT => {
@@ -147,7 +326,7 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
                     continue;
                 }
                 let exports = server.exports.clone();
-                let names = tokio::task::spawn_blocking(move || exports.list()).await.unwrap_or_default();
+                let names = tokio::task::spawn_blocking(move || exports.list(&who)).await.unwrap_or_default();
                 let mut out = Vec::new();
                 for n in names {
                     let mut d = (n.len() as u32).to_be_bytes().to_vec();
@@ -193,11 +372,11 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
                     continue;
                 };
                 let opened = if option == OPT_GO {
-                    open(&server, &name).await.map(|(d, h)| (d, Some(h)))
+                    open(&server, &who, &credential, &name).await.map(|(d, h)| (d, Some(h)))
                 } else {
                     // The policy asks the catalog: never on an async worker.
                     let (exports, n) = (server.exports.clone(), name.clone());
-                    tokio::task::spawn_blocking(move || exports.open(&n))
+                    tokio::task::spawn_blocking(move || exports.open(&who, &n))
                         .await
                         .unwrap_or_else(|_| Err(Refusal::Policy("internal error".into())))
                         .map(|d| (d, None))
@@ -222,11 +401,9 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
                 }
                 out.extend(option_reply(option, REP_ACK, &[]));
                 match handle {
-                    Some(handle) => {
-                        start(&mut sock, &out, &server, &name, &handle).await?;
-                        let meta = h.meta.as_deref() == Some(name.as_str());
-                        let session =
-                            Session { server: server.clone(), name, device, handle, structured: h.structured, meta };
+                    Some(reg) => {
+                        sock.write_all(&out).await?;
+                        let session = session(&server, name, device, reg, &h)?;
                         return Ok(Some((sock, session)));
                     }
                     None => sock.write_all(&out).await?,
@@ -241,21 +418,20 @@ async fn negotiate(server: Arc<Server>, mut sock: TcpStream) -> io::Result<Optio
 
 /// Register first, then ask for the device: a revoke that runs in between either finds this
 /// connection registered or made the policy refuse it.
-async fn open(server: &Arc<Server>, name: &str) -> Result<(Device, crate::registry::Handle), Refusal> {
-    let handle = server.registry.register(name, &server.shutdown);
-    let exports = server.exports.clone();
+async fn open(
+    server: &Arc<Server>,
+    client: &Client,
+    credential: &Option<Arc<str>>,
+    name: &str,
+) -> Result<(Device, Registered), Refusal> {
+    let handle = server.registry.register(name, &server.shutdown, credential.clone());
+    let reg = Registered { server: server.clone(), name: name.to_string(), handle: Some(handle) };
+    let (exports, client) = (server.exports.clone(), client.clone());
     let n = name.to_string();
-    let opened = tokio::task::spawn_blocking(move || exports.open(&n))
+    let device = tokio::task::spawn_blocking(move || exports.open(&client, &n))
         .await
-        .unwrap_or_else(|_| Err(Refusal::Policy("internal error".into())));
-    match opened {
-        Ok(d) => Ok((d, handle)),
-        Err(r) => {
-            server.registry.unregister(name, handle.id);
-            handle.done.set();
-            Err(r)
-        }
-    }
+        .unwrap_or_else(|_| Err(Refusal::Policy("internal error".into())))?;
+    Ok((device, reg))
 }
 
 fn flags_for(device: &Device, structured: bool) -> u16 {

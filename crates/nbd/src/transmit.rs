@@ -9,16 +9,26 @@
 //! On disconnect, revoke or shutdown the connection stops reading, lets what is in flight
 //! finish, flushes, and closes. A revocation shuts the socket's read side, which wakes a
 //! reader blocked on a client that holds back its payload.
+//!
+//! Payload is bounded twice: per connection (`BUDGET_KIB`) and across the server
+//! ([`crate::Options::reply_memory_kib`]); a reply the client does not take within
+//! `REPLY_STALL` fails its connection, which frees what that connection held.
+//!
+//! A TLS connection is served the same way over one end of a unix socket pair, with a task
+//! that relays between the other end and the TLS stream (rustls sessions cannot be read and
+//! written from several threads at once).
 
 use crate::Device;
 use crate::handler::{Reply, handle};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
+use crate::stream::{Raw, Stream};
 use crate::turns::{Budget, Next, Turn};
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::AlignedBuf;
@@ -43,6 +53,37 @@ const KEEP_BUFFER: usize = 1 << 20;
 const WORKER_STACK: usize = 512 * 1024;
 /// How long a closing connection waits for its replies to be taken by the client.
 const DRAIN: Duration = Duration::from_secs(5);
+/// A reply the client takes none of for this long fails the connection.
+const REPLY_STALL: Duration = Duration::from_secs(30);
+
+/// A blocking socket a connection's threads share (each holds a clone of the descriptor).
+pub(crate) trait Sock: Read + Write + Send + Sync + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+macro_rules! sock_impl {
+    ($t:ty) => {
+        impl Sock for $t {
+            fn try_clone(&self) -> io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$t>::shutdown(self, how)
+            }
+            fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+                <$t>::set_nonblocking(self, on)
+            }
+            fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_write_timeout(self, t)
+            }
+        }
+    };
+}
+sock_impl!(TcpStream);
+sock_impl!(UnixStream);
 
 pub(crate) struct Session {
     pub server: Arc<Server>,
@@ -53,18 +94,44 @@ pub(crate) struct Session {
     pub meta: bool,
 }
 
-pub(crate) async fn transmit(sock: tokio::net::TcpStream, s: Session) -> io::Result<()> {
+pub(crate) async fn transmit(sock: Stream, s: Session) -> io::Result<()> {
     s.handle.active.store(true, Ordering::Release);
     let (server, name, handle) = (s.server.clone(), s.name.clone(), s.handle.clone());
-    let result = serve_requests(sock, s).await;
+    let result = match sock {
+        Stream::Plain(Raw::Tcp(t)) => serve_requests(t.into_std()?, s).await,
+        Stream::Plain(Raw::Unix(u)) => serve_requests(u.into_std()?, s).await,
+        Stream::Tls(tls) => serve_tls(*tls, s).await,
+    };
     server.registry.unregister(&name, handle.id);
     handle.done.set();
     result
 }
 
-async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Result<()> {
-    let sock = sock.into_std()?;
+/// Serve a TLS connection through a socket pair and a relay task.
+async fn serve_tls(mut tls: tokio_rustls::server::TlsStream<Raw>, s: Session) -> io::Result<()> {
+    let (ours, theirs) = UnixStream::pair()?;
+    theirs.set_nonblocking(true)?;
+    let mut theirs = tokio::net::UnixStream::from_std(theirs)?;
+    let done = tokio_util::sync::CancellationToken::new();
+    let finished = done.clone();
+    let relay = tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut tls, &mut theirs) => {}
+            // Once transmission has ended, a client that keeps its side open gets `DRAIN`.
+            _ = async { finished.cancelled().await; tokio::time::sleep(DRAIN).await } => {}
+        }
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(DRAIN, tls.shutdown()).await;
+    });
+    let result = serve_requests(ours, s).await;
+    done.cancel();
+    let _ = relay.await;
+    result
+}
+
+async fn serve_requests<S: Sock>(sock: S, session: Session) -> io::Result<()> {
     sock.set_nonblocking(false)?;
+    sock.set_write_timeout(Some(REPLY_STALL))?;
     let conn = Arc::new(Conn {
         turn: Turn::default(),
         reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, sock.try_clone()?)),
@@ -72,6 +139,7 @@ async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Re
         sock,
         session,
         budget: Budget::new(BUDGET_KIB),
+        pooled: AtomicU64::new(0),
         closing: AtomicBool::new(false),
         closed: Notify::new(),
         workers: AtomicUsize::new(0),
@@ -107,27 +175,30 @@ async fn serve_requests(sock: tokio::net::TcpStream, session: Session) -> io::Re
 
 /// Closing a socket with unread input makes the kernel reset the connection, and a reset can
 /// cost the client replies it has not read yet; input already received is dropped instead.
-fn discard_unread(sock: &TcpStream) {
+fn discard_unread<S: Sock>(sock: &S) {
+    let Ok(mut sock) = sock.try_clone() else { return };
     if sock.set_nonblocking(true).is_err() {
         return;
     }
     let mut scratch = [0u8; 64 * 1024];
     for _ in 0..256 {
-        match (&*sock).read(&mut scratch) {
+        match sock.read(&mut scratch) {
             Ok(n) if n > 0 => {}
             _ => break,
         }
     }
 }
 
-struct Conn {
+struct Conn<S> {
     session: Session,
     /// Whose turn it is to read; the reader itself is only ever locked by that thread.
     turn: Turn<(Request, u64)>,
-    reader: Mutex<BufReader<TcpStream>>,
-    writer: Mutex<TcpStream>,
-    sock: TcpStream,
+    reader: Mutex<BufReader<S>>,
+    writer: Mutex<S>,
+    sock: S,
     budget: Budget,
+    /// KiB this connection holds of the server's pool.
+    pooled: AtomicU64,
     /// Set once no more requests are to be read.
     closing: AtomicBool,
     /// Tells the connection's task that reading ended, so it bounds the wait for replies.
@@ -140,7 +211,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>, extra: bool) {
+fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
     let _count = Counted(&conn.session.server.extra_threads, extra);
     let mut buf = AlignedBuf::zeroed(0);
     while let Some((req, kib)) = conn.next(&mut buf, &alive) {
@@ -148,7 +219,7 @@ fn worker(conn: Arc<Conn>, alive: mpsc::Sender<()>, extra: bool) {
             .unwrap_or_else(|_| Reply::internal_error(&conn.session, &req));
         let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
         let sent = conn.send(&reply.head, data);
-        conn.budget.release(kib);
+        conn.give_back(kib);
         if let Err(e) = sent {
             conn.fail(e);
             break;
@@ -173,7 +244,38 @@ impl Drop for Counted<'_> {
     }
 }
 
-impl Conn {
+impl<S: Sock> Conn<S> {
+    /// Take `kib` of the connection's budget and the server's pool, waiting for releases
+    /// unless `wait` is false; `false` if not taken (or the connection is stopping).
+    fn take(&self, kib: u64, wait: bool) -> bool {
+        let pool = &self.session.server.pool;
+        if wait {
+            if !self.budget.acquire(kib, || self.stopping()) {
+                return false;
+            }
+            if !pool.acquire(kib, || self.pooled.load(Ordering::Acquire), || self.stopping()) {
+                self.budget.release(kib);
+                return false;
+            }
+        } else {
+            if !self.budget.try_acquire(kib) {
+                return false;
+            }
+            if !pool.try_acquire(kib, self.pooled.load(Ordering::Acquire)) {
+                self.budget.release(kib);
+                return false;
+            }
+        }
+        self.pooled.fetch_add(kib, Ordering::AcqRel);
+        true
+    }
+
+    fn give_back(&self, kib: u64) {
+        self.pooled.fetch_sub(kib, Ordering::AcqRel);
+        self.session.server.pool.release(kib);
+        self.budget.release(kib);
+    }
+
     /// Wait for whatever is in flight to be answered, but not for ever: a client that stops
     /// reading its replies has its socket shut after `DRAIN`.
     async fn drain(&self, gone: &mut mpsc::Receiver<()>) {
@@ -255,7 +357,7 @@ impl Conn {
                 // Read before a revocation, taken after it: not run. (A disconnect or bad
                 // input after it still lets it run: the client asked before that.)
                 if self.session.handle.cancel.is_cancelled() {
-                    self.budget.release(kib);
+                    self.give_back(kib);
                     return None;
                 }
                 return Some((req, kib));
@@ -293,12 +395,12 @@ impl Conn {
             return None;
         }
         let kib = budget_kib(&req);
-        if !self.budget.acquire(kib, || self.stopping()) {
+        if !self.take(kib, true) {
             return None;
         }
         buf.resize(req.payload_len() as usize);
         if let Err(e) = rd.read_exact(buf.as_mut_slice()) {
-            self.budget.release(kib);
+            self.give_back(kib);
             self.end(Some(e));
             return None;
         }
@@ -316,7 +418,7 @@ impl Conn {
     /// Reads already received, taken off the receive buffer (with their budget) to hand on,
     /// so a burst starts at once instead of one thread waking after another to read the next.
     /// Anything else (a write's payload may not be here yet) stops it, for the next reader.
-    fn read_ahead(&self, rd: &mut BufReader<TcpStream>) -> Vec<(Request, u64)> {
+    fn read_ahead(&self, rd: &mut BufReader<S>) -> Vec<(Request, u64)> {
         let mut ahead = Vec::new();
         while ahead.len() < MAX_WORKERS && !self.stopping() {
             let Some(req) = rd.buffer().get(..REQUEST_LEN).and_then(|h| Request::decode(h).ok()) else {
@@ -326,7 +428,7 @@ impl Conn {
                 break;
             }
             let kib = budget_kib(&req);
-            if !self.budget.try_acquire(kib) {
+            if !self.take(kib, false) {
                 break;
             }
             rd.consume(REQUEST_LEN);

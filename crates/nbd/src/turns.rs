@@ -149,6 +149,64 @@ impl Budget {
     }
 }
 
+/// KiB of payload held across the whole server. Unlike [`Budget`] it may be overdrawn: a
+/// connection holding none of it may always take one request, so connections whose clients
+/// do not read their replies can exhaust it without stopping any other connection.
+pub(crate) struct Pool {
+    /// Free KiB (below zero while overdrawn) and the number of threads waiting for some.
+    state: Mutex<(i64, usize)>,
+    capacity: i64,
+    cv: Condvar,
+}
+
+impl Pool {
+    pub fn new(kib: u64) -> Pool {
+        let capacity = i64::try_from(kib).unwrap_or(i64::MAX);
+        Pool { state: Mutex::new((capacity, 0)), capacity, cv: Condvar::new() }
+    }
+
+    /// Take `kib` if it is free, or if the caller holds none (`held == 0`) whatever is free.
+    pub fn try_acquire(&self, kib: u64, held: u64) -> bool {
+        let mut g = lock(&self.state);
+        let kib = i64::try_from(kib).unwrap_or(i64::MAX);
+        if g.0 >= kib || held == 0 {
+            g.0 -= kib;
+            return true;
+        }
+        false
+    }
+
+    /// Take `kib` as [`Pool::try_acquire`] would, waiting for releases while it cannot;
+    /// `false` once `stop` says so. `held` reports what the caller holds now.
+    pub fn acquire(&self, kib: u64, held: impl Fn() -> u64, stop: impl Fn() -> bool) -> bool {
+        let want = i64::try_from(kib).unwrap_or(i64::MAX);
+        let mut g = lock(&self.state);
+        while g.0 < want && held() > 0 {
+            if stop() {
+                return false;
+            }
+            g.1 += 1;
+            g = self.cv.wait_timeout(g, Duration::from_millis(50)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            g.1 -= 1;
+        }
+        g.0 -= want;
+        true
+    }
+
+    pub fn release(&self, kib: u64) {
+        let mut g = lock(&self.state);
+        g.0 += i64::try_from(kib).unwrap_or(i64::MAX);
+        if g.1 > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// KiB taken now (more than the capacity while overdrawn).
+    pub fn in_use(&self) -> u64 {
+        u64::try_from(self.capacity - lock(&self.state).0).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +298,22 @@ mod tests {
             assert!(!b.acquire(100, || stop.load(Ordering::SeqCst)));
         });
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_pool_lets_an_empty_handed_caller_overdraw_and_makes_others_wait() {
+        let p = Arc::new(Pool::new(10));
+        assert!(p.try_acquire(8, 0));
+        assert!(!p.try_acquire(5, 8), "a holder waits when the pool is short");
+        assert!(p.try_acquire(32, 0), "one holding nothing may always take one request");
+        assert_eq!(p.in_use(), 40);
+        let p2 = p.clone();
+        let waiter = std::thread::spawn(move || p2.acquire(5, || 3, || false));
+        std::thread::sleep(Duration::from_millis(20));
+        p.release(32);
+        p.release(8);
+        assert!(waiter.join().unwrap());
+        assert_eq!(p.in_use(), 5);
+        assert!(!p.acquire(100, || 5, || true), "gives way to stop");
     }
 }

@@ -14,11 +14,20 @@ pub struct Exports {
 }
 
 impl nbd::Exports for Exports {
-    fn list(&self) -> Vec<String> {
-        self.control.export_names()
+    fn list(&self, client: &nbd::Client) -> Vec<String> {
+        match client {
+            nbd::Client::Trusted => self.control.export_names(None),
+            nbd::Client::Account(a) => self.control.export_names(Some(a)),
+        }
     }
 
-    fn open(&self, name: &str) -> Result<nbd::Device, nbd::Refusal> {
+    fn open(&self, client: &nbd::Client, name: &str) -> Result<nbd::Device, nbd::Refusal> {
+        // Another account's export is answered as if it did not exist.
+        if let nbd::Client::Account(a) = client
+            && self.control.export_account(name).as_deref() != Some(a.as_str())
+        {
+            return Err(nbd::Refusal::Unknown);
+        }
         let unavailable = |e: store::StoreError| nbd::Refusal::Policy(e.to_string());
         let Some(engine) = &self.engine else {
             return Err(nbd::Refusal::Policy("storage metadata is corrupt; see the server log".into()));

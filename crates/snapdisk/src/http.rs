@@ -21,6 +21,8 @@ pub struct AppState {
     admin_token: Arc<String>,
     /// How long a request's body may take to arrive.
     body_timeout: std::time::Duration,
+    /// The NBD credential commands (`nbd-credential-*`), answered by the binary.
+    pub nbd_admin: Option<Arc<crate::nbd_tls::NbdAdmin>>,
 }
 
 /// Largest request body read, in bytes (the SDKs send parameters in the query or a form).
@@ -33,7 +35,7 @@ impl AppState {
         admin_token: String,
         body_timeout: std::time::Duration,
     ) -> Self {
-        AppState { control, nonces, admin_token: Arc::new(admin_token), body_timeout }
+        AppState { control, nonces, admin_token: Arc::new(admin_token), body_timeout, nbd_admin: None }
     }
 }
 
@@ -159,6 +161,15 @@ async fn admin(
             }
         }
     };
+    if crate::nbd_tls::COMMANDS.contains(&command.as_str())
+        && let Some(nbd) = app.nbd_admin.clone()
+    {
+        return match tokio::task::spawn_blocking(move || nbd.run(&command, body)).await {
+            Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
+            Ok(Err((code, msg))) => json_error(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &msg),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
     let control = app.control.clone();
     match tokio::task::spawn_blocking(move || control.admin(&command, body)).await {
         Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),

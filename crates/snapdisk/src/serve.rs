@@ -19,9 +19,38 @@ pub struct ServeArgs {
     /// Address of the ECS API; port 0 picks a free one (printed on its own line).
     #[arg(long, default_value = crate::DEFAULT_LISTEN, value_parser = crate::parse_listen)]
     listen: SocketAddr,
-    /// Address of the NBD server; port 0 picks a free one (printed on its own line).
-    #[arg(long, default_value = crate::DEFAULT_NBD_LISTEN, value_parser = crate::parse_listen)]
-    nbd_listen: SocketAddr,
+    /// TCP address for NBD; port 0 picks a free one (printed on its own line). Refused
+    /// without --nbd-tls-cert/--nbd-tls-key unless --nbd-insecure is given. Without it, NBD
+    /// is served only on the unix socket (--nbd-socket).
+    #[arg(long, value_parser = crate::parse_listen)]
+    nbd_listen: Option<SocketAddr>,
+    /// The unix socket NBD is always served on, mode 0600, for the server's own VMs and
+    /// local tools (default <data-dir>/nbd.sock; printed as `nbd socket PATH`).
+    #[arg(long)]
+    nbd_socket: Option<std::path::PathBuf>,
+    /// Serve NBD over TCP in the clear, to anyone who can connect, with every export visible
+    /// (the behaviour before NBD security). Logs a warning.
+    #[arg(long)]
+    nbd_insecure: bool,
+    /// PEM certificate chain of the NBD server (e.g. from `snapdisk nbd-tls-init`). With
+    /// --nbd-tls-key, TCP NBD is TLS-only and clients need a certificate from the operator CA.
+    #[arg(long, requires = "nbd_tls_key")]
+    nbd_tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --nbd-tls-cert.
+    #[arg(long, requires = "nbd_tls_cert")]
+    nbd_tls_key: Option<std::path::PathBuf>,
+    /// PEM file of further CAs whose client certificates are accepted (their CN is the
+    /// account id), besides the operator CA in <data-dir>/nbd-ca.
+    #[arg(long, requires = "nbd_tls_cert")]
+    nbd_tls_client_ca: Option<std::path::PathBuf>,
+    /// Milliseconds an NBD client has from connecting to the start of transmission (the TLS
+    /// handshake included).
+    #[arg(long, default_value_t = 10_000)]
+    nbd_negotiation_timeout_ms: u64,
+    /// MiB of NBD request and reply payload all connections together may hold (each may also
+    /// hold one request beyond it).
+    #[arg(long, default_value_t = 1024)]
+    nbd_reply_memory_mib: u64,
     /// Data I/O mode, as qemu names it: `none` bypasses the page cache (O_DIRECT), `writeback`
     /// goes through it.
     #[arg(long, value_enum, default_value_t = Cache::None)]
@@ -127,14 +156,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control = Arc::new(control);
 
     let shutdown = CancellationToken::new();
-    let nbd_server = nbd::Server::new(
+    let nbd_options = nbd::Options {
+        negotiation_timeout: Duration::from_millis(args.nbd_negotiation_timeout_ms.max(1)),
+        reply_memory_kib: args.nbd_reply_memory_mib.max(1).saturating_mul(1024),
+    };
+    let nbd_server = nbd::Server::with_options(
         Arc::new(dataplane::Exports { control: control.clone(), engine: engine.clone() }),
         shutdown.clone(),
+        nbd_options,
     );
     control.set_events(Arc::new(dataplane::Revoker(nbd_server.registry.clone())));
-    let nbd_listener =
-        tokio::net::TcpListener::bind(args.nbd_listen).await.with_context(|| format!("binding {}", args.nbd_listen))?;
-    let nbd_addr = nbd_listener.local_addr()?;
+    let ca = crate::nbd_tls::Authority::open(&dir)?;
+    let tls_files = match (&args.nbd_tls_cert, &args.nbd_tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = crate::nbd_tls::TlsFiles::load(cert, key, args.nbd_tls_client_ca.as_deref())?;
+            let config = files.config(&ca)?;
+            nbd_server.set_tls(Some(nbd::Tls { config, identify: Arc::new(crate::nbd_tls::identify) }));
+            Some(files)
+        }
+        _ => None,
+    };
+    let nbd_listener = match args.nbd_listen {
+        None => None,
+        Some(addr) => {
+            if tls_files.is_none() {
+                anyhow::ensure!(
+                    args.nbd_insecure,
+                    "--nbd-listen {addr} without --nbd-tls-cert/--nbd-tls-key would serve every disk to anyone \
+                     who can connect; give TLS credentials, or --nbd-insecure to accept that"
+                );
+                tracing::warn!(%addr, "NBD over TCP without TLS (--nbd-insecure): anyone who can connect may read and write every attached disk");
+            }
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?)
+        }
+    };
+    let nbd_socket_path = args.nbd_socket.clone().unwrap_or_else(|| dir.join("nbd.sock"));
+    let nbd_unix = bind_private_socket(&nbd_socket_path)?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -153,12 +210,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     nonces.set_capacity(args.max_nonces);
     let nonces = Arc::new(nonces);
     let nonce_files = Arc::new(nonce_files);
-    let state = http::AppState::new(control.clone(), nonces.clone(), admin_token, limits.body_timeout);
+    let mut state = http::AppState::new(control.clone(), nonces.clone(), admin_token, limits.body_timeout);
+    state.nbd_admin = Some(Arc::new(crate::nbd_tls::NbdAdmin {
+        ca,
+        control: control.clone(),
+        server: nbd_server.clone(),
+        tls: tls_files,
+    }));
     let app = http::router(state.clone());
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "api listening on http://{addr}")?;
-    writeln!(out, "nbd listening on {nbd_addr}")?;
+    if let Some(l) = &nbd_listener {
+        writeln!(out, "nbd listening on {}", l.local_addr()?)?;
+    }
+    writeln!(out, "nbd socket {}", nbd_socket_path.display())?;
     writeln!(out, "account {} AccessKeyId {}", boot.account_id, boot.access_key_id)?;
     if boot.generated {
         let key = serde_json::json!({
@@ -208,7 +274,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let nbd_task = tokio::spawn(nbd::serve(nbd_server, nbd_listener));
+    let nbd_unix_task = tokio::spawn(nbd::serve_unix(nbd_server.clone(), nbd_unix));
+    let nbd_task = nbd_listener.map(|l| tokio::spawn(nbd::serve(nbd_server, l)));
     let stop = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -217,7 +284,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::listener::serve(listener, app, limits, shutdown.clone()).await;
     shutdown.cancel();
     // NBD connections drain, flush and close before the process exits.
-    let _ = nbd_task.await;
+    if let Some(t) = nbd_task {
+        let _ = t.await;
+    }
+    let _ = nbd_unix_task.await;
+    let _ = std::fs::remove_file(&nbd_socket_path);
     ticker.abort();
     nonce_checkpoints.abort();
     if let Some(engine) = &engine {
@@ -226,6 +297,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     nonce_files.checkpoint(&nonces, chrono::Utc::now().timestamp()).context("saving the nonces")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bind a unix socket only the server's user can open (mode 0600, created so from the
+/// start), replacing a stale one.
+fn bind_private_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use nix::sys::stat::{Mode, umask};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        anyhow::ensure!(m.file_type().is_socket(), "{} exists and is not a socket", path.display());
+        std::fs::remove_file(path).with_context(|| format!("removing the stale {}", path.display()))?;
+    }
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    umask(old);
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::UnixListener::from_std(listener)?)
 }
 
 async fn shutdown_signal() {
@@ -271,7 +360,7 @@ fn admin_token(dir: &Path) -> anyhow::Result<String> {
     Ok(t)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

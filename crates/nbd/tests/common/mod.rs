@@ -2,7 +2,7 @@
 //! An in-memory disk that can be made slow, a server on it, and a minimal raw NBD client.
 
 pub use nbd::proto::*;
-use nbd::{Device, Exports, Refusal, Server};
+use nbd::{Client, Device, Exports, Refusal, Server};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,10 +83,10 @@ impl BlockWrite for MemDisk {
 struct One(Arc<MemDisk>);
 
 impl Exports for One {
-    fn list(&self) -> Vec<String> {
+    fn list(&self, _: &Client) -> Vec<String> {
         vec!["d".into()]
     }
-    fn open(&self, name: &str) -> std::result::Result<Device, Refusal> {
+    fn open(&self, _: &Client, name: &str) -> std::result::Result<Device, Refusal> {
         if name == "d" { Ok(Device::ReadWrite(self.0.clone())) } else { Err(Refusal::Unknown) }
     }
 }
