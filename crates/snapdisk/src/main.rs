@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the ECS API server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Operator commands against a running server (docs/operator.md).
     Admin(admin_cli::AdminArgs),
     /// Create the NBD CA in the data dir if needed and issue a server certificate from it
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(serve::run(args))
+            rt.block_on(serve::run(*args))
         }
         Command::Admin(args) => admin_cli::run(args),
         Command::NbdTlsInit(args) => nbd_tls_init(args),
