@@ -128,3 +128,25 @@ def test_a_full_nonce_cache_refuses_and_forgets_nothing(few_nonces):
     assert raw_v1(few_nonces, "DescribeRegions").status == 400
     r = raw_v1(few_nonces, "DescribeRegions", nonce=used[0], ak=BOOT_AK, secret=BOOT_SECRET)
     assert r.json()["Code"] == "SignatureNonceUsed"
+
+
+def test_tag_limits(server):
+    """One disk took 20,000 tags before: Tag.N now stops at 20, with the documented rules."""
+    from support import REGION, ZONE
+    api = server.tenant()
+    base = {"RegionId": REGION, "ZoneId": ZONE, "Size": "20"}
+    twenty = {f"Tag.{n}.Key": f"k{n}" for n in range(1, 21)}
+    did = api.call("CreateDisk", {**base, **twenty})["DiskId"]
+    tags = api.call("DescribeDisks", {"RegionId": REGION, "DiskIds": f'["{did}"]'})["Disks"]["Disk"][0]["Tags"]["Tag"]
+    assert len(tags) == 20
+    for extra, code, msg in [
+        ({"Tag.21.Key": "k21"}, "InvalidTagCount", "The specified tags are beyond the permitted range."),
+        ({"Tag.20000.Key": "k"}, "InvalidTagCount", "The specified tags are beyond the permitted range."),
+        ({"Tag.1.Key": "aliyun-x"}, "InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid."),
+        ({"Tag.1.Key": "acs:x"}, "InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid."),
+        ({"Tag.1.Key": "k", "Tag.1.Value": "see http://x"}, "InvalidTagValue.Malformed",
+         "The specified Tag.n.Value is not valid."),
+        ({"Tag.1.Value": "v"}, "InvalidTag.Mismatch", "The specified Tag.n.Key and Tag.n.Value are not match."),
+    ]:
+        err = catch(api.call, "CreateDisk", {**base, **extra})
+        assert (err.status, err.code, err.message) == (400, code, msg), extra

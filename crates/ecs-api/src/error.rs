@@ -109,6 +109,12 @@ registry! {
     QuotaExceedPortableCloudDisk => (403, "QuotaExceed.PortableCloudDisk", "The quota of portable cloud disk exceeds."),
     QuotaExceedElasticQuota => (403, "QuotaExceed.ElasticQuota", "No additional quota is available for the specified ECS instance type."),
     QuotaExceedAccountSnapshot => (403, "QuotaExceed.Snapshot", "The snapshot quota exceeds."),
+
+    // Tags (the Tag.N rows of CreateDisk, CreateSnapshot, RunInstances, TagResources).
+    InvalidTagCount => (400, "InvalidTagCount", "The specified tags are beyond the permitted range."),
+    InvalidTagKeyMalformed => (400, "InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid."),
+    InvalidTagValueMalformed => (400, "InvalidTagValue.Malformed", "The specified Tag.n.Value is not valid."),
+    InvalidTagMismatch => (400, "InvalidTag.Mismatch", "The specified Tag.n.Key and Tag.n.Value are not match."),
 }
 
 /// The most of a request an error message repeats (a parameter name, a string to sign), in

@@ -1,7 +1,7 @@
 //! Request parameters: the query string and a form body, form-decoded and merged, with typed
 //! accessors that answer the documented MissingParameter / InvalidParameter errors.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use std::collections::BTreeMap;
 
 /// Decoded parameters of one request, keyed by name.
@@ -142,17 +142,57 @@ impl Params {
         Ok(Some(list))
     }
 
-    /// `Tag.N.Key` / `Tag.N.Value` pairs.
+    /// `Tag.N.Key` / `Tag.N.Value` pairs, by the documented rules: N from 1 to
+    /// [`MAX_TAGS`] (`InvalidTagCount`); a key of 1–128 characters that does not start with
+    /// `aliyun` or `acs:` and holds no `http://` or `https://` (`InvalidTagKey.Malformed`);
+    /// a value of up to 128 characters without `http://` or `https://`
+    /// (`InvalidTagValue.Malformed`); a value needs its key (`InvalidTag.Mismatch`). A key
+    /// given twice keeps its last value.
     pub fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let mut out = Vec::new();
-        for t in self.repeat_struct("Tag")? {
-            if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
-                out.push((k.clone(), t.get("Value").cloned().unwrap_or_default()));
+        let mut numbered: BTreeMap<u32, (Option<&str>, Option<&str>)> = BTreeMap::new();
+        for (k, v) in self.map.range("Tag.".to_string()..) {
+            let Some(rest) = k.strip_prefix("Tag.") else {
+                break;
+            };
+            let Some((n, field)) = rest.split_once('.') else {
+                continue;
+            };
+            let n: u32 = n.parse().map_err(|_| ApiError::invalid(k))?;
+            if !(1..=MAX_TAGS).contains(&n) {
+                return Err(Code::InvalidTagCount.into());
             }
+            let slot = numbered.entry(n).or_default();
+            match field {
+                "Key" => slot.0 = Some(v),
+                "Value" => slot.1 = Some(v),
+                _ => {}
+            }
+        }
+        let links = |s: &str| s.contains("http://") || s.contains("https://");
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (key, value) in numbered.into_values() {
+            let key = match key {
+                Some(k) if !k.is_empty() => k,
+                _ if value.is_some_and(|v| !v.is_empty()) => return Err(Code::InvalidTagMismatch.into()),
+                _ => continue,
+            };
+            let lower = key.to_ascii_lowercase();
+            if key.chars().count() > 128 || lower.starts_with("aliyun") || lower.starts_with("acs:") || links(key) {
+                return Err(Code::InvalidTagKeyMalformed.into());
+            }
+            let value = value.unwrap_or_default();
+            if value.chars().count() > 128 || links(value) {
+                return Err(Code::InvalidTagValueMalformed.into());
+            }
+            out.retain(|(k, _)| k != key);
+            out.push((key.to_string(), value.to_string()));
         }
         Ok(out)
     }
 }
+
+/// Tags one resource may hold, and the highest N of `Tag.N` (the documented limit).
+pub const MAX_TAGS: u32 = 20;
 
 /// Percent-encoding as the ECS signature defines it: RFC 3986 unreserved characters stay,
 /// everything else is `%XX` with upper-case hex over UTF-8.
@@ -199,7 +239,29 @@ impl Paging {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Code;
+
+    #[test]
+    fn tags_follow_the_documented_rules() {
+        let tags = |pairs: &[(&str, &str)]| Params::from_pairs(pairs.iter().copied()).tags();
+        let code = |pairs: &[(&str, &str)]| tags(pairs).unwrap_err().code;
+        assert_eq!(
+            tags(&[("Tag.1.Key", "env"), ("Tag.1.Value", "prod"), ("Tag.2.Key", "env"), ("Tag.2.Value", "ci")])
+                .unwrap(),
+            vec![("env".to_string(), "ci".to_string())],
+            "a key given twice keeps its last value"
+        );
+        assert_eq!(tags(&[("Tag.20.Key", "k")]).unwrap().len(), 1);
+        assert_eq!(code(&[("Tag.21.Key", "k")]), Code::InvalidTagCount);
+        assert_eq!(code(&[("Tag.0.Key", "k")]), Code::InvalidTagCount);
+        assert_eq!(code(&[("Tag.20000.Key", "k")]), Code::InvalidTagCount);
+        for bad in ["aliyun-x", "ACS:x", "a http://x", "see https://y", &"k".repeat(129)] {
+            assert_eq!(code(&[("Tag.1.Key", bad)]), Code::InvalidTagKeyMalformed, "{bad}");
+        }
+        assert_eq!(code(&[("Tag.1.Key", "k"), ("Tag.1.Value", "http://x")]), Code::InvalidTagValueMalformed);
+        assert_eq!(code(&[("Tag.1.Key", "k"), ("Tag.1.Value", &"v".repeat(129))]), Code::InvalidTagValueMalformed);
+        assert_eq!(code(&[("Tag.1.Value", "v")]), Code::InvalidTagMismatch);
+        assert!(tags(&[("Tag.1.Key", "k"), ("Tag.1.Value", &"é".repeat(128))]).is_ok(), "characters, not bytes");
+    }
 
     #[test]
     fn merges_query_and_form_and_decodes_plus() {

@@ -14,6 +14,13 @@ use std::sync::{Mutex, MutexGuard};
 /// The data file grows by this many blocks (64 MiB) when the allocator nears its end.
 const EXTEND_BLOCKS: u64 = 1 << 14;
 
+/// Free space, in bytes, that data writes leave on the store's file system. A write that
+/// needs the data file to grow while less than this (plus the growth) is free fails with
+/// ENOSPC, which NBD passes on as ENOSPC (qemu then pauses the guest): the metadata log, the
+/// catalog and the nonce journal, all small, keep room to record what happened, and writes
+/// resume by themselves once space is freed. The data file grows in steps of 64 MiB.
+pub const RESERVE_BYTES: u64 = 64 << 20;
+
 /// Records are written to the file once this many bytes are buffered, or on sync.
 const SPILL_BYTES: usize = 1 << 20;
 
@@ -83,6 +90,23 @@ impl Io {
             let cur = self.extended.load(Ordering::Acquire);
             if p + n > cur {
                 let new = (p + n).max(cur) + EXTEND_BLOCKS;
+                let growth = (new - cur) * BLOCK_SIZE;
+                let free = nix::sys::statvfs::fstatvfs(&self.data)
+                    .map(|v| v.blocks_available() * v.fragment_size())
+                    .map_err(|e| StoreError::io("reading the file system's free space", std::io::Error::from(e)))?;
+                if free < growth + RESERVE_BYTES {
+                    // Give the blocks back when nothing was allocated after them, so that
+                    // writes refused while the disk is full do not grow the next extension.
+                    let _ = self.next_phys.compare_exchange(p + n, p, Ordering::AcqRel, Ordering::Relaxed);
+                    return Err(StoreError::io(
+                        format!(
+                            "the file system is nearly full: {} MiB free, {} MiB kept in reserve",
+                            free >> 20,
+                            RESERVE_BYTES >> 20
+                        ),
+                        std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+                    ));
+                }
                 if self.direct.is_some() {
                     // O_DIRECT writes into allocated (unwritten) extents are overwrites, which
                     // the kernel lets run in parallel; writes into holes it serializes. So
