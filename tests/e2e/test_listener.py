@@ -122,3 +122,36 @@ def test_sigterm_finishes_while_a_request_is_half_sent(patient):
     assert time.monotonic() - t0 < 5, "bounded by the 0.8 s grace, not the 60 s limits"
     assert (patient.data_dir / "nonces.bin").stat().st_size >= 24
     patient.proc = None
+
+
+def test_silent_nbd_connections_cannot_use_up_the_server(snapdisk_bin, tmp_path):
+    """A flood of silent NBD connections from one address is capped per peer (and overall):
+    the API keeps answering and another address is still served."""
+    args = ["--nbd-max-connections", "30", "--nbd-max-connections-per-peer", "10",
+            "--nbd-negotiation-timeout-ms", "60000"]
+    srv = Server(snapdisk_bin, tmp_path / "ndata", tmp_path / "nlogs", name="nbdcap", extra_args=args)
+    srv.start()
+    held = []
+    try:
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", srv.nbd_port), timeout=5, source_address=("127.0.0.1", 0))
+            held.append(s)
+        greeted = 0
+        for s in held:
+            s.settimeout(2)
+            try:
+                greeted += len(s.recv(18)) > 0
+            except (socket.timeout, ConnectionResetError):
+                pass
+        assert greeted == 10, f"{greeted} of 40 silent connections from one address were served"
+        assert _alive(srv)
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.connect(("127.0.0.1", srv.nbd_port))
+        other.settimeout(5)
+        assert len(other.recv(18)) == 18, "another address is still greeted"
+        other.close()
+    finally:
+        for s in held:
+            s.close()
+        srv.stop()

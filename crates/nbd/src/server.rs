@@ -31,11 +31,74 @@ pub struct Options {
     /// take one request (up to 32 MiB) beyond it, so a client that does not read its
     /// replies stalls only itself: the most held is this plus one request per connection.
     pub reply_memory_kib: u64,
+    /// Connections open at once, negotiating or transmitting; past it a new connection is
+    /// closed at accept, so idle clients cannot use up the process's file descriptors.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (the unix socket counts as one).
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { negotiation_timeout: Duration::from_secs(10), reply_memory_kib: 1 << 20 }
+        Options {
+            negotiation_timeout: Duration::from_secs(10),
+            reply_memory_kib: 1 << 20,
+            max_connections: 1024,
+            max_connections_per_peer: 512,
+        }
+    }
+}
+
+/// Open connections, overall and per peer address ([`Options::max_connections`]).
+#[derive(Default)]
+pub(crate) struct Conns {
+    per_peer: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One admitted connection; counted until dropped (when the connection's task ends).
+pub(crate) struct ConnSlot {
+    server: Arc<Server>,
+    peer: String,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut m = match self.server.conns.per_peer.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = m.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.peer);
+            }
+        }
+        self.server.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Server {
+    /// Count a new connection from `peer`, or refuse it when a cap is reached.
+    pub(crate) fn admit(self: &Arc<Server>, peer: String) -> Option<ConnSlot> {
+        use std::sync::atomic::Ordering;
+        let mut m = match self.conns.per_peer.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let mine = m.get(&peer).copied().unwrap_or(0);
+        if mine >= self.options.max_connections_per_peer
+            || self.open.load(Ordering::Acquire) >= self.options.max_connections
+        {
+            return None;
+        }
+        m.insert(peer.clone(), mine + 1);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Some(ConnSlot { server: self.clone(), peer })
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -71,6 +134,8 @@ pub struct Server {
     /// Payload held across the server, in KiB ([`Options::reply_memory_kib`]).
     pub(crate) pool: Pool,
     tls: RwLock<Option<Tls>>,
+    pub(crate) conns: Conns,
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
@@ -87,6 +152,8 @@ impl Server {
             pool: Pool::new(options.reply_memory_kib),
             options,
             tls: RwLock::new(None),
+            conns: Conns::default(),
+            open: Default::default(),
         })
     }
 
@@ -122,11 +189,15 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
+                    let Some(slot) = server.admit(peer.ip().to_string()) else {
+                        tracing::debug!(%peer, "NBD connection refused: too many open");
+                        continue;
+                    };
                     if let Err(e) = sock.set_nodelay(true) {
                         tracing::debug!(%peer, error = %e, "NBD set_nodelay failed");
                     }
                     let tls = server.tls();
-                    spawn(&tracker, server.clone(), Raw::Tcp(sock), tls, peer.to_string());
+                    spawn(&tracker, slot, Raw::Tcp(sock), tls, peer.to_string());
                 }
                 Err(e) => accept_failed(e).await,
             },
@@ -144,7 +215,10 @@ pub async fn serve_unix(server: Arc<Server>, listener: UnixListener) {
         tokio::select! {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => spawn(&tracker, server.clone(), Raw::Unix(sock), None, "unix".into()),
+                Ok((sock, _)) => match server.admit("unix".into()) {
+                    Some(slot) => spawn(&tracker, slot, Raw::Unix(sock), None, "unix".into()),
+                    None => tracing::debug!("NBD connection on the unix socket refused: too many open"),
+                },
                 Err(e) => accept_failed(e).await,
             },
         }
@@ -153,11 +227,13 @@ pub async fn serve_unix(server: Arc<Server>, listener: UnixListener) {
     tracker.wait().await;
 }
 
-fn spawn(tracker: &TaskTracker, server: Arc<Server>, sock: Raw, tls: Option<Tls>, peer: String) {
+fn spawn(tracker: &TaskTracker, slot: ConnSlot, sock: Raw, tls: Option<Tls>, peer: String) {
+    let server = slot.server.clone();
     tracker.spawn(async move {
         if let Err(e) = connection(server, sock, tls).await {
             tracing::debug!(%peer, error = %e, "NBD connection ended");
         }
+        drop(slot);
     });
 }
 

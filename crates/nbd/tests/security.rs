@@ -323,6 +323,41 @@ async fn a_half_open_negotiation_is_closed_after_the_time_limit() {
     }
 }
 
+/// Connects from `source` (any 127.0.0.0/8 address) and says whether the server greets (true)
+/// or closes at once (false).
+async fn greeted(addr: std::net::SocketAddr, source: &str) -> (bool, tokio::net::TcpStream) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    let mut h = [0u8; 18];
+    let ok = matches!(tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut h)).await, Ok(Ok(_)));
+    (ok, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_caps_are_closed_at_accept() {
+    let options = Options { max_connections: 3, max_connections_per_peer: 2, ..Options::default() };
+    let srv = up(options, None).await;
+    let (a1, _k1) = greeted(srv.addr, "127.0.0.1").await;
+    let (a2, k2) = greeted(srv.addr, "127.0.0.1").await;
+    assert!(a1 && a2);
+    let (a3, _) = greeted(srv.addr, "127.0.0.1").await;
+    assert!(!a3, "a third connection from one address is past the per-peer cap");
+    let (b1, _k3) = greeted(srv.addr, "127.0.0.2").await;
+    assert!(b1, "another address still gets in");
+    let (c1, _) = greeted(srv.addr, "127.0.0.3").await;
+    assert!(!c1, "past the overall cap");
+    assert_eq!(srv.server.open_connections(), 3);
+    // A connection that ends gives its place back.
+    drop(k2);
+    let t = Instant::now();
+    while srv.server.open_connections() > 2 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (again, _k4) = greeted(srv.addr, "127.0.0.1").await;
+    assert!(again);
+}
+
 #[test]
 fn clients_that_do_not_read_replies_stall_only_themselves() {
     const CAP_KIB: u64 = 4 * 1024;

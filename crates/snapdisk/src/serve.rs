@@ -51,6 +51,13 @@ pub struct ServeArgs {
     /// hold one request beyond it).
     #[arg(long, default_value_t = 1024)]
     nbd_reply_memory_mib: u64,
+    /// Open NBD connections at once (default: an eighth of the open-file limit, at most
+    /// 8,192; a TLS connection uses three descriptors). Past it, new ones are closed at accept.
+    #[arg(long)]
+    nbd_max_connections: Option<usize>,
+    /// Open NBD connections from one address (default: half of --nbd-max-connections).
+    #[arg(long)]
+    nbd_max_connections_per_peer: Option<usize>,
     /// Data I/O mode, as qemu names it: `none` bypasses the page cache (O_DIRECT), `writeback`
     /// goes through it.
     #[arg(long, value_enum, default_value_t = Cache::None)]
@@ -156,9 +163,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control = Arc::new(control);
 
     let shutdown = CancellationToken::new();
+    let fd_limit = crate::listener::raise_fd_limit();
+    let nbd_max = args.nbd_max_connections.unwrap_or((fd_limit / 8).clamp(32, 8_192) as usize).max(1);
     let nbd_options = nbd::Options {
         negotiation_timeout: Duration::from_millis(args.nbd_negotiation_timeout_ms.max(1)),
         reply_memory_kib: args.nbd_reply_memory_mib.max(1).saturating_mul(1024),
+        max_connections: nbd_max,
+        max_connections_per_peer: args.nbd_max_connections_per_peer.unwrap_or((nbd_max / 2).max(1)),
     };
     let nbd_server = nbd::Server::with_options(
         Arc::new(dataplane::Exports { control: control.clone(), engine: engine.clone() }),
@@ -195,7 +206,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let fd_limit = crate::listener::raise_fd_limit();
     let max_connections = args.max_connections.unwrap_or((fd_limit / 4).clamp(64, 16_384) as usize).max(1);
     let limits = crate::listener::Limits {
         header_timeout: Duration::from_millis(args.http_header_timeout_ms.max(1)),
