@@ -97,6 +97,8 @@ pub struct DescribeDisks {
     pub snapshot_id: Option<String>,
     pub disk_name: Option<String>,
     pub encrypted: Option<bool>,
+    /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
+    pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
 }
 
@@ -116,6 +118,8 @@ pub struct DescribeSnapshots {
     pub snapshot_ids: Option<Vec<String>>,
     pub name: Option<String>,
     pub status: Option<String>,
+    /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
+    pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
 }
 
@@ -157,6 +161,8 @@ pub struct DescribeInstances {
     pub instance_type: Option<String>,
     pub image_id: Option<String>,
     pub lock_reason: Option<String>,
+    /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
+    pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
 }
 
@@ -166,6 +172,8 @@ pub struct DescribeImages {
     pub image_name: Option<String>,
     pub owner_alias: Option<String>,
     pub snapshot_id: Option<String>,
+    /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
+    pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
 }
 
@@ -248,6 +256,7 @@ impl Action {
                     snapshot_id: p.opt_str("SnapshotId"),
                     disk_name: p.opt_str("DiskName"),
                     encrypted: p.opt_bool("Encrypted")?,
+                    tags: p.tag_filter()?,
                     paging: Paging::parse(p, 500)?,
                 })
             }
@@ -288,6 +297,7 @@ impl Action {
                     snapshot_ids: p.json_list("SnapshotIds", 100)?,
                     name: p.opt_str("SnapshotName"),
                     status: p.opt_str("Status").filter(|s| s != "all"),
+                    tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
             }
@@ -339,6 +349,7 @@ impl Action {
                     instance_type: p.opt_str("InstanceType"),
                     image_id: p.opt_str("ImageId"),
                     lock_reason: p.opt_str("LockReason"),
+                    tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
             }
@@ -359,6 +370,7 @@ impl Action {
                     image_name: p.opt_str("ImageName"),
                     owner_alias: p.opt_str("ImageOwnerAlias"),
                     snapshot_id: p.opt_str("SnapshotId"),
+                    tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
             }

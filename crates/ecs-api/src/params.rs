@@ -191,6 +191,32 @@ impl Params {
     }
 }
 
+impl Params {
+    /// `Tag.N.Key` / `Tag.N.Value` as a Describe* filter: (key, value) pairs, all of which a
+    /// resource must carry; a key without a value (or with an empty one) matches any value.
+    /// N runs from 1 to [`MAX_TAGS`] (`InvalidTagCount`).
+    pub fn tag_filter(&self) -> Result<Vec<(String, Option<String>)>, ApiError> {
+        let mut out = Vec::new();
+        for (k, v) in self.map.range("Tag.".to_string()..) {
+            let Some(rest) = k.strip_prefix("Tag.") else {
+                break;
+            };
+            let Some((n, field)) = rest.split_once('.') else {
+                continue;
+            };
+            let n: u32 = n.parse().map_err(|_| ApiError::invalid(k))?;
+            if !(1..=MAX_TAGS).contains(&n) {
+                return Err(Code::InvalidTagCount.into());
+            }
+            if field == "Key" && !v.is_empty() {
+                let value = self.opt_str(&format!("Tag.{n}.Value"));
+                out.push((v.clone(), value));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Tags one resource may hold, and the highest N of `Tag.N` (the documented limit).
 pub const MAX_TAGS: u32 = 20;
 

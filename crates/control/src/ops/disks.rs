@@ -164,7 +164,8 @@ pub(crate) fn describe_disks(conn: &Connection, env: &Env, d: DescribeDisks) -> 
         .eq("status", d.status)
         .eq("source_snapshot_id", d.snapshot_id)
         .eq("name", d.disk_name)
-        .eq("encrypted", d.encrypted);
+        .eq("encrypted", d.encrypted)
+        .tags(&d.tags);
     let page = q.fetch(conn, &d.paging, Disk::<Text>::read)?;
     let mut out = Node::obj();
     page.render(&d.paging, ("Disks", "Disk"), &mut out);

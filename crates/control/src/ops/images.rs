@@ -48,6 +48,10 @@ pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -
     let public_rows = config::PUBLIC_IMAGES.len() as i64;
     let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnAndPublic { public_rows });
     q.any_of("id", d.image_ids.as_deref()).eq("name", d.image_name).eq("snapshot_id", d.snapshot_id);
+    if !d.tags.is_empty() {
+        // Images carry no tags here, so a tag filter matches none.
+        q.any_of("id", Some(&[]));
+    }
     match d.owner_alias.as_deref() {
         Some("system") => q.clause("account_id = ''", []),
         Some("self") => q.clause("account_id != ''", []),

@@ -323,7 +323,8 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("name", d.instance_name)
         .eq("instance_type", d.instance_type)
         .eq("image_id", d.image_id)
-        .eq("lock_reason", d.lock_reason);
+        .eq("lock_reason", d.lock_reason)
+        .tags(&d.tags);
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Node::obj();
     page.render(&d.paging, ("Instances", "Instance"), &mut out);

@@ -88,6 +88,22 @@ impl<'a> Listing<'a> {
         self
     }
 
+    /// Resources carrying every (key, value) tag; a key alone matches any value. Tags are
+    /// stored on the row as a JSON list of [key, value] pairs (`model::tags_json`).
+    pub fn tags(&mut self, filters: &[(String, Option<String>)]) -> &mut Self {
+        for (k, v) in filters {
+            let mut clause = "EXISTS (SELECT 1 FROM json_each(tags) WHERE json_extract(value, '$[0]') = ?".to_string();
+            self.params.push(SqlValue::Text(k.clone()));
+            if let Some(v) = v {
+                clause.push_str(" AND json_extract(value, '$[1]') = ?");
+                self.params.push(SqlValue::Text(v.clone()));
+            }
+            clause.push(')');
+            self.clauses.push(clause);
+        }
+        self
+    }
+
     /// A clause of its own with its parameters (positional `?`).
     pub fn clause(&mut self, sql: &str, params: impl IntoIterator<Item = SqlValue>) -> &mut Self {
         self.clauses.push(sql.to_string());

@@ -101,7 +101,11 @@ fn usage(conn: &Connection, id: &str) -> R<&'static str> {
 /// DescribeSnapshots: filters in SQL, one page read; Usage is looked up for the page only.
 pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapshots) -> R<Node> {
     let mut q = Listing::new("snapshot", "snapshots_now", Snapshot::COLUMNS, env, Scope::Own);
-    q.any_of("id", d.snapshot_ids.as_deref()).eq("disk_id", d.disk_id).eq("name", d.name).eq("status", d.status);
+    q.any_of("id", d.snapshot_ids.as_deref())
+        .eq("disk_id", d.disk_id)
+        .eq("name", d.name)
+        .eq("status", d.status)
+        .tags(&d.tags);
     if let Some(i) = d.instance_id {
         q.clause(
             "disk_id IN (SELECT id FROM disks_now WHERE instance_id = ? AND released = 0)",

@@ -1,0 +1,63 @@
+"""Tag.N filters on every Describe* (#9 item 7): AND across tags, a key alone matches any
+value, done in SQL with TotalCount and paging agreeing. Before, DescribeDisks with
+Tag.1.Key=env returned every disk, tagged or not."""
+
+from __future__ import annotations
+
+from alibabacloud_ecs20140526 import models as ecs_models
+
+from support import REGION, ZONE, catch
+
+
+def _disk(api, **tags):
+    q = {"RegionId": REGION, "ZoneId": ZONE, "Size": "20"}
+    for n, (k, v) in enumerate(tags.items(), 1):
+        q[f"Tag.{n}.Key"], q[f"Tag.{n}.Value"] = k, v
+    return api.call("CreateDisk", q)["DiskId"]
+
+
+def _ids(body, outer, inner, key):
+    return sorted(x[key] for x in body[outer][inner])
+
+
+def test_describe_filters_by_tags(server):
+    api = server.tenant()
+    prod = _disk(api, env="prod", team="core")
+    dev = _disk(api, env="dev")
+    _disk(api)
+    other = _disk(api, team="core")
+
+    def disks(*tags, **extra):
+        req = ecs_models.DescribeDisksRequest(
+            region_id=REGION, tag=[ecs_models.DescribeDisksRequestTag(key=k, value=v) for k, v in tags], **extra)
+        return api.client.describe_disks(req).body.to_map()
+
+    body = disks(("env", "prod"))
+    assert (_ids(body, "Disks", "Disk", "DiskId"), body["TotalCount"]) == ([prod], 1)
+    body = disks(("env", None))
+    assert (_ids(body, "Disks", "Disk", "DiskId"), body["TotalCount"]) == (sorted([prod, dev]), 2)
+    assert _ids(disks(("env", "prod"), ("team", "core")), "Disks", "Disk", "DiskId") == [prod]
+    assert _ids(disks(("env", "dev"), ("team", "core")), "Disks", "Disk", "DiskId") == []
+    assert _ids(disks(("team", None)), "Disks", "Disk", "DiskId") == sorted([prod, other])
+    # Paging under a tag filter: one per page, by NextToken, both found.
+    page1 = disks(("team", None), max_results=1)
+    page2 = disks(("team", None), max_results=1, next_token=page1["NextToken"])
+    assert sorted(_ids(page1, "Disks", "Disk", "DiskId") + _ids(page2, "Disks", "Disk", "DiskId")) == sorted([prod, other])
+    # Another account's tags are not seen.
+    assert api.call("DescribeDisks", {"RegionId": REGION, "Tag.1.Key": "env"})["TotalCount"] == 2
+    assert server.tenant().call("DescribeDisks", {"RegionId": REGION, "Tag.1.Key": "env"})["TotalCount"] == 0
+
+    # Snapshots and instances filter the same way.
+    sid = api.call("CreateSnapshot", {"DiskId": prod, "Tag.1.Key": "keep", "Tag.1.Value": "yes"})["SnapshotId"]
+    api.call("CreateSnapshot", {"DiskId": dev})
+    snaps = api.call("DescribeSnapshots", {"RegionId": REGION, "Tag.1.Key": "keep", "Tag.1.Value": "yes"})
+    assert (_ids(snaps, "Snapshots", "Snapshot", "SnapshotId"), snaps["TotalCount"]) == ([sid], 1)
+    iid = api.run_instance(tag=[ecs_models.RunInstancesRequestTag(key="role", value="ci")])
+    api.run_instance()
+    inst = api.call("DescribeInstances", {"RegionId": REGION, "Tag.1.Key": "role"})
+    assert (_ids(inst, "Instances", "Instance", "InstanceId"), inst["TotalCount"]) == ([iid], 1)
+    # Images carry no tags: a tag filter matches none.
+    imgs = api.call("DescribeImages", {"RegionId": REGION, "Tag.1.Key": "role"})
+    assert imgs["TotalCount"] == 0 and imgs["Images"]["Image"] == []
+    err = catch(api.call, "DescribeDisks", {"RegionId": REGION, "Tag.21.Key": "x"})
+    assert (err.status, err.code) == (400, "InvalidTagCount")
