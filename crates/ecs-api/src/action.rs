@@ -62,6 +62,9 @@ pub enum Action {
     DescribeImages(DescribeImages),
     CreateImage { snapshot_id: String, image_name: Option<String>, description: Option<String> },
     DeleteImage { image_id: String, force: bool },
+    TagResources(crate::tagging::TagResources),
+    UntagResources(crate::tagging::UntagResources),
+    ListTagResources(crate::tagging::ListTagResources),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +192,7 @@ impl Action {
                 | Action::DescribeImages(_)
                 | Action::DescribeRegions
                 | Action::DescribeZones
+                | Action::ListTagResources(_)
         )
     }
 
@@ -386,7 +390,13 @@ impl Action {
                 region_required = true;
                 Action::DeleteImage { image_id: p.req_str("ImageId")?, force: p.bool_or("Force", false)? }
             }
-            _ => return Err(Code::InvalidActionNotFound.into()),
+            other => match crate::tagging::parse(other, p) {
+                Some(action) => {
+                    region_required = true;
+                    action?
+                }
+                None => return Err(Code::InvalidActionNotFound.into()),
+            },
         };
         let region_id = if region_required { Some(p.req_str("RegionId")?) } else { p.opt_str("RegionId") };
         let client_token = match p.opt_str("ClientToken") {

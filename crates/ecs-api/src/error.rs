@@ -115,6 +115,9 @@ registry! {
     InvalidTagKeyMalformed => (400, "InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid."),
     InvalidTagValueMalformed => (400, "InvalidTagValue.Malformed", "The specified Tag.n.Value is not valid."),
     InvalidTagMismatch => (400, "InvalidTag.Mismatch", "The specified Tag.n.Key and Tag.n.Value are not match."),
+    InvalidResourceTypeNotFound => (400, "InvalidResourceType.NotFound", "The ResourceType provided does not exist in our records."),
+    InvalidResourceIdNotFound => (404, "InvalidResourceId.NotFound", "The specified ResourceIds are not found in our records."),
+    InvalidResourceIdNotSupported => (403, "InvalidResourceId.NotSupported", "The specified ResourceId does not support tagging."),
 }
 
 /// The most of a request an error message repeats (a parameter name, a string to sign), in

@@ -7,6 +7,7 @@ pub mod error;
 pub mod node;
 pub mod params;
 pub mod render;
+pub mod tagging;
 pub mod write;
 
 pub use action::Action;

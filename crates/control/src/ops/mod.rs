@@ -10,6 +10,7 @@ mod listing;
 mod reset;
 mod snapshots;
 mod storage;
+mod tags;
 
 pub(crate) use storage::recover_intents;
 
@@ -74,6 +75,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeRegions => images::describe_regions(env).map(Node::from),
         Action::DescribeZones => images::describe_zones(env).map(Node::from),
         Action::DescribeImages(d) => images::describe_images(conn, env, d),
+        Action::ListTagResources(l) => tags::list_tag_resources(conn, env, l),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -119,12 +121,15 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
             images::create_image(conn, env, &snapshot_id, image_name, description)
         }
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
+        Action::TagResources(t) => tags::tag_resources(conn, env, t),
+        Action::UntagResources(u) => tags::untag_resources(conn, env, u),
         read @ (Action::DescribeDisks(_)
         | Action::DescribeSnapshots(_)
         | Action::DescribeInstances(_)
         | Action::DescribeImages(_)
         | Action::DescribeRegions
-        | Action::DescribeZones) => return dispatch_read(conn, env, read),
+        | Action::DescribeZones
+        | Action::ListTagResources(_)) => return dispatch_read(conn, env, read),
     };
     r.map(Node::from).map_err(ApiError::from)
 }

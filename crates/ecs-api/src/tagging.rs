@@ -1,0 +1,132 @@
+//! The tag actions of ECS 2014-05-26: TagResources, UntagResources and ListTagResources
+//! (parameters and their documented limits; the rules live in `control::ops::tags`).
+
+use crate::action::Action;
+use crate::error::{ApiError, Code};
+use crate::params::{MAX_TAGS, Params};
+
+/// Resources a tag action names (`ResourceType`, case-insensitive as the SDKs send it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagResourceType {
+    Instance,
+    Disk,
+    Snapshot,
+    /// Documented as taggable; images here carry no tags (`InvalidResourceId.NotSupported`).
+    Image,
+}
+
+impl TagResourceType {
+    /// The name ListTagResources answers with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagResourceType::Instance => "instance",
+            TagResourceType::Disk => "disk",
+            TagResourceType::Snapshot => "snapshot",
+            TagResourceType::Image => "image",
+        }
+    }
+
+    fn parse(p: &Params) -> Result<TagResourceType, ApiError> {
+        let raw = p.req_str("ResourceType")?;
+        match raw.to_ascii_lowercase().as_str() {
+            "instance" => Ok(TagResourceType::Instance),
+            "disk" => Ok(TagResourceType::Disk),
+            "snapshot" => Ok(TagResourceType::Snapshot),
+            "image" => Ok(TagResourceType::Image),
+            // Other documented types (securitygroup, eni, keypair, ...) are resources this
+            // server does not have.
+            "securitygroup"
+            | "volume"
+            | "eni"
+            | "ddh"
+            | "keypair"
+            | "launchtemplate"
+            | "reservedinstance"
+            | "snapshotpolicy"
+            | "elasticityassurance"
+            | "capacityreservation"
+            | "command"
+            | "invocation"
+            | "activation"
+            | "managedinstance"
+            | "prefixlist"
+            | "port_range_list" => Err(Code::InvalidResourceIdNotSupported.into()),
+            _ => Err(Code::InvalidResourceTypeNotFound.into()),
+        }
+    }
+}
+
+/// The most resources one tag action names (`ResourceId.N`, documented 1–50).
+pub const MAX_RESOURCES: usize = 50;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagResources {
+    pub resource_type: TagResourceType,
+    pub resource_ids: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UntagResources {
+    pub resource_type: TagResourceType,
+    pub resource_ids: Vec<String>,
+    pub tag_keys: Vec<String>,
+    /// `All=true` without TagKey: remove every tag.
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListTagResources {
+    pub resource_type: TagResourceType,
+    /// Empty: every resource of the type that has a tag.
+    pub resource_ids: Vec<String>,
+    pub tags: Vec<(String, Option<String>)>,
+    pub next_token: Option<String>,
+}
+
+fn resource_ids(p: &Params, required: bool) -> Result<Vec<String>, ApiError> {
+    let ids = p.repeat_list("ResourceId")?;
+    if required && ids.is_empty() {
+        return Err(ApiError::missing("ResourceId.N"));
+    }
+    if ids.len() > MAX_RESOURCES {
+        return Err(ApiError::invalid("ResourceId.N"));
+    }
+    Ok(ids)
+}
+
+/// The action `name` if it is one of the tag actions, parsed; `None` for other names.
+pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+    let parsed = match name {
+        "TagResources" => (|| {
+            let resource_type = TagResourceType::parse(p)?;
+            let resource_ids = resource_ids(p, true)?;
+            let tags = p.tags()?;
+            if tags.is_empty() {
+                return Err(ApiError::missing("Tag.N.Key"));
+            }
+            Ok(Action::TagResources(TagResources { resource_type, resource_ids, tags }))
+        })(),
+        "UntagResources" => (|| {
+            let resource_type = TagResourceType::parse(p)?;
+            let resource_ids = resource_ids(p, true)?;
+            let tag_keys = p.repeat_list("TagKey")?;
+            if tag_keys.len() > MAX_TAGS as usize {
+                return Err(Code::InvalidTagCount.into());
+            }
+            let all = p.bool_or("All", false)?;
+            Ok(Action::UntagResources(UntagResources { resource_type, resource_ids, tag_keys, all }))
+        })(),
+        "ListTagResources" => (|| {
+            let resource_type = TagResourceType::parse(p)?;
+            Ok(Action::ListTagResources(ListTagResources {
+                resource_type,
+                resource_ids: resource_ids(p, false)?,
+                tags: p.tag_filter()?,
+                next_token: p.opt_str("NextToken"),
+            }))
+        })(),
+        _ => return None,
+    };
+    Some(parsed)
+}
