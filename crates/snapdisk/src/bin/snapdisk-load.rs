@@ -5,6 +5,7 @@
 //! snapdisk-load --endpoint http://127.0.0.1:8470 --ak ID --secret S --action describe-disks
 //! snapdisk-load ... --action call --call DescribeSnapshots --param RegionId=cn-hangzhou --param DiskId=d-x
 //! snapdisk-load ... --action seed --disks 10000 --instances 1000 --snapshots-per-disk 10
+//! snapdisk-load ... --action describe-disks --threads 1 --rate 20 --tally   (scripts/soak.py)
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -65,6 +66,15 @@ struct Args {
     /// With `--action call`: send the call once and print the response body as received.
     #[arg(long)]
     dump: bool,
+    /// Requests a second across all threads, sent on a fixed schedule (0: as fast as each
+    /// thread can).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Keep going whatever the answer: count answers by error `Code` (`OK` for the expected
+    /// status, `transport` for a failed connection) instead of stopping at the first
+    /// unexpected one. Latency covers every answer.
+    #[arg(long)]
+    tally: bool,
 }
 
 struct Client {
@@ -253,37 +263,87 @@ fn main() -> anyhow::Result<()> {
         print!("{}", client(0).call_raw(&action, &p)?.1);
         return Ok(());
     }
-    let deadline = Instant::now() + Duration::from_secs(a.seconds);
-    let workers: Vec<_> = (0..a.threads)
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(a.seconds);
+    let threads = a.threads.max(1);
+    // Each thread's gap between requests, so that together they send `--rate` a second.
+    let pace = (a.rate > 0.0).then(|| Duration::from_secs_f64(threads as f64 / a.rate));
+    let tally_mode = a.tally;
+    let workers: Vec<_> = (0..threads)
         .map(|n| {
             let c = client(n);
             let params = params.clone();
             let action = action.clone();
-            std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
+            std::thread::spawn(move || -> anyhow::Result<(Vec<u32>, Tally)> {
                 let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let mut lat = Vec::new();
+                let mut tally = Tally::new();
+                let mut next = pace.map(|gap| start + gap.mul_f64(n as f64 / threads as f64));
                 while Instant::now() < deadline {
+                    if let (Some(at), Some(gap)) = (next, pace) {
+                        // A fixed schedule: a late request goes at once, and the next one keeps
+                        // its own time (no drift, no catching up in a burst beyond one).
+                        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        next = Some((at + gap).max(Instant::now()));
+                    }
                     let t = Instant::now();
-                    let (status, body) = c.call_raw(&action, &p)?;
+                    let answer = c.call_raw(&action, &p);
                     lat.push(t.elapsed().as_micros() as u32);
-                    if status != expect {
-                        bail!("unexpected {status}: {body}");
+                    match answer {
+                        Ok((status, _)) if status == expect => *tally.entry("OK".into()).or_default() += 1,
+                        Ok((status, body)) if tally_mode => *tally.entry(error_code(status, &body)).or_default() += 1,
+                        Ok((status, body)) => bail!("unexpected {status}: {body}"),
+                        Err(e) if tally_mode => {
+                            note_first_failure(&e);
+                            *tally.entry("transport".into()).or_default() += 1
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
-                Ok(lat)
+                Ok((lat, tally))
             })
         })
         .collect();
     let mut lat = Vec::new();
+    let mut tally = Tally::new();
     for w in workers {
-        lat.extend(w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??);
+        let (l, t) = w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        lat.extend(l);
+        for (code, n) in t {
+            *tally.entry(code).or_default() += n;
+        }
     }
-    report(&a, &format!("{action}{}", if expect == 400 { " DryRun" } else { "" }), lat, a.seconds as f64);
+    let what = format!("{action}{}", if expect == 400 { " DryRun" } else { "" });
+    report(&a, &what, lat, a.seconds as f64, a.tally.then_some(&tally));
     Ok(())
 }
 
+/// Answers by error code (`OK` for the expected status).
+type Tally = std::collections::BTreeMap<String, u64>;
+
+/// The `Code` of an error answer (JSON or XML), else its HTTP status.
+fn error_code(status: u16, body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body)
+        && let Some(code) = v["Code"].as_str()
+    {
+        return code.to_string();
+    }
+    match body.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")) {
+        Some((code, _)) => code.to_string(),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// The first transport failure of a `--tally` run is worth seeing; the rest are counted.
+fn note_first_failure(e: &anyhow::Error) {
+    static SHOWN: std::sync::Once = std::sync::Once::new();
+    SHOWN.call_once(|| eprintln!("snapdisk-load: request failed (counted as `transport`): {e:#}"));
+}
+
 /// Print requests per second and latency percentiles of one measurement (µs samples).
-fn report(a: &Args, what: &str, mut lat: Vec<u32>, seconds: f64) {
+fn report(a: &Args, what: &str, mut lat: Vec<u32>, seconds: f64, tally: Option<&Tally>) {
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
@@ -294,7 +354,8 @@ fn report(a: &Args, what: &str, mut lat: Vec<u32>, seconds: f64) {
         println!(
             "{}",
             serde_json::json!({"what": what, "requests": lat.len(), "seconds": seconds, "rps": rate,
-                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "threads": a.threads})
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "threads": a.threads,
+                "answers": tally})
         );
     } else {
         println!(
@@ -305,6 +366,9 @@ fn report(a: &Args, what: &str, mut lat: Vec<u32>, seconds: f64) {
             pct(1.0),
             a.threads
         );
+        if let Some(t) = tally {
+            println!("answers: {t:?}");
+        }
     }
 }
 
@@ -430,7 +494,7 @@ mod seed {
             }
             Ok(lat)
         })?;
-        report(a, "CreateSnapshot", lat.concat(), start.elapsed().as_secs_f64());
+        report(a, "CreateSnapshot", lat.concat(), start.elapsed().as_secs_f64(), None);
         Ok(())
     }
 }
