@@ -50,7 +50,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { requests_per_second: 1000, burst: 2000, disks: 50_000, snapshots: 500_000, instances: 5_000 }
+        Limits { requests_per_second: 500, burst: 1000, disks: 50_000, snapshots: 500_000, instances: 5_000 }
     }
 }
 

@@ -181,14 +181,6 @@ impl Control {
     /// without its RequestId. Read-only actions run on a reader connection; the others under
     /// the catalog lock, one at a time.
     pub fn respond(&self, account_id: &str, req: Request) -> Result<Node, ApiError> {
-        self.throttle.take(account_id, model::now_ms(), || {
-            let l = self
-                .read(0, |c| fairness::limits(c, account_id, &self.config.limits))
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_else(|| self.config.limits.clone());
-            (l.requests_per_second, l.burst)
-        })?;
         if let Some(region) = req.region_id.as_deref()
             && self.config.region(region).is_none()
         {
@@ -299,6 +291,19 @@ impl Control {
 }
 
 impl KeyStore for Control {
+    /// One token from the account's request bucket (`fairness`); its limits are read once
+    /// and kept until the next operator command.
+    fn admit(&self, account_id: &str) -> Result<(), ApiError> {
+        self.throttle.take(account_id, model::now_ms(), || {
+            let l = self
+                .read(0, |c| fairness::limits(c, account_id, &self.config.limits))
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| self.config.limits.clone());
+            (l.requests_per_second, l.burst)
+        })
+    }
+
     /// From the cache, else from a reader connection (never the writer's lock).
     fn lookup(&self, access_key_id: &str) -> Option<KeyInfo> {
         if let Some(k) = self.keys.read().ok().and_then(|k| k.get(access_key_id).cloned()) {

@@ -42,7 +42,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             negotiation_timeout: Duration::from_secs(10),
-            reply_memory_kib: 1 << 20,
+            reply_memory_kib: 256 << 10,
             max_connections: 1024,
             max_connections_per_peer: 512,
         }

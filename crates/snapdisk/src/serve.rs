@@ -49,7 +49,7 @@ pub struct ServeArgs {
     nbd_negotiation_timeout_ms: u64,
     /// MiB of NBD request and reply payload all connections together may hold (each may also
     /// hold one request beyond it).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 256)]
     nbd_reply_memory_mib: u64,
     /// Open NBD connections at once (default: an eighth of the open-file limit, at most
     /// 8,192; a TLS connection uses three descriptors). Past it, new ones are closed at accept.
@@ -71,10 +71,10 @@ pub struct ServeArgs {
     /// Signed API requests a second each account may make, sustained; more are answered
     /// Throttling.User with x-acs-retry-after (0: no limit). The operator's account-limits
     /// command overrides this and the next four per account.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     account_requests_per_second: u32,
     /// Requests each account may make at once above its rate, after a quiet spell.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1000)]
     account_burst: u32,
     /// Live disks (system and data) each account may hold; more: QuotaExceed.PortableCloudDisk.
     #[arg(long, default_value_t = 50_000)]

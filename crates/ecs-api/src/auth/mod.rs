@@ -82,6 +82,13 @@ pub struct KeyInfo {
 /// Looks up AccessKeys; implemented by the control plane.
 pub trait KeyStore {
     fn lookup(&self, access_key_id: &str) -> Option<KeyInfo>;
+
+    /// Whether the account may make one more request now (its request rate): called once
+    /// the signature is verified and before the nonce is recorded, so a refused request
+    /// takes no room in the nonce cache. Errors with a Throttling code.
+    fn admit(&self, _account_id: &str) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

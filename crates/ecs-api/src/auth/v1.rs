@@ -88,6 +88,7 @@ pub(super) fn verify(
     if nonce.len() > super::MAX_NONCE_BYTES {
         return Err(ApiError::invalid("SignatureNonce"));
     }
+    keys.admit(&key.account_id)?;
     super::admit_nonce(nonces, &ak, &nonce, params.get("Action"), now)?;
     let format = match params.opt_str("Format") {
         Some(f) if f.eq_ignore_ascii_case("json") => Format::Json,

@@ -139,6 +139,7 @@ pub(super) fn verify(
     if nonce.len() > super::MAX_NONCE_BYTES {
         return Err(ApiError::invalid("x-acs-signature-nonce"));
     }
+    keys.admit(&key.account_id)?;
     super::admit_nonce(nonces, &auth.access_key_id, nonce, header("x-acs-action"), now)?;
     let action = header("x-acs-action").ok_or(ApiError::missing("Action"))?.to_string();
     let version = header("x-acs-version").ok_or(ApiError::missing("Version"))?.to_string();
