@@ -179,3 +179,24 @@ def test_plain_tcp_is_refused_at_startup_unless_insecure(snapdisk_bin, tmp_path,
     with Nbd(server.nbd_port) as c:
         c.handshake()
         assert did in c.list_exports()
+
+
+def test_qemu_img_converts_over_tls_as_documented(tls_server, two_accounts, tmp_path):
+    """docs/nbd.md's qemu-img form: --object tls-creds-x509 and --image-opts; as A into A's
+    disk works, with B's certificate it does not."""
+    t = two_accounts
+    src = tmp_path / "src.raw"
+    src.write_bytes(b"\x7e" * 65536 + b"\0" * (1 << 20))
+    opts = (f"driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={tls_server.nbd_port},"
+            f"export={t['disk_a']},tls-creds=tls0")
+
+    def convert(creds):
+        return run("qemu-img", "convert", "-n", "-f", "raw", "--object",
+                   f"tls-creds-x509,id=tls0,endpoint=client,dir={creds}", "--target-image-opts",
+                   str(src), opts)
+
+    r = convert(t["creds_a"])
+    assert r.returncode == 0, r.stderr
+    r = qemu_io(tls_server, t["disk_a"], t["creds_a"], "read -P 0x7e 0 64k")
+    assert "read 65536/65536" in r.stdout and "fail" not in r.stdout.lower(), r.stdout + r.stderr
+    assert convert(t["creds_b"]).returncode != 0, "B's certificate does not open A's disk"

@@ -27,7 +27,7 @@ def test_restart_keeps_everything(fresh_server):
 
     rig = make_rig(api, data_disks=2)
     running = api.run_instance(itype="ecs.g7.xlarge")
-    free = api.create_disk(size=33, name="free disk")
+    free = api.create_disk(size=33, name="free-disk")
     snap2 = api.create_snapshot(rig.extra_disks[0], name="second")
     image = api.create_image(api.create_snapshot(api.system_disk(running)["DiskId"]), "persisted-image")
     key = srv.admin("kms-create", AccountId=api.account_id)["KeyId"]

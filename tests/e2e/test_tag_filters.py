@@ -61,3 +61,19 @@ def test_describe_filters_by_tags(server):
     assert imgs["TotalCount"] == 0 and imgs["Images"]["Image"] == []
     err = catch(api.call, "DescribeDisks", {"RegionId": REGION, "Tag.21.Key": "x"})
     assert (err.status, err.code) == (400, "InvalidTagCount")
+
+
+def test_disk_names_and_descriptions_follow_the_documented_rules(server):
+    """#9: CreateDisk accepted names the naming rules forbid."""
+    api = server.tenant()
+    base = {"RegionId": REGION, "ZoneId": ZONE, "Size": "20"}
+    for bad in ["http://x", "1abc", "_x", "a", "a b"]:
+        err = catch(api.call, "CreateDisk", {**base, "DiskName": bad})
+        assert (err.status, err.code, err.message) == (400, "InvalidDiskName.Malformed",
+                                                       "The specified disk name is wrongly formed."), bad
+    err = catch(api.call, "CreateDisk", {**base, "Description": "https://example.com"})
+    assert (err.status, err.code, err.message) == (400, "InvalidDescription.Malformed",
+                                                   "The specified description is wrongly formed.")
+    did = api.call("CreateDisk", {**base, "DiskName": "数据盘:v1.0_a-b", "Description": "any text (even this!)"})["DiskId"]
+    d = api.call("DescribeDisks", {"RegionId": REGION, "DiskIds": f'["{did}"]'})["Disks"]["Disk"][0]
+    assert (d["DiskName"], d["Description"]) == ("数据盘:v1.0_a-b", "any text (even this!)")

@@ -236,6 +236,12 @@ impl Action {
                     tags: p.tags()?,
                     dry_run: dry()?,
                 };
+                if c.name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128)) {
+                    return Err(Code::InvalidDiskNameMalformed.into());
+                }
+                if c.description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
+                    return Err(Code::InvalidDescriptionMalformed.into());
+                }
                 if c.size_gib.is_none() && c.snapshot_id.is_none() {
                     return Err(Code::MissingSizeOrSnapshot.into());
                 }

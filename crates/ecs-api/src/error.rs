@@ -98,6 +98,10 @@ registry! {
     DiskError => (403, "DiskError", "IncorrectDiskStatus."),
     ImageIsUsedByInstance => (403, "InvalidImageId.IncorrectStatus", "The image is being used by instances; delete it with Force."),
 
+    // Naming rules (CreateDisk's error table).
+    InvalidDiskNameMalformed => (400, "InvalidDiskName.Malformed", "The specified disk name is wrongly formed."),
+    InvalidDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified description is wrongly formed."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

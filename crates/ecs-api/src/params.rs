@@ -217,6 +217,23 @@ impl Params {
     }
 }
 
+/// A resource name by ECS's rules (DiskName, and the names that share them): 2 to `max`
+/// characters, starting with a letter (any script), then letters, digits, `.`, `_`, `-` or
+/// `:`, and not starting with `http://` or `https://`.
+pub fn valid_name(s: &str, max: usize) -> bool {
+    (2..=max).contains(&s.chars().count())
+        && s.chars().next().is_some_and(char::is_alphabetic)
+        && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        && !s.starts_with("http://")
+        && !s.starts_with("https://")
+}
+
+/// A Description by ECS's rules: 2 to 256 characters, not starting with `http://` or
+/// `https://`.
+pub fn valid_description(s: &str) -> bool {
+    (2..=256).contains(&s.chars().count()) && !s.starts_with("http://") && !s.starts_with("https://")
+}
+
 /// Tags one resource may hold, and the highest N of `Tag.N` (the documented limit).
 pub const MAX_TAGS: u32 = 20;
 
@@ -265,6 +282,18 @@ impl Paging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_descriptions_follow_the_documented_rules() {
+        for ok in ["data-1", "数据盘:v1.0_a-b", "ab", &format!("a{}", "b".repeat(127))] {
+            assert!(valid_name(ok, 128), "{ok}");
+        }
+        for bad in ["http://x", "https://x", "1abc", "_x", "a", "a b", "a*", &format!("a{}", "b".repeat(128))] {
+            assert!(!valid_name(bad, 128), "{bad}");
+        }
+        assert!(valid_description("pop core*(it's) ~ok!"));
+        assert!(!valid_description("http://x") && !valid_description("x") && !valid_description(&"d".repeat(257)));
+    }
 
     #[test]
     fn tags_follow_the_documented_rules() {
