@@ -47,7 +47,9 @@ def test_describe_filters_by_tags(server):
     assert api.call("DescribeDisks", {"RegionId": REGION, "Tag.1.Key": "env"})["TotalCount"] == 2
     assert server.tenant().call("DescribeDisks", {"RegionId": REGION, "Tag.1.Key": "env"})["TotalCount"] == 0
 
-    # Snapshots and instances filter the same way.
+    # Snapshots and instances filter the same way (a disk takes its snapshot once Available).
+    for did in (prod, dev):
+        api.wait_disk(did, "Available")
     sid = api.call("CreateSnapshot", {"DiskId": prod, "Tag.1.Key": "keep", "Tag.1.Value": "yes"})["SnapshotId"]
     api.call("CreateSnapshot", {"DiskId": dev})
     snaps = api.call("DescribeSnapshots", {"RegionId": REGION, "Tag.1.Key": "keep", "Tag.1.Value": "yes"})

@@ -10,8 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Bumped when the schema changes; stored in `meta.schema_version`. Version 2 added the
-/// paging indexes, the `counts` table kept by triggers, and `client_tokens`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
+/// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Version 3: a disk's auto-snapshot attributes. `enable_auto_snapshot` NULL means the
+/// category's default (on for cloud disks, off for local ones).
+const SCHEMA_V3: &str = r#"
+ALTER TABLE disks ADD COLUMN delete_auto_snapshot INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE disks ADD COLUMN enable_auto_snapshot INTEGER;
+"#;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -149,22 +157,29 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
     conn.execute_batch(SCHEMA).map_err(wrap)?;
     let found: Option<String> =
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
-    match found.and_then(|v| v.parse::<i64>().ok()) {
-        Some(v) if v == SCHEMA_VERSION => {}
-        // Version 1 catalogs gain the version 2 indexes and tables, counted once.
-        Some(1) | None => {
-            let tx = conn.unchecked_transaction().map_err(wrap)?;
+    // A new catalog is made at version 1 (SCHEMA) and migrated up like an old one, in one
+    // transaction.
+    let version = found.and_then(|v| v.parse::<i64>().ok()).unwrap_or(1);
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::Version { found: version });
+    }
+    if version < SCHEMA_VERSION {
+        let tx = conn.unchecked_transaction().map_err(wrap)?;
+        if version < 2 {
+            // Version 1 catalogs gain the version 2 indexes and tables, counted once.
             tx.execute_batch(SCHEMA_V2).map_err(wrap)?;
             tx.execute_batch(&count_triggers()).map_err(wrap)?;
             recount(&tx).map_err(wrap)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
-                [SCHEMA_VERSION.to_string()],
-            )
-            .map_err(wrap)?;
-            tx.commit().map_err(wrap)?;
         }
-        Some(v) => return Err(OpenError::Version { found: v }),
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3).map_err(wrap)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
     }
     install_views(&conn, Arc::new(AtomicI64::new(0))).map_err(wrap)?;
     Ok(conn)
@@ -258,7 +273,7 @@ SELECT d.id, d.account_id, d.region_id, d.zone_id, d.name, d.description, d.cate
   CASE WHEN t.id IS NOT NULL AND (d.status = 'Attaching' OR (d.status = 'Creating' AND d.instance_id IS NOT NULL))
        THEN t.due_ms ELSE d.attached_ms END AS attached_ms,
   CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN t.due_ms ELSE d.detached_ms END AS detached_ms,
-  d.tags, d.serial, d.released
+  d.tags, d.serial, d.released, d.delete_auto_snapshot, d.enable_auto_snapshot
 FROM disks d LEFT JOIN transitions t ON t.kind = 'disk' AND t.id = d.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS instances_now AS
@@ -283,3 +298,52 @@ SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type,
   s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Disk;
+
+    const DISK: &str = "INSERT INTO disks(id, account_id, region_id, zone_id, name, description, category, size_gib,
+        disk_type, status, encrypted, delete_with_instance, charge_type, created_ms, tags, serial)
+        VALUES('d-old', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'cloud_essd', 20, 'data', 'Available', 0, 0,
+        'PostPaid', 1, '[]', 's')";
+
+    /// A catalog as an older build left it: `version` 1 (no version row) or 2.
+    fn old_catalog(path: &Path, version: i64) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        if version >= 2 {
+            c.execute_batch(SCHEMA_V2).unwrap();
+            c.execute_batch(&count_triggers()).unwrap();
+            c.execute("INSERT INTO meta(key, value) VALUES('schema_version', '2')", []).unwrap();
+        }
+        c.execute(DISK, []).unwrap();
+    }
+
+    #[test]
+    fn older_catalogs_migrate_to_the_current_schema() {
+        for version in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("catalog.sqlite");
+            old_catalog(&path, version);
+            let c = open(&path).unwrap();
+            let v: String = c.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap();
+            assert_eq!(v, SCHEMA_VERSION.to_string());
+            let d = c
+                .query_row(&format!("SELECT {} FROM disks_now WHERE id='d-old'", Disk::COLUMNS), [], Disk::from_row)
+                .unwrap();
+            assert!(d.delete_auto_snapshot && d.enable_auto_snapshot.is_none(), "version {version}");
+            let n: i64 =
+                c.query_row("SELECT n FROM counts WHERE kind='disk' AND account_id='a'", [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 1, "version {version}: counted once");
+            drop(c);
+            assert!(open(&path).is_ok(), "reopening a current catalog changes nothing");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        old_catalog(&path, 2);
+        Connection::open(&path).unwrap().execute("UPDATE meta SET value='99' WHERE key='schema_version'", []).unwrap();
+        assert!(matches!(open(&path), Err(OpenError::Version { found: 99 })));
+    }
+}

@@ -53,10 +53,14 @@ pub struct Disk<S = String> {
     pub tags: S,
     pub serial: S,
     pub released: bool,
+    /// ModifyDiskAttribute's DeleteAutoSnapshot.
+    pub delete_auto_snapshot: bool,
+    /// ModifyDiskAttribute's EnableAutoSnapshot; `None`: the category's default.
+    pub enable_auto_snapshot: Option<bool>,
 }
 
 impl Disk {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released, delete_auto_snapshot, enable_auto_snapshot";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Disk> {
         Disk::read(r)
@@ -92,6 +96,8 @@ impl<S: FromSql> Disk<S> {
             tags: r.get(22)?,
             serial: r.get(23)?,
             released: r.get(24)?,
+            delete_auto_snapshot: r.get(25)?,
+            enable_auto_snapshot: r.get(26)?,
         })
     }
 }

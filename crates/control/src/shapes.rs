@@ -136,8 +136,8 @@ impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
         o.field("DiskChargeType", self.charge_type.as_ref());
         o.field("Portable", &(!local && self.disk_type.as_ref() == "data"));
         o.field("DeleteWithInstance", &self.delete_with_instance);
-        o.field("DeleteAutoSnapshot", &true);
-        o.field("EnableAutoSnapshot", &!local);
+        o.field("DeleteAutoSnapshot", &self.delete_auto_snapshot);
+        o.field("EnableAutoSnapshot", &self.enable_auto_snapshot.unwrap_or(!local));
         o.field("EnableAutomatedSnapshotPolicy", &false);
         o.field("AutoSnapshotPolicyId", "");
         o.field("PerformanceLevel", opts(&self.performance_level));

@@ -44,6 +44,7 @@ pub enum Action {
     CreateDisk(CreateDisk),
     DescribeDisks(DescribeDisks),
     DeleteDisk { disk_id: String, dry_run: bool },
+    ModifyDiskAttribute(ModifyDiskAttribute),
     AttachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
     DetachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
     CreateSnapshot(CreateSnapshot),
@@ -65,6 +66,18 @@ pub enum Action {
     TagResources(crate::tagging::TagResources),
     UntagResources(crate::tagging::UntagResources),
     ListTagResources(crate::tagging::ListTagResources),
+}
+
+/// ModifyDiskAttribute: one disk (`DiskId`) or several (`DiskIds`, a JSON list of up to
+/// 100); every attribute optional, at least one required.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModifyDiskAttribute {
+    pub disk_ids: Vec<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub delete_with_instance: Option<bool>,
+    pub delete_auto_snapshot: Option<bool>,
+    pub enable_auto_snapshot: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +284,36 @@ impl Action {
                 })
             }
             "DeleteDisk" => Action::DeleteDisk { disk_id: p.req_str("DiskId")?, dry_run: dry()? },
+            "ModifyDiskAttribute" => {
+                let disk_ids = match (p.opt_str("DiskId"), p.json_list("DiskIds", 100)?) {
+                    (Some(id), _) => vec![id],
+                    (None, Some(ids)) if !ids.is_empty() => ids,
+                    _ => return Err(ApiError::missing("DiskId")),
+                };
+                let m = ModifyDiskAttribute {
+                    disk_ids,
+                    name: p.opt_str("DiskName"),
+                    description: p.opt_str("Description"),
+                    delete_with_instance: p.opt_bool("DeleteWithInstance")?,
+                    delete_auto_snapshot: p.opt_bool("DeleteAutoSnapshot")?,
+                    enable_auto_snapshot: p.opt_bool("EnableAutoSnapshot")?,
+                };
+                if m.name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128)) {
+                    return Err(Code::InvalidDiskNameMalformed.into());
+                }
+                if m.description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
+                    return Err(Code::InvalidDescriptionMalformed.into());
+                }
+                if m.name.is_none()
+                    && m.description.is_none()
+                    && m.delete_with_instance.is_none()
+                    && m.delete_auto_snapshot.is_none()
+                    && m.enable_auto_snapshot.is_none()
+                {
+                    return Err(Code::NoAttributeToModify.into());
+                }
+                Action::ModifyDiskAttribute(m)
+            }
             "AttachDisk" => Action::AttachDisk {
                 disk_id: p.req_str("DiskId")?,
                 instance_id: p.req_str("InstanceId")?,

@@ -102,6 +102,10 @@ registry! {
     InvalidDiskNameMalformed => (400, "InvalidDiskName.Malformed", "The specified disk name is wrongly formed."),
     InvalidDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified description is wrongly formed."),
 
+    // ModifyDiskAttribute's table.
+    NoAttributeToModify => (400, "NoAttributeToModify", "No attribute to be modified in this request."),
+    DiskNotPortable => (403, "DiskNotPortable", "The specified disk is not a portable disk."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

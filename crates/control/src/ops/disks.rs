@@ -7,7 +7,7 @@ use crate::fairness::{self, Quota};
 use crate::model::{Disk, Instance, Text, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
-use ecs_api::action::{CreateDisk, DescribeDisks};
+use ecs_api::action::{CreateDisk, DescribeDisks, ModifyDiskAttribute};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, Transaction, params};
 use serde_json::{Value, json};
@@ -297,5 +297,27 @@ pub(crate) fn detach_disk(
     tx.commit()?;
     // The instance stops being the disk's writer: close its data-plane connections.
     env.revoke(&[disk_id.to_string()]);
+    Ok(json!({}))
+}
+
+/// ModifyDiskAttribute: the named attributes of every named disk, all or none. A local disk
+/// cannot outlive its instance (`DiskNotPortable` for DeleteWithInstance=false).
+pub(crate) fn modify_disk_attribute(conn: &mut Connection, env: &Env, m: ModifyDiskAttribute) -> R<Value> {
+    let tx = begin(conn)?;
+    for id in &m.disk_ids {
+        let disk = guards::disk(&tx, env, id)?;
+        if m.delete_with_instance == Some(false) && disk.is_local() {
+            return Err(Code::DiskNotPortable.into());
+        }
+        tx.execute(
+            "UPDATE disks SET name=COALESCE(?2, name), description=COALESCE(?3, description),
+               delete_with_instance=COALESCE(?4, delete_with_instance),
+               delete_auto_snapshot=COALESCE(?5, delete_auto_snapshot),
+               enable_auto_snapshot=COALESCE(?6, enable_auto_snapshot)
+             WHERE id=?1",
+            params![id, m.name, m.description, m.delete_with_instance, m.delete_auto_snapshot, m.enable_auto_snapshot],
+        )?;
+    }
+    tx.commit()?;
     Ok(json!({}))
 }

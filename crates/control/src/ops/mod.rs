@@ -96,6 +96,7 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::ResetDisk(r) => reset::reset_disk(conn, env, r),
         Action::CreateDisk(c) => disks::create_disk(conn, env, c),
         Action::DeleteDisk { disk_id, dry_run } => disks::delete_disk(conn, env, &disk_id, dry_run),
+        Action::ModifyDiskAttribute(m) => disks::modify_disk_attribute(conn, env, m),
         Action::AttachDisk { disk_id, instance_id, delete_with_instance, dry_run } => {
             disks::attach_disk(conn, env, &disk_id, &instance_id, delete_with_instance, dry_run)
         }
