@@ -111,3 +111,63 @@ def test_legacy_sdk_tag_calls(server):
     err = legacy_catch(c, legacy_request("TagResources", RegionId=REGION, ResourceType="disk",
                                          **{"ResourceId.1": "d-missing", "Tag.1.Key": "a"}))
     assert (err.status, err.code) == (404, "InvalidResourceId.NotFound")
+
+
+def test_older_tag_calls_add_remove_describe(server):
+    """AddTags, RemoveTags and DescribeTags (the older single-resource forms), through the
+    Tea SDK and the legacy core SDK; they act on the same tags as TagResources."""
+    api = server.tenant()
+    d1, d2 = api.create_disk(), api.create_disk()
+    sid = api.create_snapshot(d1)
+    api.client.add_tags(m.AddTagsRequest(region_id=REGION, resource_type="disk", resource_id=d1,
+                                         tag=[m.AddTagsRequestTag(key="env", value="prod"),
+                                              m.AddTagsRequestTag(key="team", value="core")]))
+    c = legacy_client(server, api.ak, api.secret)
+    legacy_do(c, legacy_request("AddTags", RegionId=REGION, ResourceType="disk", ResourceId=d2,
+                                **{"Tag.1.Key": "env", "Tag.1.Value": "prod"}))
+    legacy_do(c, legacy_request("AddTags", RegionId=REGION, ResourceType="snapshot", ResourceId=sid,
+                                **{"Tag.1.Key": "env", "Tag.1.Value": "dev"}))
+    body = api.client.describe_tags(m.DescribeTagsRequest(region_id=REGION)).body.to_map()
+    got = {(t["TagKey"], t["TagValue"]): t["ResourceTypeCount"] for t in body["Tags"]["Tag"]}
+    assert body["TotalCount"] == 3 and set(got) == {("env", "dev"), ("env", "prod"), ("team", "core")}
+    assert (got[("env", "prod")]["Disk"], got[("env", "prod")]["Snapshot"]) == (2, 0)
+    assert (got[("env", "dev")]["Disk"], got[("env", "dev")]["Snapshot"]) == (0, 1)
+    # One resource, one type, a filter, and paging.
+    one = legacy_do(c, legacy_request("DescribeTags", RegionId=REGION, ResourceType="disk", ResourceId=d2))
+    assert [(t["TagKey"], t["TagValue"]) for t in one["Tags"]["Tag"]] == [("env", "prod")]
+    snap = api.client.describe_tags(m.DescribeTagsRequest(region_id=REGION, resource_type="snapshot")).body.to_map()
+    assert [(t["TagKey"], t["TagValue"]) for t in snap["Tags"]["Tag"]] == [("env", "dev")]
+    env = api.client.describe_tags(m.DescribeTagsRequest(
+        region_id=REGION, tag=[m.DescribeTagsRequestTag(key="env")])).body.to_map()
+    assert env["TotalCount"] == 2
+    page2 = api.client.describe_tags(m.DescribeTagsRequest(region_id=REGION, page_size=2, page_number=2)).body.to_map()
+    assert (page2["TotalCount"], page2["PageNumber"], page2["PageSize"], len(page2["Tags"]["Tag"])) == (3, 2, 2, 1)
+    # RemoveTags: by key; with a value only where it matches.
+    legacy_do(c, legacy_request("RemoveTags", RegionId=REGION, ResourceType="disk", ResourceId=d1,
+                                **{"Tag.1.Key": "env", "Tag.1.Value": "other"}))
+    assert ("disk", d1, "env", "prod") in _pairs(_list(api, "disk", ids=[d1]))
+    api.client.remove_tags(m.RemoveTagsRequest(region_id=REGION, resource_type="disk", resource_id=d1,
+                                               tag=[m.RemoveTagsRequestTag(key="env")]))
+    assert _pairs(_list(api, "disk", ids=[d1])) == [("disk", d1, "team", "core")]
+    err = legacy_catch(c, legacy_request("AddTags", RegionId=REGION, ResourceType="disk", ResourceId="d-gone",
+                                         **{"Tag.1.Key": "k"}))
+    assert (err.status, err.code) == (404, "InvalidResourceId.NotFound")
+    assert server.tenant().call("DescribeTags", {"RegionId": REGION})["TotalCount"] == 0
+
+
+def test_modify_snapshot_attribute(server):
+    api = server.tenant()
+    sid = api.create_snapshot(api.create_disk())
+    api.client.modify_snapshot_attribute(m.ModifySnapshotAttributeRequest(
+        snapshot_id=sid, snapshot_name="golden-1", description="the golden state", disable_instant_access=True))
+    s = api.snapshot(sid)
+    assert (s["SnapshotName"], s["Description"]) == ("golden-1", "the golden state")
+    api.call("ModifySnapshotAttribute", {"SnapshotId": sid, "RetentionDays": "7"})
+    s = api.snapshot(sid)
+    assert (s["SnapshotName"], s["RetentionDays"]) == ("golden-1", 7)
+    for params, code in [({"SnapshotName": "auto-x"}, "InvalidParameter"), ({"SnapshotName": "x"}, "InvalidParameter"),
+                         ({"Description": "https://x"}, "InvalidDescription.Malformed")]:
+        err = catch(api.call, "ModifySnapshotAttribute", {"SnapshotId": sid, **params})
+        assert (err.status, err.code) == (400, code), params
+    err = catch(server.tenant().call, "ModifySnapshotAttribute", {"SnapshotId": sid, "SnapshotName": "stolen"})
+    assert (err.status, err.code) == (404, "InvalidSnapshotId.NotFound")

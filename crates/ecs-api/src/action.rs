@@ -43,29 +43,91 @@ pub enum Action {
     ResetDisk(ResetDisk),
     CreateDisk(CreateDisk),
     DescribeDisks(DescribeDisks),
-    DeleteDisk { disk_id: String, dry_run: bool },
+    DeleteDisk {
+        disk_id: String,
+        dry_run: bool,
+    },
     ModifyDiskAttribute(ModifyDiskAttribute),
-    AttachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
-    DetachDisk { disk_id: String, instance_id: String, delete_with_instance: Option<bool>, dry_run: bool },
+    AttachDisk {
+        disk_id: String,
+        instance_id: String,
+        delete_with_instance: Option<bool>,
+        dry_run: bool,
+    },
+    DetachDisk {
+        disk_id: String,
+        instance_id: String,
+        delete_with_instance: Option<bool>,
+        dry_run: bool,
+    },
     CreateSnapshot(CreateSnapshot),
     DescribeSnapshots(DescribeSnapshots),
-    DeleteSnapshot { snapshot_id: String, force: bool },
-    RunInstances { spec: InstanceSpec, amount: u32, min_amount: Option<u32>, dry_run: bool },
-    CreateInstance { spec: InstanceSpec, dry_run: bool },
-    StartInstance { instance_id: String, dry_run: bool },
-    StopInstance { instance_id: String, force_stop: bool, dry_run: bool },
-    StartInstances { instance_ids: Vec<String>, dry_run: bool },
-    StopInstances { instance_ids: Vec<String>, force_stop: bool, dry_run: bool },
+    DeleteSnapshot {
+        snapshot_id: String,
+        force: bool,
+    },
+    RunInstances {
+        spec: InstanceSpec,
+        amount: u32,
+        min_amount: Option<u32>,
+        dry_run: bool,
+    },
+    CreateInstance {
+        spec: InstanceSpec,
+        dry_run: bool,
+    },
+    StartInstance {
+        instance_id: String,
+        dry_run: bool,
+    },
+    StopInstance {
+        instance_id: String,
+        force_stop: bool,
+        dry_run: bool,
+    },
+    StartInstances {
+        instance_ids: Vec<String>,
+        dry_run: bool,
+    },
+    StopInstances {
+        instance_ids: Vec<String>,
+        force_stop: bool,
+        dry_run: bool,
+    },
     DescribeInstances(DescribeInstances),
-    DeleteInstance { instance_id: String, force: bool, dry_run: bool },
+    DeleteInstance {
+        instance_id: String,
+        force: bool,
+        dry_run: bool,
+    },
     DescribeRegions,
     DescribeZones,
     DescribeImages(DescribeImages),
-    CreateImage { snapshot_id: String, image_name: Option<String>, description: Option<String> },
-    DeleteImage { image_id: String, force: bool },
+    CreateImage {
+        snapshot_id: String,
+        image_name: Option<String>,
+        description: Option<String>,
+    },
+    DeleteImage {
+        image_id: String,
+        force: bool,
+    },
     TagResources(crate::tagging::TagResources),
     UntagResources(crate::tagging::UntagResources),
     ListTagResources(crate::tagging::ListTagResources),
+    /// RemoveTags: the named keys (with a value, only where it matches) from one resource.
+    RemoveTags {
+        resource_type: crate::tagging::TagResourceType,
+        resource_id: String,
+        tags: Vec<(String, Option<String>)>,
+    },
+    DescribeTags(crate::tagging::DescribeTags),
+    ModifySnapshotAttribute {
+        snapshot_id: String,
+        name: Option<String>,
+        description: Option<String>,
+        retention_days: Option<i64>,
+    },
 }
 
 /// ModifyDiskAttribute: one disk (`DiskId`) or several (`DiskIds`, a JSON list of up to
@@ -206,6 +268,7 @@ impl Action {
                 | Action::DescribeRegions
                 | Action::DescribeZones
                 | Action::ListTagResources(_)
+                | Action::DescribeTags(_)
         )
     }
 
@@ -328,10 +391,7 @@ impl Action {
             },
             "CreateSnapshot" => {
                 let name = p.opt_str("SnapshotName");
-                if name
-                    .as_ref()
-                    .is_some_and(|n| n.chars().count() < 2 || n.chars().count() > 128 || n.starts_with("auto"))
-                {
+                if name.as_deref().is_some_and(|n| !snapshot_name_ok(n)) {
                     return Err(ApiError::invalid("SnapshotName"));
                 }
                 Action::CreateSnapshot(CreateSnapshot {
@@ -353,6 +413,24 @@ impl Action {
                     tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
+            }
+            "ModifySnapshotAttribute" => {
+                let name = p.opt_str("SnapshotName");
+                if name.as_deref().is_some_and(|n| !snapshot_name_ok(n)) {
+                    return Err(ApiError::invalid("SnapshotName"));
+                }
+                let description = p.opt_str("Description");
+                if description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
+                    return Err(Code::InvalidDescriptionMalformed.into());
+                }
+                // DisableInstantAccess is accepted: snapshots here are always readable at once.
+                p.opt_bool("DisableInstantAccess")?;
+                Action::ModifySnapshotAttribute {
+                    snapshot_id: p.req_str("SnapshotId")?,
+                    name,
+                    description,
+                    retention_days: p.opt_range("RetentionDays", 1, 65536)?,
+                }
             }
             "DeleteSnapshot" => {
                 Action::DeleteSnapshot { snapshot_id: p.req_str("SnapshotId")?, force: p.bool_or("Force", false)? }
@@ -458,6 +536,11 @@ impl Action {
         let fingerprint = if client_token.is_some() { fingerprint(name, p) } else { String::new() };
         Ok(Request { region_id, action, client_token, fingerprint })
     }
+}
+
+/// SnapshotName: 2–128 characters, not starting with `auto` (kept for automatic snapshots).
+fn snapshot_name_ok(n: &str) -> bool {
+    (2..=128).contains(&n.chars().count()) && !n.starts_with("auto")
 }
 
 fn disk_spec(fields: &std::collections::BTreeMap<String, String>, prefix: &str) -> Result<DiskSpec, ApiError> {

@@ -1,5 +1,6 @@
-//! The tag actions of ECS 2014-05-26: TagResources, UntagResources and ListTagResources
-//! (parameters and their documented limits; the rules live in `control::ops::tags`).
+//! The tag actions of ECS 2014-05-26: TagResources, UntagResources and ListTagResources, and
+//! the older AddTags, RemoveTags and DescribeTags (parameters and their documented limits;
+//! the rules live in `control::ops::tags`).
 
 use crate::action::Action;
 use crate::error::{ApiError, Code};
@@ -95,6 +96,18 @@ fn resource_ids(p: &Params, required: bool) -> Result<Vec<String>, ApiError> {
     Ok(ids)
 }
 
+/// DescribeTags: distinct (key, value) pairs of the caller's tagged resources, with how many
+/// resources of each type carry each; optionally of one type or one resource, and only the
+/// filter tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeTags {
+    pub resource_type: Option<TagResourceType>,
+    pub resource_id: Option<String>,
+    pub tags: Vec<(String, Option<String>)>,
+    /// (PageNumber from 1, PageSize 1–100).
+    pub page: (u32, u32),
+}
+
 /// The action `name` if it is one of the tag actions, parsed; `None` for other names.
 pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     let parsed = match name {
@@ -124,6 +137,34 @@ pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> 
                 resource_ids: resource_ids(p, false)?,
                 tags: p.tag_filter()?,
                 next_token: p.opt_str("NextToken"),
+            }))
+        })(),
+        // The older single-resource forms: AddTags and RemoveTags name one ResourceId.
+        "AddTags" => (|| {
+            let resource_type = TagResourceType::parse(p)?;
+            let tags = p.tags()?;
+            if tags.is_empty() {
+                return Err(ApiError::missing("Tag.N.Key"));
+            }
+            Ok(Action::TagResources(TagResources { resource_type, resource_ids: vec![p.req_str("ResourceId")?], tags }))
+        })(),
+        "RemoveTags" => (|| {
+            let resource_type = TagResourceType::parse(p)?;
+            let resource_id = p.req_str("ResourceId")?;
+            Ok(Action::RemoveTags { resource_type, resource_id, tags: p.tag_filter()? })
+        })(),
+        "DescribeTags" => (|| {
+            let resource_type = match p.opt_str("ResourceType") {
+                Some(_) => Some(TagResourceType::parse(p)?),
+                None => None,
+            };
+            let number = p.opt_range("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
+            let size = p.opt_range("PageSize", 1, 100)?.unwrap_or(50) as u32;
+            Ok(Action::DescribeTags(DescribeTags {
+                resource_type,
+                resource_id: p.opt_str("ResourceId"),
+                tags: p.tag_filter()?,
+                page: (number, size),
             }))
         })(),
         _ => return None,

@@ -76,6 +76,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeZones => images::describe_zones(env).map(Node::from),
         Action::DescribeImages(d) => images::describe_images(conn, env, d),
         Action::ListTagResources(l) => tags::list_tag_resources(conn, env, l),
+        Action::DescribeTags(d) => tags::describe_tags(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -124,13 +125,20 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
         Action::TagResources(t) => tags::tag_resources(conn, env, t),
         Action::UntagResources(u) => tags::untag_resources(conn, env, u),
+        Action::RemoveTags { resource_type, resource_id, tags: remove } => {
+            tags::remove_tags(conn, env, resource_type, &resource_id, &remove)
+        }
+        Action::ModifySnapshotAttribute { snapshot_id, name, description, retention_days } => {
+            snapshots::modify_snapshot_attribute(conn, env, &snapshot_id, name, description, retention_days)
+        }
         read @ (Action::DescribeDisks(_)
         | Action::DescribeSnapshots(_)
         | Action::DescribeInstances(_)
         | Action::DescribeImages(_)
         | Action::DescribeRegions
         | Action::DescribeZones
-        | Action::ListTagResources(_)) => return dispatch_read(conn, env, read),
+        | Action::ListTagResources(_)
+        | Action::DescribeTags(_)) => return dispatch_read(conn, env, read),
     };
     r.map(Node::from).map_err(ApiError::from)
 }

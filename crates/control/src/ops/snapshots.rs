@@ -142,3 +142,24 @@ pub(crate) fn delete_snapshot(conn: &mut Connection, env: &Env, snapshot_id: &st
     }
     Ok(json!({}))
 }
+
+/// ModifySnapshotAttribute: name, description and RetentionDays of one of the caller's
+/// snapshots (what is not given stays).
+pub(crate) fn modify_snapshot_attribute(
+    conn: &mut Connection,
+    env: &Env,
+    snapshot_id: &str,
+    name: Option<String>,
+    description: Option<String>,
+    retention_days: Option<i64>,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    guards::snapshot(&tx, env, snapshot_id)?;
+    tx.execute(
+        "UPDATE snapshots SET name=COALESCE(?2, name), description=COALESCE(?3, description),
+           retention_days=COALESCE(?4, retention_days) WHERE id=?1",
+        rusqlite::params![snapshot_id, name, description, retention_days],
+    )?;
+    tx.commit()?;
+    Ok(json!({}))
+}
