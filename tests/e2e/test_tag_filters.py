@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from support import REGION, ZONE, catch
+from support import IMAGE, ITYPE, REGION, ZONE, catch
 
 
 def _disk(api, **tags):
@@ -79,3 +79,20 @@ def test_disk_names_and_descriptions_follow_the_documented_rules(server):
     did = api.call("CreateDisk", {**base, "DiskName": "数据盘:v1.0_a-b", "Description": "any text (even this!)"})["DiskId"]
     d = api.call("DescribeDisks", {"RegionId": REGION, "DiskIds": f'["{did}"]'})["Disks"]["Disk"][0]
     assert (d["DiskName"], d["Description"]) == ("数据盘:v1.0_a-b", "any text (even this!)")
+
+
+def test_instance_and_instance_disk_names_follow_the_rules(server):
+    api = server.tenant()
+    for extra, code, msg in [
+        ({"InstanceName": "1bad"}, "InvalidInstanceName.Malformed", 'The specified parameter "InstanceName" is not valid.'),
+        ({"Description": "http://x"}, "InvalidDescription.Malformed", 'The specified parameter "Description" is not valid.'),
+        ({"SystemDisk.DiskName": "_x"}, "InvalidDiskName.Malformed",
+         'The specified parameter "SystemDisk.DiskName or DataDisk.n.DiskName" is not valid.'),
+        ({"DataDisk.1.Size": "20", "DataDisk.1.DiskName": "a b"}, "InvalidDiskName.Malformed",
+         'The specified parameter "SystemDisk.DiskName or DataDisk.n.DiskName" is not valid.'),
+    ]:
+        err = catch(api.call, "RunInstances", {"RegionId": REGION, "ZoneId": ZONE, "ImageId": IMAGE,
+                                               "InstanceType": ITYPE, **extra})
+        assert (err.status, err.code, err.message) == (400, code, msg), extra
+    iid = api.run_instance(instance_name="lab-runner.01")
+    assert api.instance(iid)["InstanceName"] == "lab-runner.01"

@@ -574,6 +574,19 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
     if let Some(sg) = p.opt_str("SecurityGroupId") {
         security_group_ids.insert(0, sg);
     }
+    if p.opt_str("InstanceName").is_some_and(|n| !crate::params::valid_name(&n, 128)) {
+        return Err(Code::InvalidInstanceNameMalformed.into());
+    }
+    if p.opt_str("Description").is_some_and(|d| !crate::params::valid_description(&d)) {
+        return Err(Code::InvalidInstanceDescriptionMalformed.into());
+    }
+    let system_disk = disk_spec(&system, "SystemDisk.")?;
+    if std::iter::once(&system_disk)
+        .chain(&data_disks)
+        .any(|d| d.name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128)))
+    {
+        return Err(Code::InvalidSpecDiskNameMalformed.into());
+    }
     let charge_type = p.opt_str("InstanceChargeType").unwrap_or_else(|| "PostPaid".into());
     if charge_type != "PostPaid" && charge_type != "PrePaid" {
         return Err(ApiError::invalid("InstanceChargeType"));
@@ -588,7 +601,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         security_group_ids,
         vswitch_id: p.opt_str("VSwitchId"),
         charge_type,
-        system_disk: disk_spec(&system, "SystemDisk.")?,
+        system_disk,
         data_disks,
         deletion_protection: p.bool_or("DeletionProtection", false)?,
         tags: p.tags()?,

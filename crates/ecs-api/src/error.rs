@@ -101,6 +101,10 @@ registry! {
     // Naming rules (CreateDisk's error table).
     InvalidDiskNameMalformed => (400, "InvalidDiskName.Malformed", "The specified disk name is wrongly formed."),
     InvalidDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified description is wrongly formed."),
+    // RunInstances' and CreateInstance's rows for the same rules.
+    InvalidInstanceNameMalformed => (400, "InvalidInstanceName.Malformed", "The specified parameter \"InstanceName\" is not valid."),
+    InvalidInstanceDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified parameter \"Description\" is not valid."),
+    InvalidSpecDiskNameMalformed => (400, "InvalidDiskName.Malformed", "The specified parameter \"SystemDisk.DiskName or DataDisk.n.DiskName\" is not valid."),
 
     // ModifyDiskAttribute's table.
     NoAttributeToModify => (400, "NoAttributeToModify", "No attribute to be modified in this request."),
