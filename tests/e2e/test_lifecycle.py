@@ -268,3 +268,21 @@ def test_snapshot_progress_states(server, tenant):
     assert s["Progress"] == "100%"
     api.delete_snapshot(sid)
     assert api.snapshot(sid) is None
+
+
+def test_describe_instances_has_every_field_the_sdk_models(server, tenant):
+    """#10: EipAddress and the other documented fields are present on every instance, shaped
+    empty as ECS shapes them (footmark reads EipAddress on every instance read). The list is
+    the official Python SDK's own model of an instance."""
+    import inspect
+    from alibabacloud_ecs20140526.models import _describe_instances_response_body as body
+    iid = tenant.run_instance()
+    inst = tenant.instance(iid)
+    src = inspect.getsource(body.DescribeInstancesResponseBodyInstancesInstance.to_map)
+    import re
+    wanted = set(re.findall(r"result\['(\w+)'\]", src))
+    assert wanted - set(inst) == set(), sorted(wanted - set(inst))
+    assert inst["EipAddress"] == {"AllocationId": "", "Bandwidth": 0, "InternetChargeType": "", "IpAddress": "",
+                                  "IsSupportUnassociate": False}
+    nic = inst["NetworkInterfaces"]["NetworkInterface"][0]
+    assert nic["PrimaryIpAddress"] == inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]

@@ -222,8 +222,124 @@ impl Emit for Instance {
         o.wrapped("SecurityGroupIds", "SecurityGroupId", |o| sgs.iter().for_each(|s| o.str(s)));
         tags(o, &self.tags);
         o.field("ResourceGroupId", "");
+        // Every other documented field, shaped as ECS shapes it when there is nothing to say
+        // (clients such as footmark read EipAddress on every instance).
+        obj(o, "EipAddress", |o| {
+            o.field("AllocationId", "");
+            o.field("Bandwidth", &0i64);
+            o.field("InternetChargeType", "");
+            o.field("IpAddress", "");
+            o.field("IsSupportUnassociate", &false);
+        });
+        o.wrapped("NetworkInterfaces", "NetworkInterface", |o| {
+            o.begin_obj();
+            o.field("NetworkInterfaceId", &format!("eni-{}", self.id.trim_start_matches("i-")));
+            o.field("MacAddress", &mac(&self.id));
+            o.field("PrimaryIpAddress", &self.private_ip);
+            o.field("Type", "Primary");
+            o.wrapped("PrivateIpSets", "PrivateIpSet", |o| {
+                o.begin_obj();
+                o.field("PrivateIpAddress", &self.private_ip);
+                o.field("Primary", &true);
+                o.field("PrivateDnsName", "");
+                o.end_obj();
+            });
+            o.wrapped("Ipv6Sets", "Ipv6Set", |_| {});
+            o.wrapped("Ipv4PrefixSets", "Ipv4PrefixSet", |_| {});
+            o.wrapped("Ipv6PrefixSets", "Ipv6PrefixSet", |_| {});
+            o.end_obj();
+        });
+        o.wrapped("RdmaIpAddress", "IpAddress", |_| {});
+        obj(o, "CpuOptions", |o| {
+            o.field("CoreCount", &(i64::from(cpu) / 2).max(1));
+            o.field("ThreadsPerCore", &if cpu > 1 { 2i64 } else { 1 });
+            o.field("Numa", "");
+            o.field("TopologyType", "");
+            o.field("EnableVISST", &false);
+            o.field("EnableVRDT", &false);
+            o.field("NestedVirtualization", &false);
+            o.field("TurboMode", "");
+        });
+        obj(o, "DedicatedHostAttribute", |o| {
+            o.field("DedicatedHostClusterId", "");
+            o.field("DedicatedHostId", "");
+            o.field("DedicatedHostName", "");
+        });
+        obj(o, "DedicatedInstanceAttribute", |o| {
+            o.field("Affinity", "");
+            o.field("Tenancy", "");
+        });
+        obj(o, "EcsCapacityReservationAttr", |o| {
+            o.field("CapacityReservationId", "");
+            o.field("CapacityReservationPreference", "");
+        });
+        obj(o, "HibernationOptions", |o| o.field("Configured", &false));
+        obj(o, "MetadataOptions", |o| {
+            o.field("HttpEndpoint", "enabled");
+            o.field("HttpPutResponseHopLimit", &0i64);
+            o.field("HttpTokens", "optional");
+            o.field("InstanceMetadataTags", "disabled");
+        });
+        obj(o, "ImageOptions", |o| {
+            o.field("CurrentOSNVMeSupported", &false);
+            o.field("LoginAsNonRoot", &false);
+        });
+        obj(o, "PrivateDnsNameOptions", |o| {
+            o.field("EnableInstanceIdDnsAAAARecord", &false);
+            o.field("EnableInstanceIdDnsARecord", &false);
+            o.field("EnableIpDnsARecord", &false);
+            o.field("EnableIpDnsPtrRecord", &false);
+            o.field("HostnameType", "Custom");
+        });
+        obj(o, "SecurityOptions", |o| o.field("EnableSecureBoot", &false));
+        obj(o, "ClockOptions", |o| o.field("PtpStatus", "disabled"));
+        obj(o, "AdditionalInfo", |o| {
+            o.field("EnableHighDensityMode", &false);
+            o.field("ManagedHostId", "");
+            o.field("NodeSerialNumber", "");
+        });
+        o.field("AutoReleaseTime", "");
+        o.field("ClusterId", "");
+        o.field("CreditSpecification", "");
+        o.field("DeploymentSetGroupNo", &0i64);
+        o.field("DeploymentSetId", "");
+        o.field("DeviceAvailable", &true);
+        o.field("EnableNVS", &false);
+        o.field("GPUAmount", &0i64);
+        o.field("GPUSpec", "");
+        o.field("HpcClusterId", "");
+        o.field("ISP", "");
+        o.field("InternetMaxBandwidthIn", &0i64);
+        o.field("InternetMaxBandwidthOut", &0i64);
+        o.field("KeyPairName", "");
+        o.field("LocalStorageAmount", &0i64);
+        o.field("LocalStorageCapacity", &0i64);
+        o.field("OSNameEn", "Linux");
+        o.field("Recyclable", &false);
+        o.field("SaleCycle", "");
+        o.field("SpotDuration", &0i64);
+        o.field("SpotInterruptionBehavior", "Terminate");
+        o.field("SpotPriceLimit", &0i64);
+        o.field("SpotStrategy", "NoSpot");
+        o.field("VlanId", "");
         o.end_obj();
     }
+}
+
+/// `k: { ... }` with `fields` writing the object's fields.
+fn obj(o: &mut dyn Out, k: &'static str, fields: impl FnOnce(&mut dyn Out)) {
+    o.name(k);
+    o.begin_obj();
+    fields(o);
+    o.end_obj();
+}
+
+/// A stable locally administered MAC address for an instance's primary interface.
+/// (Alibaba's 00:16:3e prefix, then three bytes of SHA-256 of the id.)
+fn mac(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let b = Sha256::digest(id.as_bytes());
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
 /// A snapshot as DescribeSnapshots shows it at `now` (ms), with its Usage.
