@@ -286,3 +286,22 @@ def test_describe_instances_has_every_field_the_sdk_models(server, tenant):
                                   "IsSupportUnassociate": False}
     nic = inst["NetworkInterfaces"]["NetworkInterface"][0]
     assert nic["PrimaryIpAddress"] == inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+
+
+def test_describe_instance_attribute(server, tenant):
+    """#10: Terraform reads DescribeInstanceAttribute after every RunInstances; every field
+    the SDK models is there, agreeing with DescribeInstances."""
+    import inspect
+    import re
+    from alibabacloud_ecs20140526 import models as m
+    from alibabacloud_ecs20140526.models import _describe_instance_attribute_response_body as body
+    iid = tenant.run_instance()
+    got = tenant.client.describe_instance_attribute(m.DescribeInstanceAttributeRequest(instance_id=iid)).body.to_map()
+    wanted = set(re.findall(r"result\['(\w+)'\]", inspect.getsource(body.DescribeInstanceAttributeResponseBody.to_map)))
+    assert wanted - set(got) == set(), sorted(wanted - set(got))
+    listed = tenant.instance(iid)
+    for k in ("InstanceId", "Status", "InstanceType", "Cpu", "Memory", "HostName", "CreationTime", "VpcAttributes"):
+        assert got[k] == listed[k], k
+    other = server.tenant()
+    err = catch(other.client.describe_instance_attribute, m.DescribeInstanceAttributeRequest(instance_id=iid))
+    assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")

@@ -326,6 +326,13 @@ impl Emit for Instance {
     }
 }
 
+/// An instance as a tree (for answers that show one instance's fields at their top).
+pub fn instance_node(i: &Instance) -> ecs_api::Node {
+    let mut o = ecs_api::write::NodeOut::default();
+    i.emit(&mut o);
+    o.finish()
+}
+
 /// `k: { ... }` with `fields` writing the object's fields.
 fn obj(o: &mut dyn Out, k: &'static str, fields: impl FnOnce(&mut dyn Out)) {
     o.name(k);

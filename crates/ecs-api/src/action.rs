@@ -95,6 +95,9 @@ pub enum Action {
         dry_run: bool,
     },
     DescribeInstances(DescribeInstances),
+    DescribeInstanceAttribute {
+        instance_id: String,
+    },
     DeleteInstance {
         instance_id: String,
         force: bool,
@@ -269,6 +272,7 @@ impl Action {
                 | Action::DescribeZones
                 | Action::ListTagResources(_)
                 | Action::DescribeTags(_)
+                | Action::DescribeInstanceAttribute { .. }
         )
     }
 
@@ -470,6 +474,7 @@ impl Action {
                     }
                 }
             }
+            "DescribeInstanceAttribute" => Action::DescribeInstanceAttribute { instance_id: p.req_str("InstanceId")? },
             "DescribeInstances" => {
                 region_required = true;
                 Action::DescribeInstances(DescribeInstances {

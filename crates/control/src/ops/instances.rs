@@ -381,3 +381,23 @@ pub(crate) fn delete_instance(conn: &mut Connection, env: &Env, id: &str, force:
     }
     Ok(json!({}))
 }
+
+/// DescribeInstanceAttribute: one instance, its fields at the top of the answer as the API
+/// reference shows them (DescribeInstances' item, plus NetworkOptions and its two flags).
+pub(crate) fn describe_instance_attribute(conn: &Connection, env: &Env, id: &str) -> R<Node> {
+    // The `_now` view, so a due transition shows completed exactly as DescribeInstances shows it.
+    let sql = format!("SELECT {} FROM instances_now WHERE id=?1 AND account_id=?2 AND released=0", Instance::COLUMNS);
+    let inst = conn
+        .query_row(&sql, [id, env.account_id], Instance::from_row)
+        .optional()?
+        .filter(|i| env.region_id.is_none_or(|r| r == i.region_id))
+        .ok_or(Code::InvalidInstanceIdNotFound)?;
+    let mut out = crate::shapes::instance_node(&inst);
+    out.push("EnableJumboFrame", false);
+    out.push("EnableNetworkEncryption", false);
+    out.push(
+        "NetworkOptions",
+        ecs_api::obj! {"BandwidthWeighting" => "", "EnableJumboFrame" => false, "EnableNetworkEncryption" => false},
+    );
+    Ok(out)
+}

@@ -77,6 +77,9 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeImages(d) => images::describe_images(conn, env, d),
         Action::ListTagResources(l) => tags::list_tag_resources(conn, env, l),
         Action::DescribeTags(d) => tags::describe_tags(conn, env, d),
+        Action::DescribeInstanceAttribute { instance_id } => {
+            instances::describe_instance_attribute(conn, env, &instance_id)
+        }
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -138,7 +141,8 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         | Action::DescribeRegions
         | Action::DescribeZones
         | Action::ListTagResources(_)
-        | Action::DescribeTags(_)) => return dispatch_read(conn, env, read),
+        | Action::DescribeTags(_)
+        | Action::DescribeInstanceAttribute { .. }) => return dispatch_read(conn, env, read),
     };
     r.map(Node::from).map_err(ApiError::from)
 }
