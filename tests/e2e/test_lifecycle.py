@@ -305,3 +305,41 @@ def test_describe_instance_attribute(server, tenant):
     other = server.tenant()
     err = catch(other.client.describe_instance_attribute, m.DescribeInstanceAttributeRequest(instance_id=iid))
     assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")
+
+
+def test_reboot_instance_goes_stopping_starting_running(snapdisk_bin, tmp_path):
+    """#10: RebootInstance: Stopping, then Starting, then Running; only a Running instance;
+    DryRun; another account's instance does not exist for the caller."""
+    import time
+
+    from alibabacloud_ecs20140526 import models as m
+    from support import BOOT_AK, BOOT_SECRET, Api, Server
+    srv = Server(snapdisk_bin, tmp_path / "data", tmp_path / "logs", name="reboot", extra_args=["--transition-ms", "400"])
+    srv.start()
+    try:
+        api = Api(srv, BOOT_AK, BOOT_SECRET)
+        iid = api.run_instance()
+        started = api.instance(iid)["StartTime"]
+        err = catch(api.client.reboot_instance, m.RebootInstanceRequest(instance_id=iid, dry_run=True))
+        assert (err.status, err.code) == (400, "DryRunOperation")
+        assert api.instance_status(iid) == "Running"
+        api.client.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            s = api.instance_status(iid)
+            if not seen or seen[-1] != s:
+                seen.append(s)
+            if s == "Running" and len(seen) > 1:
+                break
+            time.sleep(0.05)
+        assert seen == ["Stopping", "Starting", "Running"], seen
+        assert api.instance(iid)["StartTime"] >= started
+        api.stop(iid)
+        err = catch(api.client.reboot_instance, m.RebootInstanceRequest(instance_id=iid))
+        assert (err.status, err.code) == (403, "IncorrectInstanceStatus")
+        other = srv.tenant()
+        err = catch(other.client.reboot_instance, m.RebootInstanceRequest(instance_id=iid))
+        assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")
+    finally:
+        srv.stop()

@@ -282,9 +282,10 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
        WHEN i.status = 'Pending' AND i.pending_target = 'Starting' THEN 'Starting'
        WHEN i.status = 'Pending' THEN 'Stopped'
        WHEN i.status = 'Starting' THEN 'Running'
+       WHEN i.status = 'Stopping' AND i.pending_target = 'Starting' THEN 'Starting'
        WHEN i.status = 'Stopping' THEN 'Stopped'
        ELSE i.status END AS status,
-  CASE WHEN t.id IS NOT NULL AND i.status = 'Pending' THEN NULL ELSE i.pending_target END AS pending_target,
+  CASE WHEN t.id IS NOT NULL AND i.status IN ('Pending', 'Stopping') THEN NULL ELSE i.pending_target END AS pending_target,
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,

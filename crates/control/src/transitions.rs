@@ -98,6 +98,17 @@ fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()
         "Starting" => {
             tx.execute("UPDATE instances SET status='Running', start_ms=?2 WHERE id=?1", params![id, at])?;
         }
+        // RebootInstance: Stopping with a pending Starting goes on to Starting, then Running.
+        "Stopping" if target.as_deref() == Some("Starting") => {
+            tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
+            let step: i64 = tx
+                .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
+                .ok()
+                .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
+                .map(|t| t.instance_ms as i64)
+                .unwrap_or(0);
+            schedule(tx, "instance", id, at + step)?;
+        }
         "Stopping" => {
             tx.execute("UPDATE instances SET status='Stopped' WHERE id=?1", [id])?;
         }

@@ -85,6 +85,11 @@ pub enum Action {
         force_stop: bool,
         dry_run: bool,
     },
+    RebootInstance {
+        instance_id: String,
+        force_stop: bool,
+        dry_run: bool,
+    },
     StartInstances {
         instance_ids: Vec<String>,
         dry_run: bool,
@@ -474,6 +479,11 @@ impl Action {
                     }
                 }
             }
+            "RebootInstance" => Action::RebootInstance {
+                instance_id: p.req_str("InstanceId")?,
+                force_stop: p.bool_or("ForceStop", false)?,
+                dry_run: dry()?,
+            },
             "DescribeInstanceAttribute" => Action::DescribeInstanceAttribute { instance_id: p.req_str("InstanceId")? },
             "DescribeInstances" => {
                 region_required = true;

@@ -271,6 +271,20 @@ pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, dry_run:
     Ok(json!({}))
 }
 
+/// RebootInstance: Running → Stopping → Starting → Running, each step `InstanceMs` long (with
+/// `ForceStop` the same here: no guest runs yet to shut down gracefully).
+pub(crate) fn reboot_instance(conn: &mut Connection, env: &Env, id: &str, dry_run: bool) -> R<Value> {
+    let tx = begin(conn)?;
+    stop_checks(&tx, env, id)?;
+    if dry_run {
+        return Err(dry_run_ok());
+    }
+    tx.execute("UPDATE instances SET status='Stopping', pending_target='Starting' WHERE id=?1", [id])?;
+    transitions::schedule(&tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
 /// StartInstances / StopInstances: one result per instance, errors inline.
 pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: bool, start: bool) -> R<Value> {
     let tx = begin(conn)?;

@@ -115,6 +115,9 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::CreateInstance { spec, dry_run } => instances::run_instances(conn, env, &spec, 1, None, dry_run, false),
         Action::StartInstance { instance_id, dry_run } => instances::start_instance(conn, env, &instance_id, dry_run),
         Action::StopInstance { instance_id, dry_run, .. } => instances::stop_instance(conn, env, &instance_id, dry_run),
+        Action::RebootInstance { instance_id, dry_run, .. } => {
+            instances::reboot_instance(conn, env, &instance_id, dry_run)
+        }
         Action::StartInstances { instance_ids, dry_run } => instances::batch(conn, env, &instance_ids, dry_run, true),
         Action::StopInstances { instance_ids, dry_run, .. } => {
             instances::batch(conn, env, &instance_ids, dry_run, false)
