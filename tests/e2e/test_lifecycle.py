@@ -343,3 +343,37 @@ def test_reboot_instance_goes_stopping_starting_running(snapdisk_bin, tmp_path):
         assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")
     finally:
         srv.stop()
+
+
+def test_what_terraform_reads_after_run_instances(server, tenant):
+    """#10: DescribeUserData, DescribeInstanceMaintenanceAttributes and
+    DescribeInstanceAttachmentAttributes, as alicloud_instance reads them after RunInstances;
+    UserData is kept as given and checked as documented."""
+    import base64
+
+    from alibabacloud_ecs20140526 import models as m
+    script = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
+    iid = tenant.run_instance(user_data=script)
+    plain = tenant.run_instance()
+    ud = tenant.client.describe_user_data(m.DescribeUserDataRequest(region_id=REGION, instance_id=iid)).body.to_map()
+    assert (ud["InstanceId"], ud["RegionId"], ud["UserData"]) == (iid, REGION, script)
+    ud = tenant.client.describe_user_data(m.DescribeUserDataRequest(region_id=REGION, instance_id=plain)).body.to_map()
+    assert ud["UserData"] == ""
+    ma = tenant.client.describe_instance_maintenance_attributes(
+        m.DescribeInstanceMaintenanceAttributesRequest(region_id=REGION, instance_id=[iid, plain, "i-nosuch"])).body.to_map()
+    assert ma["TotalCount"] == 2
+    attr = ma["MaintenanceAttributes"]["MaintenanceAttribute"][0]
+    assert attr["InstanceId"] == iid and attr["ActionOnMaintenance"]["Value"] == "AutoRecover"
+    assert attr["NotifyOnMaintenance"] is False and attr["MaintenanceWindows"]["MaintenanceWindow"] == []
+    aa = tenant.client.describe_instance_attachment_attributes(
+        m.DescribeInstanceAttachmentAttributesRequest(region_id=REGION, instance_ids=f'["{iid}"]')).body.to_map()
+    assert aa["Instances"]["Instance"] == [{"InstanceId": iid, "PrivatePoolOptionsId": "",
+                                            "PrivatePoolOptionsMatchCriteria": "None"}]
+    for data, code, msg in [("not base64!", "InvalidUserData.Base64FormatInvalid",
+                             "The specified parameter UserData must be base64 encoded."),
+                            (base64.b64encode(b"x" * (32 * 1024 + 1)).decode(), "InvalidUserData.SizeExceeded",
+                             'The specified parameter "UserData" exceeds the size.')]:
+        err = catch(tenant.run_instances, 1, user_data=data)
+        assert (err.status, err.code, err.message) == (400, code, msg)
+    err = catch(server.tenant().client.describe_user_data, m.DescribeUserDataRequest(region_id=REGION, instance_id=iid))
+    assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Bumped when the schema changes; stored in `meta.schema_version`. Version 2 added the
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
-/// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute).
+/// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
+/// UserData.
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 3: a disk's auto-snapshot attributes. `enable_auto_snapshot` NULL means the
@@ -19,6 +20,7 @@ pub const SCHEMA_VERSION: i64 = 3;
 const SCHEMA_V3: &str = r#"
 ALTER TABLE disks ADD COLUMN delete_auto_snapshot INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE disks ADD COLUMN enable_auto_snapshot INTEGER;
+ALTER TABLE instances ADD COLUMN user_data TEXT;
 "#;
 
 const SCHEMA: &str = r#"

@@ -103,6 +103,17 @@ pub enum Action {
     DescribeInstanceAttribute {
         instance_id: String,
     },
+    DescribeUserData {
+        instance_id: String,
+    },
+    DescribeInstanceMaintenanceAttributes {
+        instance_ids: Vec<String>,
+        page: (u32, u32),
+    },
+    DescribeInstanceAttachmentAttributes {
+        instance_ids: Vec<String>,
+        page: (u32, u32),
+    },
     DeleteInstance {
         instance_id: String,
         force: bool,
@@ -236,6 +247,8 @@ pub struct InstanceSpec {
     pub data_disks: Vec<DiskSpec>,
     pub deletion_protection: bool,
     pub tags: Vec<(String, String)>,
+    /// Base64, as given (at most 32 KiB once decoded).
+    pub user_data: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +291,9 @@ impl Action {
                 | Action::ListTagResources(_)
                 | Action::DescribeTags(_)
                 | Action::DescribeInstanceAttribute { .. }
+                | Action::DescribeUserData { .. }
+                | Action::DescribeInstanceMaintenanceAttributes { .. }
+                | Action::DescribeInstanceAttachmentAttributes { .. }
         )
     }
 
@@ -484,6 +500,20 @@ impl Action {
                 force_stop: p.bool_or("ForceStop", false)?,
                 dry_run: dry()?,
             },
+            "DescribeUserData" => {
+                region_required = true;
+                Action::DescribeUserData { instance_id: p.req_str("InstanceId")? }
+            }
+            "DescribeInstanceMaintenanceAttributes" => {
+                region_required = true;
+                let (instance_ids, page) = instance_list(p)?;
+                Action::DescribeInstanceMaintenanceAttributes { instance_ids, page }
+            }
+            "DescribeInstanceAttachmentAttributes" => {
+                region_required = true;
+                let (instance_ids, page) = instance_list(p)?;
+                Action::DescribeInstanceAttachmentAttributes { instance_ids, page }
+            }
             "DescribeInstanceAttribute" => Action::DescribeInstanceAttribute { instance_id: p.req_str("InstanceId")? },
             "DescribeInstances" => {
                 region_required = true;
@@ -553,6 +583,42 @@ impl Action {
     }
 }
 
+/// UserData: base64 (`InvalidUserData.Base64FormatInvalid`) of at most 32 KiB
+/// (`InvalidUserData.SizeExceeded`).
+fn user_data(p: &Params) -> Result<Option<String>, ApiError> {
+    use base64::Engine as _;
+    let Some(raw) = p.opt_str("UserData") else {
+        return Ok(None);
+    };
+    if raw.len() > 4 * (MAX_USER_DATA + 2) / 3 + 4 {
+        return Err(Code::InvalidUserDataSizeExceeded.into());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| ApiError::new(Code::InvalidUserDataBase64FormatInvalid))?;
+    if decoded.len() > MAX_USER_DATA {
+        return Err(Code::InvalidUserDataSizeExceeded.into());
+    }
+    Ok(Some(raw))
+}
+
+/// The most UserData an instance takes, in bytes before base64 (the RunInstances reference).
+pub const MAX_USER_DATA: usize = 32 * 1024;
+
+/// InstanceId.N (or a JSON `InstanceIds` list), 1–100, with PageNumber/PageSize (≤ 100).
+fn instance_list(p: &Params) -> Result<(Vec<String>, (u32, u32)), ApiError> {
+    let mut ids = p.repeat_list("InstanceId")?;
+    if let Some(more) = p.json_list("InstanceIds", 100)? {
+        ids.extend(more);
+    }
+    if ids.len() > 100 {
+        return Err(ApiError::invalid("InstanceId"));
+    }
+    let number = p.opt_range("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
+    let size = p.opt_range("PageSize", 1, 100)?.unwrap_or(10) as u32;
+    Ok((ids, (number, size)))
+}
+
 /// SnapshotName: 2–128 characters, not starting with `auto` (kept for automatic snapshots).
 fn snapshot_name_ok(n: &str) -> bool {
     (2..=128).contains(&n.chars().count()) && !n.starts_with("auto")
@@ -620,6 +686,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         data_disks,
         deletion_protection: p.bool_or("DeletionProtection", false)?,
         tags: p.tags()?,
+        user_data: user_data(p)?,
     })
 }
 

@@ -104,6 +104,8 @@ registry! {
     // RunInstances' and CreateInstance's rows for the same rules.
     InvalidInstanceNameMalformed => (400, "InvalidInstanceName.Malformed", "The specified parameter \"InstanceName\" is not valid."),
     InvalidInstanceDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified parameter \"Description\" is not valid."),
+    InvalidUserDataSizeExceeded => (400, "InvalidUserData.SizeExceeded", "The specified parameter \"UserData\" exceeds the size."),
+    InvalidUserDataBase64FormatInvalid => (400, "InvalidUserData.Base64FormatInvalid", "The specified parameter UserData must be base64 encoded."),
     InvalidSpecDiskNameMalformed => (400, "InvalidDiskName.Malformed", "The specified parameter \"SystemDisk.DiskName or DataDisk.n.DiskName\" is not valid."),
 
     // ModifyDiskAttribute's table.

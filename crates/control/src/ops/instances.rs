@@ -111,8 +111,8 @@ pub(crate) fn run_instances(
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+               private_ip, deletion_protection, tags, serial, user_data)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             params![
                 id,
                 env.account_id,
@@ -132,7 +132,8 @@ pub(crate) fn run_instances(
                 ip,
                 spec.deletion_protection,
                 tags_json(&spec.tags),
-                uuid::Uuid::new_v4().to_string()
+                uuid::Uuid::new_v4().to_string(),
+                spec.user_data
             ],
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
@@ -413,5 +414,96 @@ pub(crate) fn describe_instance_attribute(conn: &Connection, env: &Env, id: &str
         "NetworkOptions",
         ecs_api::obj! {"BandwidthWeighting" => "", "EnableJumboFrame" => false, "EnableNetworkEncryption" => false},
     );
+    Ok(out)
+}
+
+/// DescribeUserData: the UserData the instance was made with (base64, as given; "" if none).
+pub(crate) fn describe_user_data(conn: &Connection, env: &Env, id: &str) -> R<Node> {
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT region_id, user_data FROM instances WHERE id=?1 AND account_id=?2 AND released=0",
+            [id, env.account_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (region, data) =
+        row.filter(|(r, _)| env.region_id.is_none_or(|want| want == r)).ok_or(Code::InvalidInstanceIdNotFound)?;
+    Ok(ecs_api::obj! {"InstanceId" => id.to_string(), "RegionId" => region, "UserData" => data.unwrap_or_default()})
+}
+
+/// The caller's live instances among `ids` in the region, in the order given (unknown ones
+/// are left out, as the list actions of the API reference do).
+fn known(conn: &Connection, env: &Env, ids: &[String]) -> R<Vec<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT region_id FROM instances WHERE id=?1 AND account_id=?2 AND released=0",
+                [id, env.account_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if found.is_some_and(|r| env.region_id.is_none_or(|want| want == r)) {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// DescribeInstanceMaintenanceAttributes: every instance keeps ECS's defaults (no
+/// maintenance notification, AutoRecover, no maintenance window), one page of the named ones.
+pub(crate) fn describe_instance_maintenance_attributes(
+    conn: &Connection,
+    env: &Env,
+    ids: &[String],
+    (number, size): (u32, u32),
+) -> R<Node> {
+    let ids = known(conn, env, ids)?;
+    let page: Vec<Node> = ids
+        .iter()
+        .skip(((number - 1) * size) as usize)
+        .take(size as usize)
+        .map(|id| {
+            ecs_api::obj! {
+                "InstanceId" => id.clone(),
+                "NotifyOnMaintenance" => false,
+                "ActionOnMaintenance" => ecs_api::obj! {
+                    "Value" => "AutoRecover",
+                    "DefaultValue" => "AutoRecover",
+                    "SupportedValues" => Node::wrapped("SupportedValue", vec!["Stop".into(), "AutoRecover".into(), "AutoRedeploy".into()]),
+                },
+                "MaintenanceWindows" => Node::wrapped("MaintenanceWindow", vec![]),
+            }
+        })
+        .collect();
+    let mut out = Node::obj();
+    out.push("MaintenanceAttributes", Node::wrapped("MaintenanceAttribute", page));
+    out.push("TotalCount", ids.len());
+    out.push("PageNumber", number);
+    out.push("PageSize", size);
+    Ok(out)
+}
+
+/// DescribeInstanceAttachmentAttributes: no instance here is matched to a private pool.
+pub(crate) fn describe_instance_attachment_attributes(
+    conn: &Connection,
+    env: &Env,
+    ids: &[String],
+    (number, size): (u32, u32),
+) -> R<Node> {
+    let ids = known(conn, env, ids)?;
+    let page: Vec<Node> = ids
+        .iter()
+        .skip(((number - 1) * size) as usize)
+        .take(size as usize)
+        .map(|id| {
+            ecs_api::obj! {"InstanceId" => id.clone(), "PrivatePoolOptionsId" => "", "PrivatePoolOptionsMatchCriteria" => "None"}
+        })
+        .collect();
+    let mut out = Node::obj();
+    out.push("Instances", Node::wrapped("Instance", page));
+    out.push("TotalCount", ids.len());
+    out.push("PageNumber", number);
+    out.push("PageSize", size);
     Ok(out)
 }

@@ -80,6 +80,13 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeInstanceAttribute { instance_id } => {
             instances::describe_instance_attribute(conn, env, &instance_id)
         }
+        Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
+        Action::DescribeInstanceMaintenanceAttributes { instance_ids, page } => {
+            instances::describe_instance_maintenance_attributes(conn, env, &instance_ids, page)
+        }
+        Action::DescribeInstanceAttachmentAttributes { instance_ids, page } => {
+            instances::describe_instance_attachment_attributes(conn, env, &instance_ids, page)
+        }
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -145,7 +152,10 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         | Action::DescribeZones
         | Action::ListTagResources(_)
         | Action::DescribeTags(_)
-        | Action::DescribeInstanceAttribute { .. }) => return dispatch_read(conn, env, read),
+        | Action::DescribeInstanceAttribute { .. }
+        | Action::DescribeUserData { .. }
+        | Action::DescribeInstanceMaintenanceAttributes { .. }
+        | Action::DescribeInstanceAttachmentAttributes { .. }) => return dispatch_read(conn, env, read),
     };
     r.map(Node::from).map_err(ApiError::from)
 }
