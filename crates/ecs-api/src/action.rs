@@ -106,6 +106,10 @@ pub enum Action {
     DescribeUserData {
         instance_id: String,
     },
+    DescribeInstanceTypes(DescribeInstanceTypes),
+    DescribeInstanceTypeFamilies {
+        generation: Option<String>,
+    },
     DescribeInstanceMaintenanceAttributes {
         instance_ids: Vec<String>,
         page: (u32, u32),
@@ -147,6 +151,23 @@ pub enum Action {
         description: Option<String>,
         retention_days: Option<i64>,
     },
+}
+
+/// DescribeInstanceTypes: the filters the catalog answers, and NextToken paging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeInstanceTypes {
+    /// `InstanceTypes.N`: only these (empty: all).
+    pub types: Vec<String>,
+    pub family: Option<String>,
+    pub min_cpu: Option<i64>,
+    pub max_cpu: Option<i64>,
+    /// GiB.
+    pub min_memory_gib: Option<f64>,
+    /// GiB.
+    pub max_memory_gib: Option<f64>,
+    pub next_token: Option<String>,
+    /// 1–1600, default 1600.
+    pub max_results: u32,
 }
 
 /// ModifyDiskAttribute: one disk (`DiskId`) or several (`DiskIds`, a JSON list of up to
@@ -292,6 +313,8 @@ impl Action {
                 | Action::DescribeTags(_)
                 | Action::DescribeInstanceAttribute { .. }
                 | Action::DescribeUserData { .. }
+                | Action::DescribeInstanceTypes(_)
+                | Action::DescribeInstanceTypeFamilies { .. }
                 | Action::DescribeInstanceMaintenanceAttributes { .. }
                 | Action::DescribeInstanceAttachmentAttributes { .. }
         )
@@ -500,6 +523,27 @@ impl Action {
                 force_stop: p.bool_or("ForceStop", false)?,
                 dry_run: dry()?,
             },
+            "DescribeInstanceTypes" => {
+                let float = |name: &str| -> Result<Option<f64>, ApiError> {
+                    p.opt_str(name)
+                        .map(|v| v.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| ApiError::invalid(name)))
+                        .transpose()
+                };
+                Action::DescribeInstanceTypes(DescribeInstanceTypes {
+                    types: p.repeat_list("InstanceTypes")?,
+                    family: p.opt_str("InstanceTypeFamily"),
+                    min_cpu: p.opt_i64("MinimumCpuCoreCount")?,
+                    max_cpu: p.opt_i64("MaximumCpuCoreCount")?,
+                    min_memory_gib: float("MinimumMemorySize")?,
+                    max_memory_gib: float("MaximumMemorySize")?,
+                    next_token: p.opt_str("NextToken"),
+                    max_results: p.opt_range("MaxResults", 1, 1600)?.unwrap_or(1600) as u32,
+                })
+            }
+            "DescribeInstanceTypeFamilies" => {
+                region_required = true;
+                Action::DescribeInstanceTypeFamilies { generation: p.opt_str("Generation") }
+            }
             "DescribeUserData" => {
                 region_required = true;
                 Action::DescribeUserData { instance_id: p.req_str("InstanceId")? }

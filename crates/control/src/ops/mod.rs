@@ -2,6 +2,7 @@
 //! catalog transaction while holding the catalog lock, so racing requests serialize and no
 //! partial state is visible. Storage changes go through intents (see [`storage`]).
 
+mod catalog;
 mod disks;
 mod idempotency;
 mod images;
@@ -80,6 +81,10 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeInstanceAttribute { instance_id } => {
             instances::describe_instance_attribute(conn, env, &instance_id)
         }
+        Action::DescribeInstanceTypes(d) => catalog::describe_instance_types(d),
+        Action::DescribeInstanceTypeFamilies { generation } => {
+            catalog::describe_instance_type_families(generation.as_deref())
+        }
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
         Action::DescribeInstanceMaintenanceAttributes { instance_ids, page } => {
             instances::describe_instance_maintenance_attributes(conn, env, &instance_ids, page)
@@ -154,6 +159,8 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         | Action::DescribeTags(_)
         | Action::DescribeInstanceAttribute { .. }
         | Action::DescribeUserData { .. }
+        | Action::DescribeInstanceTypes(_)
+        | Action::DescribeInstanceTypeFamilies { .. }
         | Action::DescribeInstanceMaintenanceAttributes { .. }
         | Action::DescribeInstanceAttachmentAttributes { .. }) => return dispatch_read(conn, env, read),
     };
