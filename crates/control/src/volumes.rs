@@ -42,6 +42,12 @@ pub trait Volumes: Send + Sync {
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult;
     /// Make the volume's contents those of `snapshot`, one of its own snapshots.
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult;
+    /// Grow the volume to `size_bytes` (ResizeDisk). The same size again is a success; a
+    /// smaller one is refused.
+    fn resize(&self, volume: &str, size_bytes: u64) -> VolumeResult;
+    /// Put the volume back as it was created (ReInitDisk): a fresh head on `source`, any
+    /// volume's snapshot, or all zeros when `None`. Keeps the volume's size.
+    fn reinit(&self, volume: &str, source: Option<&str>) -> VolumeResult;
     fn delete_volume(&self, volume: &str) -> VolumeResult;
     fn delete_snapshot(&self, snapshot: &str) -> VolumeResult;
 }
@@ -56,6 +62,12 @@ impl Volumes for std::sync::Arc<store::Engine> {
     }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         store::Engine::reset(self, volume, snapshot).map_err(VolumeError::from)
+    }
+    fn resize(&self, volume: &str, size_bytes: u64) -> VolumeResult {
+        store::Engine::resize(self, volume, size_bytes).map_err(VolumeError::from)
+    }
+    fn reinit(&self, volume: &str, source: Option<&str>) -> VolumeResult {
+        store::Engine::rebase(self, volume, source).map_err(VolumeError::from)
     }
     fn delete_volume(&self, volume: &str) -> VolumeResult {
         store::Engine::delete_volume(self, volume).map_err(VolumeError::from)
@@ -87,6 +99,12 @@ impl<T: Volumes + ?Sized> Volumes for Box<T> {
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         (**self).reset(volume, snapshot)
     }
+    fn resize(&self, volume: &str, size_bytes: u64) -> VolumeResult {
+        (**self).resize(volume, size_bytes)
+    }
+    fn reinit(&self, volume: &str, source: Option<&str>) -> VolumeResult {
+        (**self).reinit(volume, source)
+    }
     fn delete_volume(&self, volume: &str) -> VolumeResult {
         (**self).delete_volume(volume)
     }
@@ -109,6 +127,12 @@ impl Volumes for Unavailable {
     fn reset(&self, _: &str, _: &str) -> VolumeResult {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
+    fn resize(&self, _: &str, _: u64) -> VolumeResult {
+        Err(VolumeError::Unavailable(self.0.clone()))
+    }
+    fn reinit(&self, _: &str, _: Option<&str>) -> VolumeResult {
+        Err(VolumeError::Unavailable(self.0.clone()))
+    }
     fn delete_volume(&self, _: &str) -> VolumeResult {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
@@ -124,7 +148,9 @@ pub struct FaultInjector<V> {
     pending: Mutex<BTreeMap<&'static str, u32>>,
 }
 
-pub const FAULT_OPERATIONS: &[&str] = &["create", "snapshot", "reset", "delete"];
+/// Operations `fault-inject` can fail. `reset` covers ResetDisk and ReInitDisk (both put a
+/// volume on another base); `resize` covers ResizeDisk.
+pub const FAULT_OPERATIONS: &[&str] = &["create", "snapshot", "reset", "resize", "delete"];
 
 impl<V: Volumes> FaultInjector<V> {
     pub fn new(inner: V) -> Self {
@@ -170,6 +196,14 @@ impl<V: Volumes> Volumes for FaultInjector<V> {
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         self.trip("reset")?;
         self.inner.reset(volume, snapshot)
+    }
+    fn resize(&self, volume: &str, size_bytes: u64) -> VolumeResult {
+        self.trip("resize")?;
+        self.inner.resize(volume, size_bytes)
+    }
+    fn reinit(&self, volume: &str, source: Option<&str>) -> VolumeResult {
+        self.trip("reset")?;
+        self.inner.reinit(volume, source)
     }
     fn delete_volume(&self, volume: &str) -> VolumeResult {
         self.trip("delete")?;

@@ -378,6 +378,12 @@ impl control::volumes::Volumes for Uncertain {
     fn reset(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
         self.inner.reset(volume, snapshot)
     }
+    fn resize(&self, volume: &str, size_bytes: u64) -> control::volumes::VolumeResult {
+        self.inner.resize(volume, size_bytes)
+    }
+    fn reinit(&self, volume: &str, source: Option<&str>) -> control::volumes::VolumeResult {
+        self.inner.reinit(volume, source)
+    }
     fn delete_volume(&self, volume: &str) -> control::volumes::VolumeResult {
         self.inner.delete_volume(volume)
     }

@@ -48,6 +48,8 @@ pub enum Action {
         dry_run: bool,
     },
     ModifyDiskAttribute(ModifyDiskAttribute),
+    ResizeDisk(ResizeDisk),
+    ReInitDisk(ReInitDisk),
     AttachDisk {
         disk_id: String,
         instance_id: String,
@@ -180,6 +182,41 @@ pub struct ModifyDiskAttribute {
     pub delete_with_instance: Option<bool>,
     pub delete_auto_snapshot: Option<bool>,
     pub enable_auto_snapshot: Option<bool>,
+}
+
+/// ResizeDisk: grow a disk to `new_size_gib` GiB. `ClientToken` is honoured (the answer of
+/// the first call is replayed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeDisk {
+    pub disk_id: String,
+    /// `NewSize`, in GiB (required; range checked per category by the handler).
+    pub new_size_gib: i64,
+    /// `Type`: `online` (the disk on a Running instance, new size usable at once) or `offline`
+    /// (the default; new size seen when NBD clients reconnect).
+    pub online: bool,
+}
+
+/// ReInitDisk: put a disk back as it was created (its image, its source snapshot, or zeros).
+/// `Password` is checked against the documented rules and then ignored, like `KeyPairName`,
+/// `AutoStartInstance` and `SecurityEnhancementStrategy` (Snapdisk has no guest OS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReInitDisk {
+    pub disk_id: String,
+}
+
+/// The documented password rule (ReInitDisk, RunInstances): 8 to 30 characters, at least
+/// three of upper case, lower case, digits and the listed special characters, nothing else.
+pub fn valid_password(p: &str) -> bool {
+    const SPECIAL: &str = "()`~!@#$%^&*-_+=|{}[]:;'<>,.?/";
+    let classes = [
+        p.chars().any(|c| c.is_ascii_uppercase()),
+        p.chars().any(|c| c.is_ascii_lowercase()),
+        p.chars().any(|c| c.is_ascii_digit()),
+        p.chars().any(|c| SPECIAL.contains(c)),
+    ];
+    (8..=30).contains(&p.chars().count())
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || SPECIAL.contains(c))
+        && classes.iter().filter(|x| **x).count() >= 3
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +362,7 @@ impl Action {
         matches!(
             self,
             Action::CreateDisk(_)
+                | Action::ResizeDisk(_)
                 | Action::CreateSnapshot(_)
                 | Action::RunInstances { .. }
                 | Action::CreateInstance { .. }
@@ -424,6 +462,24 @@ impl Action {
                     return Err(Code::NoAttributeToModify.into());
                 }
                 Action::ModifyDiskAttribute(m)
+            }
+            "ResizeDisk" => {
+                let disk_id = p.req_str("DiskId")?;
+                let new_size_gib = p.opt_i64("NewSize")?.ok_or_else(|| ApiError::missing("NewSize"))?;
+                let online = match p.opt_str("Type").as_deref() {
+                    None | Some("offline") => false,
+                    Some("online") => true,
+                    Some(_) => return Err(Code::InvalidParamType.into()),
+                };
+                Action::ResizeDisk(ResizeDisk { disk_id, new_size_gib, online })
+            }
+            "ReInitDisk" => {
+                let disk_id = p.req_str("DiskId")?;
+                if p.opt_str("Password").is_some_and(|pw| !valid_password(&pw)) {
+                    return Err(Code::InvalidPasswordMalformed.into());
+                }
+                p.opt_bool("AutoStartInstance")?;
+                Action::ReInitDisk(ReInitDisk { disk_id })
             }
             "AttachDisk" => Action::AttachDisk {
                 disk_id: p.req_str("DiskId")?,
@@ -737,6 +793,41 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resize_and_reinit_parse_their_documented_parameters() {
+        let p = Params::from_pairs([("DiskId", "d-1"), ("NewSize", "40"), ("Type", "online"), ("ClientToken", "t")]);
+        let r = Action::parse("ResizeDisk", &p).unwrap();
+        assert_eq!(r.action, Action::ResizeDisk(ResizeDisk { disk_id: "d-1".into(), new_size_gib: 40, online: true }));
+        assert_eq!(r.client_token.as_deref(), Some("t"));
+        let p = Params::from_pairs([("DiskId", "d-1"), ("NewSize", "40")]);
+        assert!(matches!(
+            Action::parse("ResizeDisk", &p).unwrap().action,
+            Action::ResizeDisk(ResizeDisk { online: false, .. })
+        ));
+        let e = Action::parse("ResizeDisk", &Params::from_pairs([("DiskId", "d-1")])).unwrap_err();
+        assert_eq!(e.code, Code::MissingParameter);
+        let p = Params::from_pairs([("DiskId", "d-1"), ("NewSize", "x")]);
+        assert_eq!(Action::parse("ResizeDisk", &p).unwrap_err().code, Code::InvalidParameter);
+        let p = Params::from_pairs([("DiskId", "d-1"), ("NewSize", "40"), ("Type", "hot")]);
+        assert_eq!(Action::parse("ResizeDisk", &p).unwrap_err().code, Code::InvalidParamType);
+
+        let p = Params::from_pairs([("DiskId", "d-1"), ("Password", "EcsV587!"), ("KeyPairName", "k")]);
+        assert_eq!(
+            Action::parse("ReInitDisk", &p).unwrap().action,
+            Action::ReInitDisk(ReInitDisk { disk_id: "d-1".into() })
+        );
+        for bad in ["short1A", "alllowercase1", "Has Space1!", &"Aa1!".repeat(8)] {
+            let p = Params::from_pairs([("DiskId", "d-1"), ("Password", bad)]);
+            assert_eq!(Action::parse("ReInitDisk", &p).unwrap_err().code, Code::InvalidPasswordMalformed, "{bad}");
+        }
+        let p = Params::from_pairs([("DiskId", "d-1"), ("AutoStartInstance", "perhaps")]);
+        assert_eq!(Action::parse("ReInitDisk", &p).unwrap_err().code, Code::InvalidParameter);
+        assert_eq!(
+            Action::parse("ReInitDisk", &Params::from_pairs([("X", "y")])).unwrap_err().code,
+            Code::MissingParameter
+        );
+    }
 
     #[test]
     fn reset_disk_parses_and_reports_missing_parameters() {

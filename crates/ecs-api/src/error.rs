@@ -112,6 +112,24 @@ registry! {
     NoAttributeToModify => (400, "NoAttributeToModify", "No attribute to be modified in this request."),
     DiskNotPortable => (403, "DiskNotPortable", "The specified disk is not a portable disk."),
 
+    // ResizeDisk's table (API reference "ResizeDisk", error codes). InvalidDiskSize.TooSmall
+    // and OperationDenied carry ResizeDisk's own messages there.
+    ResizeDiskSizeTooSmall => (403, "InvalidDiskSize.TooSmall", "Specified new disk size is less than the original disk size."),
+    InvalidDiskSizeTooLarge => (403, "InvalidDiskSize.TooLarge", "Specified new disk size is beyond the permitted range."),
+    OperationDeniedDiskType => (403, "OperationDenied", "The type of the disk does not support the operation."),
+    OperationDeniedDiskStatus => (403, "OperationDenied", "The status of the disk or the instance that the disk is attaching with does not support the operation."),
+    DiskCreatingSnapshotNotCompleted => (403, "DiskCreatingSnapshot", "The operation is denied due to a snapshot of the specified disk is not completed yet."),
+    DiskInArrears => (403, "DiskInArrears", "The specified operation is denied as your disk owing fee."),
+    InvalidParamType => (400, "InvalidParam.Type", "The specified type is not supported."),
+    IncorrectInstanceStatusOnlineResize => (403, "IncorrectInstanceStatus", "The current status of the resource does not support resize online."),
+    IncorrectDiskStatusOnlineResize => (403, "IncorrectDiskStatus", "The current status of the resource does not support resize online"),
+
+    // ReInitDisk's table (API reference "ReInitDisk", error codes).
+    InvalidPasswordMalformed => (400, "InvalidPassword.Malformed", "The specified parameter \"Password\" is not valid."),
+    ReInitSnapshotTooOld => (403, "InvalidSnapshot.TooOld", "The disk is created from a snapshotId made before 2013-07-15, it cannot be re-initiated the specified disk any more since the detached first time."),
+    InvalidSourceSnapshot => (403, "InvalidSourceSnapshot", "The snapshot which is used to create the specified disk has been deleted."),
+    InvalidDiskIdOperationNotSupported => (404, "InvalidDiskId.OperationNotSupported", "The operation is not supported due to image not exist."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

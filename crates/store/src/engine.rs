@@ -14,7 +14,7 @@ use crate::volume::{BlockMap, Head, OwnMap, SnapshotView, Volume};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 /// A frozen layer: its own changes over its parent.
@@ -154,7 +154,7 @@ impl Engine {
             .map(|(name, (size, head))| {
                 let v = Volume {
                     name: name.clone(),
-                    size,
+                    size: AtomicU64::new(size),
                     io: io.clone(),
                     head: std::sync::RwLock::new(head),
                     deleted: AtomicBool::new(false),
@@ -279,7 +279,7 @@ impl Engine {
         self.io.append_sync(&[rec], Vec::new())?;
         let v = Volume {
             name: name.into(),
-            size,
+            size: AtomicU64::new(size),
             io: self.io.clone(),
             head: std::sync::RwLock::new(head),
             deleted: AtomicBool::new(false),
@@ -313,8 +313,10 @@ impl Engine {
         head.parent = Some(old.layer);
         head.map = old.map.clone();
         meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
-        meta.snapshots
-            .insert(snapshot.into(), Snap { volume: volume.into(), layer: old.layer, size: vol.size, map: old.map });
+        meta.snapshots.insert(
+            snapshot.into(),
+            Snap { volume: volume.into(), layer: old.layer, size: vol.size.load(Ordering::Acquire), map: old.map },
+        );
         Ok(())
     }
 
@@ -337,6 +339,77 @@ impl Engine {
             &mut *head,
             Head { layer: new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
         );
+        meta.garbage.push(old.own);
+        meta.gc_due = true;
+        drop(head);
+        drop(meta);
+        self.kick_gc();
+        Ok(())
+    }
+
+    /// Grow the volume to `size` bytes. O(1): one log record; no block is written, so the new
+    /// range reads as zeros until written. Open handles see the new size at once (their range
+    /// checks read it); an NBD client learns it when it reconnects, since the size is sent at
+    /// negotiation.
+    ///
+    /// Idempotent: the same size again succeeds and changes nothing. Errors: `NotFound` for an
+    /// unknown volume, `Invalid` for a smaller size (shrinking would lose data) or one that is
+    /// not a whole number of blocks.
+    pub fn resize(&self, volume: &str, size: u64) -> Result<()> {
+        let meta = self.meta()?;
+        let vol = meta.volumes.get(volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
+        // The head's write lock orders the change after every write that checked the old size.
+        let head = vol.head_write()?;
+        let old = vol.size.load(Ordering::Acquire);
+        if size == old {
+            return Ok(());
+        }
+        if size < old || !size.is_multiple_of(crate::BLOCK_SIZE) {
+            return Err(StoreError::new(
+                ErrorKind::Invalid,
+                format!("volume {volume} cannot go from {old} to {size} bytes: it only grows, in whole blocks"),
+            ));
+        }
+        self.io.append_sync(&[Record::Resize { volume: volume.into(), size }], Vec::new())?;
+        vol.size.store(size, Ordering::Release);
+        drop(head);
+        Ok(())
+    }
+
+    /// Give the volume a fresh empty head on `from` (a snapshot of any volume), or on nothing
+    /// so that it reads as zeros: what ReInitDisk needs to put a disk back as it was created.
+    /// O(1) like `reset`: the old head is handed to GC; every snapshot stays. The volume keeps
+    /// its size (a snapshot is never larger than a volume made from it, and volumes only grow).
+    ///
+    /// Not idempotent by itself (each call drops what was written since), but replaying it
+    /// leaves the same bytes. Errors: `NotFound` for an unknown volume or snapshot, `Invalid`
+    /// when the snapshot is larger than the volume.
+    pub fn rebase(&self, volume: &str, from: Option<&str>) -> Result<()> {
+        let mut meta = self.meta()?;
+        let base = match from {
+            Some(s) => Some(meta.snapshots.get(s).cloned().ok_or_else(|| StoreError::not_found("snapshot", s))?),
+            None => None,
+        };
+        let vol = meta.volumes.get(volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
+        if let Some(snap) = &base
+            && snap.size > vol.size.load(Ordering::Acquire)
+        {
+            return Err(StoreError::new(
+                ErrorKind::Invalid,
+                format!("snapshot {} is larger than volume {volume}", from.unwrap_or_default()),
+            ));
+        }
+        let new_layer = Self::new_layer(&mut meta);
+        let mut head = vol.head_write()?;
+        self.io.append_sync(
+            &[Record::Rebase { volume: volume.into(), from: from.map(String::from), new_layer }],
+            Vec::new(),
+        )?;
+        let (parent, map) = match base {
+            Some(s) => (Some(s.layer), s.map),
+            None => (None, BlockMap::new()),
+        };
+        let old = std::mem::replace(&mut *head, Head { layer: new_layer, parent, own: OwnMap::new(), map });
         meta.garbage.push(old.own);
         meta.gc_due = true;
         drop(head);
@@ -459,7 +532,12 @@ impl Engine {
             });
         }
         for (v, h) in vols.iter().zip(&heads) {
-            recs.push(Record::Volume { volume: v.name.clone(), size: v.size, layer: h.layer, parent: h.parent });
+            recs.push(Record::Volume {
+                volume: v.name.clone(),
+                size: v.size.load(Ordering::Acquire),
+                layer: h.layer,
+                parent: h.parent,
+            });
             own_records(h.layer, &h.own, &mut recs);
         }
         write_file_atomically(&self.dir.join("meta.ckpt"), &recs)?;
@@ -698,6 +776,27 @@ impl State {
                     head,
                     Head { layer: *new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
                 );
+                self.head_by_layer.remove(&old.layer);
+                self.head_by_layer.insert(*new_layer, volume.clone());
+                self.garbage.push(old.own);
+            }
+            Record::Resize { volume, size } => {
+                let (s, _) =
+                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("resize of missing {volume}")))?;
+                *s = *size;
+            }
+            Record::Rebase { volume, from, new_layer } => {
+                self.see(*new_layer, 0);
+                let (parent, map) = match from {
+                    Some(s) => {
+                        let snap = self.snapshots.get(s).ok_or_else(|| Self::bad(format!("rebase on missing {s}")))?;
+                        (Some(snap.layer), snap.map.clone())
+                    }
+                    None => (None, BlockMap::new()),
+                };
+                let (_, head) =
+                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("rebase of missing {volume}")))?;
+                let old = std::mem::replace(head, Head { layer: *new_layer, parent, own: OwnMap::new(), map });
                 self.head_by_layer.remove(&old.layer);
                 self.head_by_layer.insert(*new_layer, volume.clone());
                 self.garbage.push(old.own);

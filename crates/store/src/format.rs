@@ -57,6 +57,19 @@ pub enum Record {
     DeleteSnapshot {
         snapshot: String,
     },
+    /// The volume's size is now `size` bytes (grow only; blocks past the old end read as
+    /// zeros because no layer maps them).
+    Resize {
+        volume: String,
+        size: u64,
+    },
+    /// The volume gets a fresh empty head `new_layer` on snapshot `from` (any volume's), or on
+    /// nothing (all zeros) when `from` is `None`; its size is unchanged.
+    Rebase {
+        volume: String,
+        from: Option<String>,
+        new_layer: LayerId,
+    },
     /// GC folded `parent` into its only child `child`.
     Merge {
         parent: LayerId,
@@ -243,6 +256,17 @@ impl Record {
                 w.u64(*layer);
                 w.u64(*phys);
             }
+            Record::Resize { volume, size } => {
+                w.u8(14);
+                w.str(volume);
+                w.u64(*size);
+            }
+            Record::Rebase { volume, from, new_layer } => {
+                w.u8(15);
+                w.str(volume);
+                w.ostr(from);
+                w.u64(*new_layer);
+            }
         }
         let len = (w.0.len() as u32).to_le_bytes();
         out.extend_from_slice(&len);
@@ -273,6 +297,8 @@ impl Record {
             11 => Record::BindSnapshot { snapshot: r.str()?, volume: r.str()?, layer: r.u64()?, size: r.u64()? },
             12 => Record::Volume { volume: r.str()?, size: r.u64()?, layer: r.u64()?, parent: r.opt()? },
             13 => Record::NextIds { layer: r.u64()?, phys: r.u64()? },
+            14 => Record::Resize { volume: r.str()?, size: r.u64()? },
+            15 => Record::Rebase { volume: r.str()?, from: r.ostr()?, new_layer: r.u64()? },
             k => {
                 return Err(StoreError::corrupt(format!("unknown metadata record kind {k}")));
             }
@@ -361,6 +387,9 @@ mod tests {
             Record::NextIds { layer: 8, phys: 100 },
             Record::DeleteSnapshot { snapshot: "s-1".into() },
             Record::DeleteVolume { volume: "d-2".into() },
+            Record::Resize { volume: "d-1".into(), size: 2 << 30 },
+            Record::Rebase { volume: "d-1".into(), from: Some("s-1".into()), new_layer: 9 },
+            Record::Rebase { volume: "d-1".into(), from: None, new_layer: 10 },
         ]
     }
 

@@ -9,7 +9,7 @@ use crate::device::{BlockRead, BlockWrite, Extent};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::format::{LayerId, Phys, Record};
 use crate::io::{Io, runs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Block index → data block, for every block that is not a hole.
@@ -61,7 +61,8 @@ impl Head {
 
 pub struct Volume {
     pub(crate) name: String,
-    pub(crate) size: u64,
+    /// Size in bytes; it only grows (`Engine::resize`), so a range checked once stays valid.
+    pub(crate) size: AtomicU64,
     pub(crate) io: Arc<Io>,
     pub(crate) head: RwLock<Head>,
     pub(crate) deleted: AtomicBool,
@@ -254,25 +255,25 @@ fn status(map: &BlockMap, offset: u64, len: u64) -> Vec<Extent> {
 
 impl BlockRead for Volume {
     fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Acquire)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(self.size, offset, buf.len() as u64)?;
+        check_range(BlockRead::size(self), offset, buf.len() as u64)?;
         // The lock is held across the read so that GC cannot free a block being read.
         let head = self.head_read()?;
         read_range(&self.io, &head.map, buf, offset)
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        check_range(self.size, offset, len)?;
+        check_range(BlockRead::size(self), offset, len)?;
         Ok(status(&self.head_read()?.map, offset, len))
     }
 }
 
 impl BlockWrite for Volume {
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> Result<()> {
-        check_range(self.size, offset, data.len() as u64)?;
+        check_range(BlockRead::size(self), offset, data.len() as u64)?;
         self.live()?;
         let mut done = 0u64;
         while done < data.len() as u64 {
@@ -299,7 +300,7 @@ impl BlockWrite for Volume {
     }
 
     fn trim(&self, offset: u64, len: u64) -> Result<()> {
-        check_range(self.size, offset, len)?;
+        check_range(BlockRead::size(self), offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -338,7 +339,7 @@ impl BlockWrite for Volume {
         if may_trim {
             return self.trim(offset, len);
         }
-        check_range(self.size, offset, len)?;
+        check_range(BlockRead::size(self), offset, len)?;
         let zeros = vec![0u8; MAX_PIECE.min(len) as usize];
         let mut done = 0;
         while done < len {
@@ -370,12 +371,12 @@ impl BlockRead for SnapshotView {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(self.size, offset, buf.len() as u64)?;
+        check_range(BlockRead::size(self), offset, buf.len() as u64)?;
         read_range(&self.io, &self.map, buf, offset)
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        check_range(self.size, offset, len)?;
+        check_range(BlockRead::size(self), offset, len)?;
         Ok(status(&self.map, offset, len))
     }
 }

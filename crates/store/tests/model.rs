@@ -10,15 +10,50 @@ const SIZE: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { vol: usize, off: u64, len: u64, seed: u8 },
-    Trim { vol: usize, off: u64, len: u64 },
-    Zero { vol: usize, off: u64, len: u64, may_trim: bool },
+    Write {
+        vol: usize,
+        off: u64,
+        len: u64,
+        seed: u8,
+    },
+    Trim {
+        vol: usize,
+        off: u64,
+        len: u64,
+    },
+    Zero {
+        vol: usize,
+        off: u64,
+        len: u64,
+        may_trim: bool,
+    },
     Flush,
-    Snapshot { vol: usize },
-    Reset { vol: usize, snap: usize },
-    Clone { snap: usize },
-    DeleteVolume { vol: usize },
-    DeleteSnapshot { snap: usize },
+    Snapshot {
+        vol: usize,
+    },
+    Reset {
+        vol: usize,
+        snap: usize,
+    },
+    /// Grow by this many blocks.
+    Resize {
+        vol: usize,
+        blocks: u64,
+    },
+    /// Back to any snapshot (of any volume) no larger than the volume, or to zeros.
+    Rebase {
+        vol: usize,
+        snap: Option<usize>,
+    },
+    Clone {
+        snap: usize,
+    },
+    DeleteVolume {
+        vol: usize,
+    },
+    DeleteSnapshot {
+        snap: usize,
+    },
     Gc,
     Checkpoint,
     Reopen,
@@ -42,6 +77,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..4usize).prop_map(|vol| Op::Snapshot { vol }),
         3 => (0..4usize, 0..8usize).prop_map(|(vol, snap)| Op::Reset { vol, snap }),
         1 => (0..8usize).prop_map(|snap| Op::Clone { snap }),
+        1 => (0..4usize, 1..4u64).prop_map(|(vol, blocks)| Op::Resize { vol, blocks }),
+        1 => (0..4usize, proptest::option::of(0..8usize)).prop_map(|(vol, snap)| Op::Rebase { vol, snap }),
         1 => (0..4usize).prop_map(|vol| Op::DeleteVolume { vol }),
         2 => (0..8usize).prop_map(|snap| Op::DeleteSnapshot { snap }),
         1 => Just(Op::Gc),
@@ -65,16 +102,18 @@ fn check(engine: &Engine, m: &Model) {
     assert_eq!(engine.snapshots().unwrap(), m.snaps.keys().cloned().collect::<Vec<_>>());
     for (name, bytes) in &m.vols {
         let v = engine.volume(name).unwrap();
-        let mut buf = vec![0u8; SIZE as usize];
+        assert_eq!(v.size(), bytes.len() as u64, "volume {name} has the model's size");
+        let mut buf = vec![0u8; bytes.len()];
         v.read_at(&mut buf, 0).unwrap();
         assert!(buf == *bytes, "volume {name} differs from the model");
-        let allocated: u64 = v.block_status(0, SIZE).unwrap().iter().filter(|e| e.allocated).map(|e| e.len).sum();
+        let allocated: u64 =
+            v.block_status(0, bytes.len() as u64).unwrap().iter().filter(|e| e.allocated).map(|e| e.len).sum();
         let nonzero_blocks = bytes.chunks(4096).filter(|c| c.iter().any(|b| *b != 0)).count() as u64;
         assert!(allocated >= nonzero_blocks * 4096, "data outside allocated extents");
     }
     for (name, (_, bytes)) in &m.snaps {
         let s = engine.snapshot_view(name).unwrap();
-        let mut buf = vec![0u8; SIZE as usize];
+        let mut buf = vec![0u8; bytes.len()];
         s.read_at(&mut buf, 0).unwrap();
         assert!(buf == *bytes, "snapshot {name} differs from the model");
     }
@@ -127,7 +166,42 @@ fn run(ops: Vec<Op>, direct_io: bool) {
                     m.snaps.iter().filter(|(_, (sv, _))| *sv == v).map(|(k, (_, b))| (k.clone(), b.clone())).collect();
                 let Some(s) = pick(&own, snap) else { continue };
                 engine.reset(&v, &s).unwrap();
-                m.vols.insert(v, own[&s].clone());
+                let mut bytes = own[&s].clone();
+                bytes.resize(m.vols[&v].len(), 0);
+                m.vols.insert(v, bytes);
+            }
+            Op::Resize { vol, blocks } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let new = m.vols[&v].len() as u64 + blocks * 4096;
+                engine.resize(&v, new).unwrap();
+                engine.resize(&v, new).unwrap(); // idempotent
+                assert!(engine.resize(&v, new - 4096).is_err(), "shrinking is refused");
+                m.vols.get_mut(&v).unwrap().resize(new as usize, 0);
+            }
+            Op::Rebase { vol, snap } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let len = m.vols[&v].len();
+                let mut bytes = match snap {
+                    Some(i) => {
+                        let Some(s) = pick(&m.snaps, i) else { continue };
+                        if m.snaps[&s].1.len() > len {
+                            assert!(engine.rebase(&v, Some(&s)).is_err(), "a larger snapshot is refused");
+                            continue;
+                        }
+                        engine.rebase(&v, Some(&s)).unwrap();
+                        m.snaps[&s].1.clone()
+                    }
+                    None => {
+                        engine.rebase(&v, None).unwrap();
+                        Vec::new()
+                    }
+                };
+                bytes.resize(len, 0);
+                m.vols.insert(v, bytes);
             }
             Op::Clone { snap } => {
                 let Some(s) = pick(&m.snaps, snap) else {
@@ -135,7 +209,7 @@ fn run(ops: Vec<Op>, direct_io: bool) {
                 };
                 m.next += 1;
                 let v = format!("v{:03}", m.next);
-                engine.create_volume(&v, SIZE, Some(&s)).unwrap();
+                engine.create_volume(&v, m.snaps[&s].1.len() as u64, Some(&s)).unwrap();
                 m.vols.insert(v, m.snaps[&s].1.clone());
             }
             Op::DeleteVolume { vol } => {

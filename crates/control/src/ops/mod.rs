@@ -9,6 +9,7 @@ mod images;
 mod instances;
 mod listing;
 mod reset;
+mod resize;
 mod snapshots;
 mod storage;
 mod tags;
@@ -113,6 +114,8 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::CreateDisk(c) => disks::create_disk(conn, env, c),
         Action::DeleteDisk { disk_id, dry_run } => disks::delete_disk(conn, env, &disk_id, dry_run),
         Action::ModifyDiskAttribute(m) => disks::modify_disk_attribute(conn, env, m),
+        Action::ResizeDisk(r) => resize::resize_disk(conn, env, r),
+        Action::ReInitDisk(r) => resize::reinit_disk(conn, env, r),
         Action::AttachDisk { disk_id, instance_id, delete_with_instance, dry_run } => {
             disks::attach_disk(conn, env, &disk_id, &instance_id, delete_with_instance, dry_run)
         }

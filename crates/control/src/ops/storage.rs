@@ -12,21 +12,49 @@ use rusqlite::{Connection, Transaction, params};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Intent {
-    Create { disk: String, size_bytes: u64, source: Option<String> },
-    Snapshot { disk: String, snapshot: String },
-    Reset { disk: String, snapshot: String },
-    DeleteVolume { disk: String },
-    DeleteSnapshot { snapshot: String },
+    Create {
+        disk: String,
+        size_bytes: u64,
+        source: Option<String>,
+    },
+    Snapshot {
+        disk: String,
+        snapshot: String,
+    },
+    Reset {
+        disk: String,
+        snapshot: String,
+    },
+    /// ResizeDisk: grow to `size_bytes`; `old_gib` is the catalog size to restore if the
+    /// store refuses (kept in the intent's `snapshot` column, as text).
+    Resize {
+        disk: String,
+        size_bytes: u64,
+        old_gib: i64,
+    },
+    /// ReInitDisk: back to `source` (a snapshot) or to zeros.
+    ReInit {
+        disk: String,
+        source: Option<String>,
+    },
+    DeleteVolume {
+        disk: String,
+    },
+    DeleteSnapshot {
+        snapshot: String,
+    },
 }
 
 impl Intent {
-    fn columns(&self) -> (&'static str, &str, Option<&str>, Option<i64>) {
+    fn columns(&self) -> (&'static str, &str, Option<String>, Option<i64>) {
         match self {
-            Intent::Create { disk, size_bytes, source } => {
-                ("create", disk, source.as_deref(), Some(*size_bytes as i64))
+            Intent::Resize { disk, size_bytes, old_gib } => {
+                ("resize", disk, Some(old_gib.to_string()), Some(*size_bytes as i64))
             }
-            Intent::Snapshot { disk, snapshot } => ("snapshot", disk, Some(snapshot), None),
-            Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot), None),
+            Intent::ReInit { disk, source } => ("reinit", disk, source.clone(), None),
+            Intent::Create { disk, size_bytes, source } => ("create", disk, source.clone(), Some(*size_bytes as i64)),
+            Intent::Snapshot { disk, snapshot } => ("snapshot", disk, Some(snapshot.clone()), None),
+            Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot.clone()), None),
             Intent::DeleteVolume { disk } => ("delete_volume", disk, None, None),
             Intent::DeleteSnapshot { snapshot } => ("delete_snapshot", snapshot, None, None),
         }
@@ -37,6 +65,12 @@ impl Intent {
             "create" => Intent::Create { disk: volume, size_bytes: size.unwrap_or(0) as u64, source: snapshot },
             "snapshot" => Intent::Snapshot { disk: volume, snapshot: snapshot? },
             "reset" => Intent::Reset { disk: volume, snapshot: snapshot? },
+            "resize" => Intent::Resize {
+                disk: volume,
+                size_bytes: size? as u64,
+                old_gib: snapshot.and_then(|s| s.parse().ok())?,
+            },
+            "reinit" => Intent::ReInit { disk: volume, source: snapshot },
             "delete_volume" => Intent::DeleteVolume { disk: volume },
             "delete_snapshot" => Intent::DeleteSnapshot { snapshot: volume },
             _ => return None,
@@ -48,6 +82,8 @@ impl Intent {
             Intent::Create { disk, size_bytes, source } => v.create(disk, *size_bytes, source.as_deref()),
             Intent::Snapshot { disk, snapshot } => v.snapshot(disk, snapshot),
             Intent::Reset { disk, snapshot } => v.reset(disk, snapshot),
+            Intent::Resize { disk, size_bytes, .. } => v.resize(disk, *size_bytes),
+            Intent::ReInit { disk, source } => v.reinit(disk, source.as_deref()),
             Intent::DeleteVolume { disk } => v.delete_volume(disk),
             Intent::DeleteSnapshot { snapshot } => v.delete_snapshot(snapshot),
         }
@@ -64,7 +100,10 @@ impl Intent {
                 tx.execute("UPDATE snapshots SET status='failed' WHERE id=?1", [snapshot])?;
                 tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [snapshot])?;
             }
-            Intent::Reset { disk, .. } => {
+            Intent::Resize { disk, old_gib, .. } => {
+                tx.execute("UPDATE disks SET size_gib=?2 WHERE id=?1", params![disk, old_gib])?;
+            }
+            Intent::Reset { disk, .. } | Intent::ReInit { disk, .. } => {
                 tx.execute(
                     "UPDATE disks SET status=CASE WHEN instance_id IS NULL THEN 'Available' ELSE 'In_use' END WHERE id=?1",
                     [disk],
@@ -225,6 +264,37 @@ mod tests {
         let left: i64 = c.lock().query_row("SELECT COUNT(*) FROM intents", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0);
         assert_eq!(first_block(&engine, &d), 0, "the reset was replayed: the snapshot's bytes are back");
+    }
+
+    #[test]
+    fn an_interrupted_resize_is_replayed_and_a_refused_one_undone() {
+        use store::BlockRead;
+        let dir = tempfile::tempdir().unwrap();
+        let (c, engine) = open(dir.path());
+        let acct = c.bootstrap(None).unwrap().account_id;
+        let zone = [("RegionId", "cn-hangzhou"), ("ZoneId", "cn-hangzhou-h"), ("Size", "20")];
+        let d = call(&c, &acct, "CreateDisk", &zone)["DiskId"].as_str().unwrap().to_string();
+        let e = call(&c, &acct, "CreateDisk", &zone)["DiskId"].as_str().unwrap().to_string();
+        // What the first commit of ResizeDisk leaves if the process dies before the store runs;
+        // and one the store will refuse (a shrink).
+        {
+            let mut conn = c.lock();
+            let tx = conn.transaction().unwrap();
+            tx.execute("UPDATE disks SET size_gib=30 WHERE id=?1", [&d]).unwrap();
+            record(&tx, &Intent::Resize { disk: d.clone(), size_bytes: 30 << 30, old_gib: 20 }).unwrap();
+            tx.execute("UPDATE disks SET size_gib=10 WHERE id=?1", [&e]).unwrap();
+            record(&tx, &Intent::Resize { disk: e.clone(), size_bytes: 10 << 30, old_gib: 20 }).unwrap();
+            tx.commit().unwrap();
+        }
+        drop(c);
+        drop(engine);
+        let (c, engine) = open(dir.path());
+        assert_eq!(engine.volume(&d).unwrap().size(), 30 << 30, "the resize was replayed");
+        assert_eq!(engine.volume(&e).unwrap().size(), 20 << 30, "the store refused the shrink");
+        let size = |id: &str| -> i64 {
+            c.lock().query_row("SELECT size_gib FROM disks WHERE id=?1", [id], |r| r.get(0)).unwrap()
+        };
+        assert_eq!((size(&d), size(&e)), (30, 20), "the refused intent's catalog change was undone");
     }
 
     #[test]
