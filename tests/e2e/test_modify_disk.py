@@ -26,11 +26,17 @@ def test_modify_disk_attribute(server):
     d = _disk(api, did)
     assert (d["DiskName"], d["Description"], d["DeleteAutoSnapshot"], d["EnableAutoSnapshot"],
             d["DeleteWithInstance"]) == ("renamed-1", "now described", False, False, True)
-    # Unnamed attributes stay; a batch by DiskIds.
+    # Unnamed attributes stay; a batch by DiskIds.N, as the SDK sends it (and as a JSON list).
     other = api.create_disk()
-    api.call("ModifyDiskAttribute", {"DiskIds": json.dumps([did, other]), "EnableAutoSnapshot": "true"})
-    assert _disk(api, did)["EnableAutoSnapshot"] and _disk(api, other)["EnableAutoSnapshot"]
+    api.client.modify_disk_attribute(m.ModifyDiskAttributeRequest(disk_ids=[did, other], delete_auto_snapshot=True))
+    assert _disk(api, did)["DeleteAutoSnapshot"] and _disk(api, other)["DeleteAutoSnapshot"]
+    api.client.modify_disk_attribute(m.ModifyDiskAttributeRequest(disk_ids=[did, other], enable_auto_snapshot=False))
+    assert not _disk(api, did)["EnableAutoSnapshot"] and not _disk(api, other)["EnableAutoSnapshot"]
+    api.call("ModifyDiskAttribute", {"DiskIds": json.dumps([other]), "DiskName": "json-list"})
+    assert _disk(api, other)["DiskName"] == "json-list"
     assert _disk(api, did)["DiskName"] == "renamed-1"
+    err = catch(api.call, "ModifyDiskAttribute", {"DiskId": did, "DiskIds.1": other, "DiskName": "both-x"})
+    assert (err.status, err.code) == (400, "InvalidParameter"), "DiskId and DiskIds exclude each other"
 
     err = catch(api.call, "ModifyDiskAttribute", {"DiskId": did})
     assert (err.status, err.code, err.message) == (400, "NoAttributeToModify", "No attribute to be modified in this request.")
@@ -41,7 +47,7 @@ def test_modify_disk_attribute(server):
     err = catch(api.call, "ModifyDiskAttribute", {"DiskName": "x1"})
     assert (err.status, err.code) == (400, "MissingParameter")
     # All or none: one unknown disk in the batch changes nothing.
-    err = catch(api.call, "ModifyDiskAttribute", {"DiskIds": json.dumps([did, "d-missing"]), "DiskName": "batch-x"})
+    err = catch(api.client.modify_disk_attribute, m.ModifyDiskAttributeRequest(disk_ids=[did, "d-missing"], disk_name="batch-x"))
     assert (err.status, err.code) == (404, "InvalidDiskId.NotFound")
     assert _disk(api, did)["DiskName"] == "renamed-1"
     # Another account's disk does not exist for the caller.

@@ -72,6 +72,15 @@ fn complete_disk(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `InstanceMs` as the catalog holds it, for a state that leads to the next one.
+fn instance_step(tx: &Transaction) -> i64 {
+    tx.query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
+        .ok()
+        .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
+        .map(|t| t.instance_ms as i64)
+        .unwrap_or(0)
+}
+
 fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()> {
     let row: Option<(String, Option<String>)> = rusqlite::OptionalExtension::optional(tx.query_row(
         "SELECT status, pending_target FROM instances WHERE id=?1 AND released=0",
@@ -84,13 +93,7 @@ fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()
     match status.as_str() {
         "Pending" if target.as_deref() == Some("Starting") => {
             tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
-            let step: i64 = tx
-                .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
-                .ok()
-                .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
-                .map(|t| t.instance_ms as i64)
-                .unwrap_or(0);
-            schedule(tx, "instance", id, at + step)?;
+            schedule(tx, "instance", id, at + instance_step(tx))?;
         }
         "Pending" => {
             tx.execute("UPDATE instances SET status='Stopped', pending_target=NULL WHERE id=?1", [id])?;
@@ -101,13 +104,7 @@ fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()
         // RebootInstance: Stopping with a pending Starting goes on to Starting, then Running.
         "Stopping" if target.as_deref() == Some("Starting") => {
             tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
-            let step: i64 = tx
-                .query_row("SELECT value FROM settings WHERE key='timings'", [], |r| r.get::<_, String>(0))
-                .ok()
-                .and_then(|v| serde_json::from_str::<crate::config::Timings>(&v).ok())
-                .map(|t| t.instance_ms as i64)
-                .unwrap_or(0);
-            schedule(tx, "instance", id, at + step)?;
+            schedule(tx, "instance", id, at + instance_step(tx))?;
         }
         "Stopping" => {
             tx.execute("UPDATE instances SET status='Stopped' WHERE id=?1", [id])?;

@@ -5,6 +5,50 @@
 use crate::error::{ApiError, Code};
 use crate::params::{Paging, Params};
 
+/// Every action name [`Action::parse`] knows (a test checks each parses to an action), for
+/// tools that exercise them all, such as the fuzz targets.
+pub const ACTION_NAMES: &[&str] = &[
+    "ResetDisk",
+    "CreateDisk",
+    "DescribeDisks",
+    "DeleteDisk",
+    "ModifyDiskAttribute",
+    "ResizeDisk",
+    "ReInitDisk",
+    "AttachDisk",
+    "DetachDisk",
+    "CreateSnapshot",
+    "DescribeSnapshots",
+    "ModifySnapshotAttribute",
+    "DeleteSnapshot",
+    "RunInstances",
+    "CreateInstance",
+    "StartInstance",
+    "StopInstance",
+    "RebootInstance",
+    "StartInstances",
+    "StopInstances",
+    "DescribeInstances",
+    "DescribeInstanceAttribute",
+    "DescribeUserData",
+    "DescribeInstanceMaintenanceAttributes",
+    "DescribeInstanceAttachmentAttributes",
+    "DescribeInstanceTypes",
+    "DescribeInstanceTypeFamilies",
+    "DeleteInstance",
+    "DescribeRegions",
+    "DescribeZones",
+    "DescribeImages",
+    "CreateImage",
+    "DeleteImage",
+    "TagResources",
+    "UntagResources",
+    "ListTagResources",
+    "AddTags",
+    "RemoveTags",
+    "DescribeTags",
+];
+
 /// A parsed request: its action and the RegionId it named, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -434,10 +478,19 @@ impl Action {
             }
             "DeleteDisk" => Action::DeleteDisk { disk_id: p.req_str("DiskId")?, dry_run: dry()? },
             "ModifyDiskAttribute" => {
-                let disk_ids = match (p.opt_str("DiskId"), p.json_list("DiskIds", 100)?) {
-                    (Some(id), _) => vec![id],
-                    (None, Some(ids)) if !ids.is_empty() => ids,
-                    _ => return Err(ApiError::missing("DiskId")),
+                // DiskIds.N as the reference and the SDKs send it; a JSON list is taken too.
+                let mut listed = p.repeat_list("DiskIds")?;
+                if listed.is_empty() {
+                    listed = p.json_list("DiskIds", 100)?.unwrap_or_default();
+                }
+                if listed.len() > 100 {
+                    return Err(ApiError::invalid("DiskIds"));
+                }
+                let disk_ids = match (p.opt_str("DiskId"), listed.is_empty()) {
+                    (Some(_), false) => return Err(ApiError::invalid("DiskIds")),
+                    (Some(id), true) => vec![id],
+                    (None, false) => listed,
+                    (None, true) => return Err(ApiError::missing("DiskId")),
                 };
                 let m = ModifyDiskAttribute {
                     disk_ids,
@@ -793,6 +846,17 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_action_is_known_and_unknown_ones_are_not() {
+        let empty = Params::from_pairs(Vec::<(String, String)>::new());
+        for name in ACTION_NAMES {
+            if let Err(e) = Action::parse(name, &empty) {
+                assert_ne!(e.code, Code::InvalidActionNotFound, "{name}");
+            }
+        }
+        assert_eq!(Action::parse("NoSuchAction", &empty).unwrap_err().code, Code::InvalidActionNotFound);
+    }
 
     #[test]
     fn resize_and_reinit_parse_their_documented_parameters() {

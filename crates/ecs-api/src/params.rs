@@ -142,14 +142,9 @@ impl Params {
         Ok(Some(list))
     }
 
-    /// `Tag.N.Key` / `Tag.N.Value` pairs, by the documented rules: N from 1 to
-    /// [`MAX_TAGS`] (`InvalidTagCount`); a key of 1–128 characters that does not start with
-    /// `aliyun` or `acs:` and holds no `http://` or `https://` (`InvalidTagKey.Malformed`);
-    /// a value of up to 128 characters without `http://` or `https://`
-    /// (`InvalidTagValue.Malformed`); a value needs its key (`InvalidTag.Mismatch`). A key
-    /// given twice keeps its last value.
-    pub fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let mut numbered: BTreeMap<u32, (Option<&str>, Option<&str>)> = BTreeMap::new();
+    /// `Tag.N.Key` and `Tag.N.Value` by N (1 to [`MAX_TAGS`], else `InvalidTagCount`).
+    fn numbered_tags(&self) -> Result<BTreeMap<u32, TagSlot<'_>>, ApiError> {
+        let mut numbered: BTreeMap<u32, TagSlot<'_>> = BTreeMap::new();
         for (k, v) in self.map.range("Tag.".to_string()..) {
             let Some(rest) = k.strip_prefix("Tag.") else {
                 break;
@@ -168,6 +163,17 @@ impl Params {
                 _ => {}
             }
         }
+        Ok(numbered)
+    }
+
+    /// `Tag.N.Key` / `Tag.N.Value` pairs, by the documented rules: N from 1 to
+    /// [`MAX_TAGS`] (`InvalidTagCount`); a key of 1–128 characters that does not start with
+    /// `aliyun` or `acs:` and holds no `http://` or `https://` (`InvalidTagKey.Malformed`);
+    /// a value of up to 128 characters without `http://` or `https://`
+    /// (`InvalidTagValue.Malformed`); a value needs its key (`InvalidTag.Mismatch`). A key
+    /// given twice keeps its last value.
+    pub fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let numbered = self.numbered_tags()?;
         let links = |s: &str| s.contains("http://") || s.contains("https://");
         let mut out: Vec<(String, String)> = Vec::new();
         for (key, value) in numbered.into_values() {
@@ -197,20 +203,9 @@ impl Params {
     /// N runs from 1 to [`MAX_TAGS`] (`InvalidTagCount`).
     pub fn tag_filter(&self) -> Result<Vec<(String, Option<String>)>, ApiError> {
         let mut out = Vec::new();
-        for (k, v) in self.map.range("Tag.".to_string()..) {
-            let Some(rest) = k.strip_prefix("Tag.") else {
-                break;
-            };
-            let Some((n, field)) = rest.split_once('.') else {
-                continue;
-            };
-            let n: u32 = n.parse().map_err(|_| ApiError::invalid(k))?;
-            if !(1..=MAX_TAGS).contains(&n) {
-                return Err(Code::InvalidTagCount.into());
-            }
-            if field == "Key" && !v.is_empty() {
-                let value = self.opt_str(&format!("Tag.{n}.Value"));
-                out.push((v.clone(), value));
+        for (key, value) in self.numbered_tags()?.into_values() {
+            if let Some(k) = key.filter(|k| !k.is_empty()) {
+                out.push((k.to_string(), value.filter(|v| !v.is_empty()).map(str::to_string)));
             }
         }
         Ok(out)
@@ -233,6 +228,9 @@ pub fn valid_name(s: &str, max: usize) -> bool {
 pub fn valid_description(s: &str) -> bool {
     (2..=256).contains(&s.chars().count()) && !s.starts_with("http://") && !s.starts_with("https://")
 }
+
+/// `Tag.N`'s key and value as given (either may be missing).
+type TagSlot<'a> = (Option<&'a str>, Option<&'a str>);
 
 /// Tags one resource may hold, and the highest N of `Tag.N` (the documented limit).
 pub const MAX_TAGS: u32 = 20;

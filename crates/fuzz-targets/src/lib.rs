@@ -31,29 +31,6 @@ fn parts(data: &[u8], n: usize) -> Vec<String> {
     out
 }
 
-/// The actions the router knows, to parse one request as each of them.
-const ACTIONS: &[&str] = &[
-    "ResetDisk",
-    "CreateDisk",
-    "DescribeDisks",
-    "DeleteDisk",
-    "AttachDisk",
-    "DetachDisk",
-    "CreateSnapshot",
-    "DescribeSnapshots",
-    "DeleteSnapshot",
-    "RunInstances",
-    "CreateInstance",
-    "DescribeInstances",
-    "StartInstances",
-    "StopInstance",
-    "DeleteInstance",
-    "CreateImage",
-    "DescribeImages",
-    "DescribeRegions",
-    "DescribeZones",
-];
-
 /// Parameters from a query and a form body, then the typed request of every action.
 pub fn params(data: &[u8]) {
     let [action, query, form] = <[String; 3]>::try_from(parts(data, 3)).unwrap_or_default();
@@ -61,10 +38,11 @@ pub fn params(data: &[u8]) {
         return;
     };
     let _ = p.tags();
+    let _ = p.tag_filter();
     let _ = p.json_list("DiskIds", 100);
     let _ = Paging::parse(&p, 100);
     let _ = Action::parse(&action, &p);
-    for a in ACTIONS {
+    for a in ecs_api::action::ACTION_NAMES {
         let _ = Action::parse(a, &p);
     }
 }

@@ -31,10 +31,11 @@ pub struct Options {
     /// take one request (up to 32 MiB) beyond it, so a client that does not read its
     /// replies stalls only itself: the most held is this plus one request per connection.
     pub reply_memory_kib: u64,
-    /// Connections open at once, negotiating or transmitting; past it a new connection is
-    /// closed at accept, so idle clients cannot use up the process's file descriptors.
+    /// TCP connections open at once, negotiating or transmitting; past it a new connection is
+    /// closed at accept, so idle clients cannot use up the process's file descriptors. The
+    /// unix socket has a budget of its own of the same size.
     pub max_connections: usize,
-    /// Connections open at once from one IP address (the unix socket counts as one).
+    /// TCP connections open at once from one IP address.
     pub max_connections_per_peer: usize,
 }
 
@@ -48,6 +49,9 @@ impl Default for Options {
         }
     }
 }
+
+/// The peer name of connections on the unix socket.
+const UNIX_PEER: &str = "unix";
 
 /// Open connections, overall and per peer address ([`Options::max_connections`]).
 #[derive(Default)]
@@ -73,7 +77,9 @@ impl Drop for ConnSlot {
                 m.remove(&self.peer);
             }
         }
-        self.server.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if self.peer != UNIX_PEER {
+            self.server.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -86,13 +92,22 @@ impl Server {
             Err(p) => p.into_inner(),
         };
         let mine = m.get(&peer).copied().unwrap_or(0);
-        if mine >= self.options.max_connections_per_peer
-            || self.open.load(Ordering::Acquire) >= self.options.max_connections
-        {
+        // The unix socket (only the server's own tools can open it) has a budget of its own,
+        // so that TCP clients filling theirs cannot crowd it out.
+        let local = peer == UNIX_PEER;
+        let full = if local {
+            mine >= self.options.max_connections
+        } else {
+            mine >= self.options.max_connections_per_peer
+                || self.open.load(Ordering::Acquire) >= self.options.max_connections
+        };
+        if full {
             return None;
         }
         m.insert(peer.clone(), mine + 1);
-        self.open.fetch_add(1, Ordering::AcqRel);
+        if !local {
+            self.open.fetch_add(1, Ordering::AcqRel);
+        }
         Some(ConnSlot { server: self.clone(), peer })
     }
 
@@ -215,7 +230,7 @@ pub async fn serve_unix(server: Arc<Server>, listener: UnixListener) {
         tokio::select! {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => match server.admit("unix".into()) {
+                Ok((sock, _)) => match server.admit(UNIX_PEER.into()) {
                     Some(slot) => spawn(&tracker, slot, Raw::Unix(sock), None, "unix".into()),
                     None => tracing::debug!("NBD connection on the unix socket refused: too many open"),
                 },

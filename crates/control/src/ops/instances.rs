@@ -432,8 +432,16 @@ pub(crate) fn describe_user_data(conn: &Connection, env: &Env, id: &str) -> R<No
 }
 
 /// The caller's live instances among `ids` in the region, in the order given (unknown ones
-/// are left out, as the list actions of the API reference do).
+/// are left out, as the list actions of the API reference do); with no ids, all of them.
 fn known(conn: &Connection, env: &Env, ids: &[String]) -> R<Vec<String>> {
+    if ids.is_empty() {
+        // None named: all of the caller's instances in the region, oldest first.
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM instances WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
+        )?;
+        let rows = stmt.query_map([env.account_id, env.region_id.unwrap_or_default()], |r| r.get(0))?;
+        return Ok(rows.collect::<Result<_, _>>()?);
+    }
     let mut out = Vec::new();
     for id in ids {
         let found: Option<String> = conn
@@ -450,38 +458,44 @@ fn known(conn: &Connection, env: &Env, ids: &[String]) -> R<Vec<String>> {
     Ok(out)
 }
 
+/// One page of `ids` as `{outer: {inner: [...]}}` with TotalCount, PageNumber and PageSize.
+fn id_page(
+    ids: &[String],
+    (number, size): (u32, u32),
+    (outer, inner): (&'static str, &'static str),
+    item: impl Fn(&String) -> Node,
+) -> Node {
+    let start = (number.saturating_sub(1) as usize).saturating_mul(size as usize);
+    let page: Vec<Node> = ids.iter().skip(start).take(size as usize).map(item).collect();
+    let mut out = Node::obj();
+    out.push(outer, Node::wrapped(inner, page));
+    out.push("TotalCount", ids.len());
+    out.push("PageNumber", number);
+    out.push("PageSize", size);
+    out
+}
+
 /// DescribeInstanceMaintenanceAttributes: every instance keeps ECS's defaults (no
 /// maintenance notification, AutoRecover, no maintenance window), one page of the named ones.
 pub(crate) fn describe_instance_maintenance_attributes(
     conn: &Connection,
     env: &Env,
     ids: &[String],
-    (number, size): (u32, u32),
+    page: (u32, u32),
 ) -> R<Node> {
     let ids = known(conn, env, ids)?;
-    let page: Vec<Node> = ids
-        .iter()
-        .skip(((number - 1) * size) as usize)
-        .take(size as usize)
-        .map(|id| {
-            ecs_api::obj! {
-                "InstanceId" => id.clone(),
-                "NotifyOnMaintenance" => false,
-                "ActionOnMaintenance" => ecs_api::obj! {
-                    "Value" => "AutoRecover",
-                    "DefaultValue" => "AutoRecover",
-                    "SupportedValues" => Node::wrapped("SupportedValue", vec!["Stop".into(), "AutoRecover".into(), "AutoRedeploy".into()]),
-                },
-                "MaintenanceWindows" => Node::wrapped("MaintenanceWindow", vec![]),
-            }
-        })
-        .collect();
-    let mut out = Node::obj();
-    out.push("MaintenanceAttributes", Node::wrapped("MaintenanceAttribute", page));
-    out.push("TotalCount", ids.len());
-    out.push("PageNumber", number);
-    out.push("PageSize", size);
-    Ok(out)
+    Ok(id_page(&ids, page, ("MaintenanceAttributes", "MaintenanceAttribute"), |id| {
+        ecs_api::obj! {
+            "InstanceId" => id.clone(),
+            "NotifyOnMaintenance" => false,
+            "ActionOnMaintenance" => ecs_api::obj! {
+                "Value" => "AutoRecover",
+                "DefaultValue" => "AutoRecover",
+                "SupportedValues" => Node::wrapped("SupportedValue", vec!["Stop".into(), "AutoRecover".into(), "AutoRedeploy".into()]),
+            },
+            "MaintenanceWindows" => Node::wrapped("MaintenanceWindow", vec![]),
+        }
+    }))
 }
 
 /// DescribeInstanceAttachmentAttributes: no instance here is matched to a private pool.
@@ -489,21 +503,10 @@ pub(crate) fn describe_instance_attachment_attributes(
     conn: &Connection,
     env: &Env,
     ids: &[String],
-    (number, size): (u32, u32),
+    page: (u32, u32),
 ) -> R<Node> {
     let ids = known(conn, env, ids)?;
-    let page: Vec<Node> = ids
-        .iter()
-        .skip(((number - 1) * size) as usize)
-        .take(size as usize)
-        .map(|id| {
-            ecs_api::obj! {"InstanceId" => id.clone(), "PrivatePoolOptionsId" => "", "PrivatePoolOptionsMatchCriteria" => "None"}
-        })
-        .collect();
-    let mut out = Node::obj();
-    out.push("Instances", Node::wrapped("Instance", page));
-    out.push("TotalCount", ids.len());
-    out.push("PageNumber", number);
-    out.push("PageSize", size);
-    Ok(out)
+    Ok(id_page(&ids, page, ("Instances", "Instance"), |id| {
+        ecs_api::obj! {"InstanceId" => id.clone(), "PrivatePoolOptionsId" => "", "PrivatePoolOptionsMatchCriteria" => "None"}
+    }))
 }
