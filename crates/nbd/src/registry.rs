@@ -45,6 +45,9 @@ pub(crate) struct Handle {
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<(u64, HashMap<String, Vec<Handle>>)>,
+    /// Credentials revoked so far: a connection that finished its TLS handshake before the
+    /// revocation but registers after it is refused (see `server::open`).
+    revoked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
@@ -95,6 +98,12 @@ impl Registry {
     /// [`crate::Identity::credential`] named it), draining and flushing each as
     /// [`Registry::revoke`] does. Returns how many were closed.
     pub fn revoke_credential(&self, credential: &str, timeout: Duration) -> usize {
+        // Marked first, then the registered ones collected: a connection registering
+        // meanwhile is either collected here or sees the mark when it checks after registering.
+        match self.revoked.lock() {
+            Ok(mut r) => r.insert(credential.to_string()),
+            Err(p) => p.into_inner().insert(credential.to_string()),
+        };
         let handles: Vec<Handle> = {
             let g = match self.inner.lock() {
                 Ok(g) => g,
@@ -103,6 +112,14 @@ impl Registry {
             g.1.values().flatten().filter(|h| h.credential.as_deref() == Some(credential)).cloned().collect()
         };
         Self::close(credential, handles, timeout)
+    }
+
+    /// Whether `credential` was revoked through [`Registry::revoke_credential`].
+    pub(crate) fn is_revoked(&self, credential: &str) -> bool {
+        match self.revoked.lock() {
+            Ok(r) => r.contains(credential),
+            Err(p) => p.into_inner().contains(credential),
+        }
     }
 
     fn close(export: &str, handles: Vec<Handle>, timeout: Duration) -> usize {

@@ -517,6 +517,10 @@ async fn open(
 ) -> Result<(Device, Registered), Refusal> {
     let handle = server.registry.register(name, &server.shutdown, credential.clone());
     let reg = Registered { server: server.clone(), name: name.to_string(), handle: Some(handle) };
+    // Checked after registering: a revocation either closes this registration or is seen here.
+    if credential.as_deref().is_some_and(|c| server.registry.is_revoked(c)) {
+        return Err(Refusal::Policy("the client certificate was revoked".into()));
+    }
     let (exports, client) = (server.exports.clone(), client.clone());
     let n = name.to_string();
     let device = tokio::task::spawn_blocking(move || exports.open(&client, &n))

@@ -296,6 +296,20 @@ async fn a_revoked_certificate_is_refused_and_its_connections_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_between_handshake_and_open_cannot_open() {
+    let pki = pki();
+    let a = client_cert(&pki, "A", 21);
+    let srv = up(Options::default(), Some(tls(&pki, &[], vec![(a.0.clone(), "A", 21)]))).await;
+    // The handshake is done (and LIST answered) before the revocation; GO comes after it.
+    let mut late = starttls(srv.addr, &pki, Some(a)).await.unwrap();
+    let registry = srv.server.registry.clone();
+    let closed = tokio::task::spawn_blocking(move || registry.revoke_credential("21", Duration::from_secs(5)));
+    assert_eq!(closed.await.unwrap(), 0, "nothing was open yet");
+    assert_ne!(go(&mut late, "a1").await, REP_ACK, "the export is refused");
+    assert_eq!(srv.server.registry.count("a1"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_listener_does_not_offer_tls_and_sees_everything() {
     let srv = up(Options::default(), None).await;
     let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
