@@ -52,6 +52,19 @@ pub fn snapshot(conn: &Connection, env: &Env, id: &str) -> R<Snapshot> {
         .ok_or_else(|| Code::InvalidSnapshotIdNotFound.into())
 }
 
+/// The instance a disk is on, if any, when the account may operate it (not locked for
+/// security, not expired or in arrears).
+pub fn usable_instance_of(conn: &Connection, env: &Env, acct: &Account, disk: &Disk) -> R<Option<Instance>> {
+    match &disk.instance_id {
+        Some(id) => {
+            let inst = instance(conn, env, id)?;
+            instance_usable(&inst, acct, env.now)?;
+            Ok(Some(inst))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Disks of an instance that still point at it (attached, attaching or detaching).
 pub fn instance_disks(conn: &Connection, instance_id: &str) -> R<Vec<Disk>> {
     let sql = format!("SELECT {} FROM disks WHERE instance_id=?1 AND released=0 ORDER BY device", Disk::COLUMNS);

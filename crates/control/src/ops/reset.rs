@@ -44,14 +44,7 @@ pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Va
         guards::kms(&tx, env, &acct, disk.kms_key_id.as_deref())?;
     }
     guards::balance(&acct)?;
-    let instance = match &disk.instance_id {
-        Some(id) => {
-            let inst = guards::instance(&tx, env, id)?;
-            guards::instance_usable(&inst, &acct, env.now)?;
-            Some(inst)
-        }
-        None => None,
-    };
+    let instance = guards::usable_instance_of(&tx, env, &acct, &disk)?;
     match disk.status.as_str() {
         // Another reset of this disk is under way.
         "ReIniting" => return Err(Code::OperationConflict.into()),

@@ -57,14 +57,7 @@ pub(crate) fn resize_disk(conn: &mut Connection, env: &Env, r: ResizeDisk) -> R<
     if r.new_size_gib > max_gib {
         return Err(Code::InvalidDiskSizeTooLarge.into());
     }
-    let instance = match &disk.instance_id {
-        Some(id) => {
-            let inst = guards::instance(&tx, env, id)?;
-            guards::instance_usable(&inst, &acct, env.now)?;
-            Some(inst)
-        }
-        None => None,
-    };
+    let instance = guards::usable_instance_of(&tx, env, &acct, &disk)?;
     match disk.status.as_str() {
         "In_use" | "Available" => {}
         "ReIniting" => return Err(Code::OperationConflict.into()),
