@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """NBD benchmark (not a test): the same tools against Snapdisk and against qemu-nbd
 --cache=none serving a raw file and a qcow2 file, in the same run, printed as one table.
+The reference runs as its users run it for speed: qemu-nbd --cache=none with each AIO mode
+this qemu has (threads, native, and io_uring when built in); every configuration tried is a
+column, and each metric's reference is the best of them.
 
 Usage: scripts/bench-nbd.sh [--quick] [--only=NAME,...] [--base=PATH]
   (builds the release binaries, then runs this)
@@ -33,14 +36,17 @@ def run(cmd, **kw):
 
 
 def fio(uri, rw, bs, depth):
-    """MiB/s for 1 MiB requests, IOPS for 4 KiB ones; every run lasts RUNTIME seconds (a pass
-    over the working set alone is under a second at these speeds, too short to be steady)."""
+    """MiB/s for 1 MiB requests, IOPS for 4 KiB ones (reads and writes together for the mixed
+    70/30 load); every run lasts RUNTIME seconds (a pass over the working set alone is under a
+    second at these speeds, too short to be steady)."""
     settle()
     args = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}", f"--rw={rw}", f"--bs={bs}",
             f"--iodepth={depth}", f"--size={SIZE}", "--output-format=json", "--group_reporting",
-            "--time_based", f"--runtime={RUNTIME}"]
+            "--time_based", f"--runtime={RUNTIME}"] + (["--rwmixread=70"] if rw == "randrw" else [])
     out = run(args)
     job = json.loads(out[out.index("{"):])["jobs"][0]  # fio may print notes before the JSON
+    if rw == "randrw":
+        return job["read"]["iops"] + job["write"]["iops"]
     side = job["read"] if "read" in rw else job["write"]
     return side["bw_bytes"] / 2**20 if bs == "1M" else side["iops"]
 
@@ -62,6 +68,8 @@ METRICS = [
     ("4K randwrite IOPS QD1 (fio)", lambda uri, n: fio(uri, "randwrite", "4k", 1)),
     ("4K randread IOPS QD32 (fio)", lambda uri, n: fio(uri, "randread", "4k", 32)),
     ("4K randwrite IOPS QD32 (fio)", lambda uri, n: fio(uri, "randwrite", "4k", 32)),
+    ("4K randrw 70/30 IOPS QD1 (fio)", lambda uri, n: fio(uri, "randrw", "4k", 1)),
+    ("4K randrw 70/30 IOPS QD32 (fio)", lambda uri, n: fio(uri, "randrw", "4k", 32)),
     ("4K read IOPS QD32 (qemu-img bench)", lambda uri, n: qemu_img_bench(uri, False)),
     ("4K write IOPS QD32 (qemu-img bench)", lambda uri, n: qemu_img_bench(uri, True)),
 ]
@@ -92,17 +100,22 @@ def free_port():
     return p
 
 
-def qemu_nbd(path, fmt):
+def qemu_nbd(path, fmt, aio):
+    """qemu-nbd --cache=none with the AIO mode `aio`; None when this qemu cannot run it."""
     port = free_port()
-    p = subprocess.Popen(["qemu-nbd", "-f", fmt, "--cache=none", "-b", "127.0.0.1", "-p", str(port),
-                          "-x", "bench", "--persistent", "--shared=16", path])
+    p = subprocess.Popen(["qemu-nbd", "-f", fmt, "--cache=none", f"--aio={aio}", "-b", "127.0.0.1",
+                          "-p", str(port), "-x", "bench", "--persistent", "--shared=16", path],
+                         stderr=subprocess.DEVNULL)
     for _ in range(100):
+        if p.poll() is not None:
+            return None  # e.g. io_uring not built into this qemu
         try:
             run(["nbdinfo", "--size", f"nbd://127.0.0.1:{port}/bench"])
-            break
+            return p, f"nbd://127.0.0.1:{port}/bench"
         except subprocess.CalledProcessError:
             time.sleep(0.1)
-    return p, f"nbd://127.0.0.1:{port}/bench"
+    p.kill()
+    return None
 
 
 def wanted(short):
@@ -139,11 +152,15 @@ def main():
         for fmt in ("raw", "qcow2"):
             if not wanted(fmt):
                 continue
-            path = os.path.join(work, f"ref.{fmt}")
-            run(["qemu-img", "create", "-f", fmt, path, "40G"])
-            p, uri = qemu_nbd(path, fmt)
-            procs.append(p)
-            targets[f"qemu-nbd {fmt}"] = uri
+            for aio in ("threads", "native", "io_uring"):
+                path = os.path.join(work, f"ref-{aio}.{fmt}")
+                run(["qemu-img", "create", "-f", fmt, path, "40G"])
+                started = qemu_nbd(path, fmt, aio)
+                if started is None:
+                    print(f"# qemu-nbd --aio={aio} does not run here: not measured", flush=True)
+                    continue
+                procs.append(started[0])
+                targets[f"qemu-nbd {fmt} {aio}"] = started[1]
         # Each metric runs on every target back to back, so the targets it compares are
         # measured within seconds of each other, and each figure is the median of its rounds:
         # drift in the machine (the host's disk, other load) favours no one.
@@ -158,23 +175,25 @@ def main():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM); p.wait()
         shutil.rmtree(work, ignore_errors=True)
-    if set(results) != {"Snapdisk none", "Snapdisk writeback", "qemu-nbd raw", "qemu-nbd qcow2"}:
-        # A partial run: the raw figures, one column per target.
-        cols = list(results)
-        print("| metric | " + " | ".join(cols) + " |")
-        print("|---|" + "---|" * len(cols))
-        for k in results[cols[0]]:
-            print(f"| {k} | " + " | ".join(f"{results[c][k]:.0f}" for c in cols) + " |")
-        return
-    cols = ["Snapdisk none", "Snapdisk writeback", "qemu-nbd raw", "qemu-nbd qcow2"]
+    cols = list(results)
+    refs = {fmt: [c for c in cols if c.startswith(f"qemu-nbd {fmt} ")] for fmt in ("raw", "qcow2")}
     print(f"\nNBD over loopback, {os.cpu_count()} cores, {SIZE} working set, random runs {RUNTIME} s, "
-          f"median of {ROUNDS} round(s)\n")
-    print("| metric | " + " | ".join(cols) + " | none vs raw | none vs qcow2 | writeback vs raw | writeback vs qcow2 |")
-    print("|---|" + "---|" * (len(cols) + 4))
-    for k in results["Snapdisk none"]:
-        v = [results[c][k] for c in cols]
-        print(f"| {k} | " + " | ".join(f"{x:.0f}" for x in v)
-              + f" | {v[0] / v[2]:.2f}× | {v[0] / v[3]:.2f}× | {v[1] / v[2]:.2f}× | {v[1] / v[3]:.2f}× |")
+          f"median of {ROUNDS} round(s); every configuration tried, and each Snapdisk column against the "
+          f"best qemu-nbd configuration of each format for that metric\n")
+    mine = [c for c in cols if c.startswith("Snapdisk")]
+    ratio_cols = [f"{m} / best {fmt}" for m in mine for fmt in refs if refs[fmt]]
+    print("| metric | " + " | ".join(cols) + " | best raw | best qcow2 | " + " | ".join(ratio_cols) + " |")
+    print("|---|" + "---|" * (len(cols) + 2 + len(ratio_cols)))
+    for k in results[cols[0]]:
+        best = {}
+        for fmt, names in refs.items():
+            if names:
+                name = max(names, key=lambda c: results[c][k])
+                best[fmt] = (name.split()[-1], results[name][k])
+        cells = [f"{results[c][k]:,.0f}" for c in cols]
+        cells += [f"{best[f][1]:,.0f} ({best[f][0]})" if f in best else "–" for f in ("raw", "qcow2")]
+        cells += [f"{results[m][k] / best[f][1]:.2f}×" for m in mine for f in refs if refs[f]]
+        print(f"| {k} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
