@@ -618,6 +618,35 @@ struct State {
 }
 
 impl State {
+    /// The parent layer and block map of a head made on snapshot `from`, or on nothing.
+    fn base(&self, from: Option<&str>, what: &str) -> Result<(Option<LayerId>, BlockMap)> {
+        match from {
+            Some(s) => {
+                let snap = self.snapshots.get(s).ok_or_else(|| Self::bad(format!("{what} missing {s}")))?;
+                Ok((Some(snap.layer), snap.map.clone()))
+            }
+            None => Ok((None, BlockMap::new())),
+        }
+    }
+
+    /// Give `volume` a fresh head `layer` on (`parent`, `map`); the old head's own blocks go
+    /// to GC.
+    fn replace_head(
+        &mut self,
+        volume: &str,
+        layer: LayerId,
+        parent: Option<LayerId>,
+        map: BlockMap,
+        what: &str,
+    ) -> Result<()> {
+        let (_, head) = self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("{what} of missing {volume}")))?;
+        let old = std::mem::replace(head, Head { layer, parent, own: OwnMap::new(), map });
+        self.head_by_layer.remove(&old.layer);
+        self.head_by_layer.insert(layer, volume.to_string());
+        self.garbage.push(old.own);
+        Ok(())
+    }
+
     fn bad(what: String) -> StoreError {
         StoreError::corrupt(format!("metadata is inconsistent: {what}"))
     }
@@ -737,13 +766,7 @@ impl State {
             }
             Record::CreateVolume { volume, size, layer, from } => {
                 self.see(*layer, 0);
-                let (parent, map) = match from {
-                    Some(s) => {
-                        let snap = self.snapshots.get(s).ok_or_else(|| Self::bad(format!("clone of missing {s}")))?;
-                        (Some(snap.layer), snap.map.clone())
-                    }
-                    None => (None, BlockMap::new()),
-                };
+                let (parent, map) = self.base(from.as_deref(), "clone")?;
                 self.set_head(volume, *size, Head { layer: *layer, parent, own: OwnMap::new(), map });
             }
             Record::Snapshot { volume, snapshot, new_layer } => {
@@ -765,20 +788,8 @@ impl State {
             }
             Record::Reset { volume, snapshot, new_layer } => {
                 self.see(*new_layer, 0);
-                let snap = self
-                    .snapshots
-                    .get(snapshot)
-                    .cloned()
-                    .ok_or_else(|| Self::bad(format!("reset to missing {snapshot}")))?;
-                let (_, head) =
-                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("reset of missing {volume}")))?;
-                let old = std::mem::replace(
-                    head,
-                    Head { layer: *new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
-                );
-                self.head_by_layer.remove(&old.layer);
-                self.head_by_layer.insert(*new_layer, volume.clone());
-                self.garbage.push(old.own);
+                let (parent, map) = self.base(Some(snapshot), "reset to")?;
+                self.replace_head(volume, *new_layer, parent, map, "reset")?;
             }
             Record::Resize { volume, size } => {
                 let (s, _) =
@@ -787,19 +798,8 @@ impl State {
             }
             Record::Rebase { volume, from, new_layer } => {
                 self.see(*new_layer, 0);
-                let (parent, map) = match from {
-                    Some(s) => {
-                        let snap = self.snapshots.get(s).ok_or_else(|| Self::bad(format!("rebase on missing {s}")))?;
-                        (Some(snap.layer), snap.map.clone())
-                    }
-                    None => (None, BlockMap::new()),
-                };
-                let (_, head) =
-                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("rebase of missing {volume}")))?;
-                let old = std::mem::replace(head, Head { layer: *new_layer, parent, own: OwnMap::new(), map });
-                self.head_by_layer.remove(&old.layer);
-                self.head_by_layer.insert(*new_layer, volume.clone());
-                self.garbage.push(old.own);
+                let (parent, map) = self.base(from.as_deref(), "rebase on")?;
+                self.replace_head(volume, *new_layer, parent, map, "rebase")?;
             }
             Record::DeleteVolume { volume } => {
                 if let Some((_, h)) = self.heads.remove(volume) {

@@ -152,20 +152,8 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::ModifySnapshotAttribute { snapshot_id, name, description, retention_days } => {
             snapshots::modify_snapshot_attribute(conn, env, &snapshot_id, name, description, retention_days)
         }
-        read @ (Action::DescribeDisks(_)
-        | Action::DescribeSnapshots(_)
-        | Action::DescribeInstances(_)
-        | Action::DescribeImages(_)
-        | Action::DescribeRegions
-        | Action::DescribeZones
-        | Action::ListTagResources(_)
-        | Action::DescribeTags(_)
-        | Action::DescribeInstanceAttribute { .. }
-        | Action::DescribeUserData { .. }
-        | Action::DescribeInstanceTypes(_)
-        | Action::DescribeInstanceTypeFamilies { .. }
-        | Action::DescribeInstanceMaintenanceAttributes { .. }
-        | Action::DescribeInstanceAttachmentAttributes { .. }) => return dispatch_read(conn, env, read),
+        // Every other action is read-only (`Action::is_read_only`).
+        read => return dispatch_read(conn, env, read),
     };
     r.map(Node::from).map_err(ApiError::from)
 }

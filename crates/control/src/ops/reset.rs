@@ -8,10 +8,10 @@
 //! transition completes. A store failure leaves the disk exactly as it was.
 
 use super::storage::{self, Intent};
-use super::{Fail, R, begin, dry_run_ok};
-use crate::{Env, guards, transitions};
+use super::{R, begin, dry_run_ok};
+use crate::{Env, guards};
+use ecs_api::Code;
 use ecs_api::action::ResetDisk;
-use ecs_api::{ApiError, Code};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -73,13 +73,8 @@ pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Va
     }
 
     let intent = Intent::Reset { disk: disk.id.clone(), snapshot: snap.id.clone() };
-    tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&disk.id])?;
-    transitions::schedule(&tx, "disk", &disk.id, env.now + env.timings.disk_ms as i64)?;
-    let id = storage::record(&tx, &intent)?;
+    let id = storage::begin_reiniting(&tx, env, &disk.id, &intent)?;
     tx.commit()?;
-    let failed = storage::run(conn, env.volumes, &[(id, intent)])?;
-    if !failed.is_empty() {
-        return Err(Fail::Api(ApiError::new(Code::InternalError)));
-    }
+    storage::run_one(conn, env, id, intent)?;
     Ok(json!({}))
 }

@@ -11,7 +11,7 @@
 use super::storage::{self, Intent};
 use super::{Fail, R, begin, idempotency};
 use crate::model::Disk;
-use crate::{Env, config, guards, transitions};
+use crate::{Env, config, guards};
 use ecs_api::action::{ReInitDisk, ResizeDisk};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, OptionalExtension};
@@ -158,13 +158,8 @@ pub(crate) fn reinit_disk(conn: &mut Connection, env: &Env, r: ReInitDisk) -> R<
     }
 
     let intent = Intent::ReInit { disk: disk.id.clone(), source };
-    tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [&disk.id])?;
-    transitions::schedule(&tx, "disk", &disk.id, env.now + env.timings.disk_ms as i64)?;
-    let id = storage::record(&tx, &intent)?;
+    let id = storage::begin_reiniting(&tx, env, &disk.id, &intent)?;
     tx.commit()?;
-    let failed = storage::run(conn, env.volumes, &[(id, intent)])?;
-    if !failed.is_empty() {
-        return Err(Fail::Api(ApiError::new(Code::InternalError)));
-    }
+    storage::run_one(conn, env, id, intent)?;
     Ok(json!({}))
 }

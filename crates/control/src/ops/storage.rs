@@ -132,6 +132,23 @@ pub(crate) fn record(tx: &Transaction, intent: &Intent) -> R<i64> {
 
 /// Runs recorded intents against the store and settles them: failures are undone in the
 /// catalog. Returns which intents failed.
+/// A disk's reset to other bytes (ResetDisk, ReInitDisk) in the transaction `tx`: the disk
+/// goes `ReIniting` for `DiskMs` and `intent` is recorded; returns the intent's id, for
+/// [`run_one`] once `tx` has committed.
+pub(crate) fn begin_reiniting(tx: &Transaction, env: &crate::Env, disk_id: &str, intent: &Intent) -> R<i64> {
+    tx.execute("UPDATE disks SET status='ReIniting' WHERE id=?1", [disk_id])?;
+    crate::transitions::schedule(tx, "disk", disk_id, env.now + env.timings.disk_ms as i64)?;
+    record(tx, intent)
+}
+
+/// [`run`] for one intent: any store failure is the action's `InternalError`.
+pub(crate) fn run_one(conn: &mut Connection, env: &crate::Env, id: i64, intent: Intent) -> R<()> {
+    if !run(conn, env.volumes, &[(id, intent)])?.is_empty() {
+        return Err(super::Fail::Api(ecs_api::ApiError::new(ecs_api::Code::InternalError)));
+    }
+    Ok(())
+}
+
 ///
 /// Only a definite refusal is undone. A failure part way (an I/O error: the store may have
 /// recorded the change) keeps its intent, to be replayed when the store works again; so does
