@@ -124,7 +124,7 @@ def main():
 
     data = Path(tempfile.mkdtemp(prefix="snapdisk-fleet-"))
     env = dict(os.environ, SNAPDISK_ACCESS_KEY_ID=AK, SNAPDISK_ACCESS_KEY_SECRET=SECRET, SNAPDISK_LOG="warn")
-    serve = [BIN / "snapdisk", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
+    serve = [BIN / "snapdisk", "serve", "--vms", "none", "--data-dir", str(data), "--listen", "127.0.0.1:0",
              "--nbd-listen", "127.0.0.1:0", "--nbd-insecure", "--transition-ms", "0",
              # One account drives the whole fleet at full speed: no request rate, and room
              # for every nonce of the run (the defaults protect a shared server instead).

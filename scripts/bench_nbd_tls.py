@@ -60,7 +60,7 @@ def run(cmd, **kw):
 def start_server(data, nbd_args, env):
     """(process, API endpoint, NBD host:port, bootstrap account id)."""
     log = open(data.parent / f"{data.name}.stderr.log", "wb")
-    p = subprocess.Popen([str(BIN / "snapdisk"), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
+    p = subprocess.Popen([str(BIN / "snapdisk"), "serve", "--vms", "none", "--data-dir", str(data), "--listen", "127.0.0.1:0",
                           "--transition-ms", "10", *nbd_args], stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     api = nbd = account = None
     for line in p.stdout:

@@ -7,7 +7,7 @@ secs=${1:-10}; threads=${2:-8}
 cargo build --release --quiet --bin snapdisk --bin snapdisk-load
 dir=$(mktemp -d)
 export SNAPDISK_ACCESS_KEY_ID=LTAIloadtest SNAPDISK_ACCESS_KEY_SECRET=loadtestsecret SNAPDISK_LOG=warn
-target/release/snapdisk serve --data-dir "$dir" --listen 127.0.0.1:0 --transition-ms 20 --account-requests-per-second 0 > "$dir/out" &
+target/release/snapdisk serve --vms none --data-dir "$dir" --listen 127.0.0.1:0 --transition-ms 20 --account-requests-per-second 0 > "$dir/out" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do grep -q '^api listening' "$dir/out" 2>/dev/null && break; sleep 0.1; done

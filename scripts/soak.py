@@ -67,7 +67,7 @@ class Server:
     def __init__(self, data, nbd_args, extra):
         self.data = data
         self.log = data / "serve.stderr.log"
-        cmd = [str(BIN / "snapdisk"), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
+        cmd = [str(BIN / "snapdisk"), "serve", "--vms", "none", "--data-dir", str(data), "--listen", "127.0.0.1:0",
                "--transition-ms", "0", *nbd_args, *extra]
         self.cmd = cmd
         env = dict(os.environ, SNAPDISK_LOG="warn")

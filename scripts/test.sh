@@ -5,10 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nbdinfo >/dev/null || ! command -v nbdcopy >/dev/null; then
-  echo "== installing libnbd-bin (nbdinfo, nbdcopy)"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libnbd-bin >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq libnbd-bin >/dev/null; fi
+# Debian packages: nbdinfo/nbdcopy; qemu-system-x86 for the VM tests with qemu-utils (qemu-img,
+# qemu-nbd, qemu-io) installed with it (Debian's qemu-system-x86 replaces a newer qemu-utils);
+# what tests/vm/build_image.py needs to make the test guest (busybox-static, syslinux, mtools,
+# dosfstools, fdisk).
+need=()
+for pkg in libnbd-bin qemu-system-x86 qemu-utils busybox-static syslinux syslinux-common mtools dosfstools fdisk; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    libnbd-bin qemu-system-x86 qemu-utils busybox-static syslinux syslinux-common mtools dosfstools fdisk >/dev/null
 fi
 
 echo "== cargo fmt --check"

@@ -52,11 +52,12 @@ def make_server(snapdisk_bin, tmp_path_factory):
     started: list[Server] = []
 
     def make(name: str = "isolated", timings: dict | None = FAST_TIMINGS, nbd_args: list[str] | None = None,
-             prepare=None) -> Server:
+             prepare=None, extra_args: list[str] | None = None) -> Server:
         base = tmp_path_factory.mktemp(name)
         if prepare is not None:
             nbd_args = prepare(base / "data")
-        srv = Server(snapdisk_bin, base / "data", base / "logs", name=name, nbd_args=nbd_args)
+        srv = Server(snapdisk_bin, base / "data", base / "logs", name=name, nbd_args=nbd_args,
+                     extra_args=extra_args)
         started.append(srv)
         srv.start()
         if timings:

@@ -139,9 +139,14 @@ class Reply:
 class Nbd:
     """One NBD connection. ``Nbd.open(port, name)`` does the whole handshake."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, unix: str | None = None):
+        if unix is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server_flags: int | None = None
         self.no_zeroes = False
         self.size: int | None = None
@@ -154,8 +159,8 @@ class Nbd:
     # ---- convenience --------------------------------------------------------------------
     @classmethod
     def open(cls, port: int, name: str, structured: bool = False, meta: bool = False,
-             timeout: float = 10.0) -> "Nbd":
-        c = cls(port, timeout=timeout)
+             timeout: float = 10.0, unix: str | None = None) -> "Nbd":
+        c = cls(port, timeout=timeout, unix=unix)
         try:
             c.handshake()
             if structured or meta:

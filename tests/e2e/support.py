@@ -197,6 +197,9 @@ class Server:
                  extra_args: list[str] | None = None, nbd_args: list[str] | None = None):
         self.binary = Path(binary)
         self.extra_args = list(extra_args or [])
+        # Instances are catalog rows here unless a test asks for VMs (tests/e2e/test_vms.py).
+        if not any(a.startswith("--vms") for a in self.extra_args):
+            self.extra_args += ["--vms", "none"]
         # How NBD is served over TCP: by default in the clear on loopback, as the suite has
         # always used it (`--nbd-insecure`); test_nbd_tls.py passes TLS flags instead.
         self.nbd_args = ["--nbd-listen", "127.0.0.1:0", "--nbd-insecure"] if nbd_args is None else list(nbd_args)

@@ -22,7 +22,7 @@ let server, dir, port;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'snapdisk-node-'));
-  server = spawn(BIN, ['serve', '--data-dir', dir, '--listen', '127.0.0.1:0', '--nbd-listen', '127.0.0.1:0', '--nbd-insecure',
+  server = spawn(BIN, ['serve', '--vms', 'none', '--data-dir', dir, '--listen', '127.0.0.1:0', '--nbd-listen', '127.0.0.1:0', '--nbd-insecure',
     '--transition-ms', '20'], { env: { ...process.env, SNAPDISK_ACCESS_KEY_ID: AK, SNAPDISK_ACCESS_KEY_SECRET: SECRET } });
   port = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error('server did not start')), 30000);

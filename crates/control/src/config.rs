@@ -59,6 +59,11 @@ pub struct Config {
     pub regions: Vec<Region>,
     pub timings: Timings,
     pub limits: Limits,
+    /// ImportImage's OSS buckets: bucket name → the local directory that holds its objects
+    /// (until the object-store tier exists).
+    pub oss_buckets: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// The image converter ImportImage runs (`qemu-img`).
+    pub qemu_img: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -79,6 +84,8 @@ impl Default for Config {
             ],
             timings: Timings::default(),
             limits: Limits::default(),
+            oss_buckets: Default::default(),
+            qemu_img: "qemu-img".into(),
         }
     }
 }

@@ -13,7 +13,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Version 4: images have states (ImportImage converts in the background: Creating with a
+/// Progress, then Available or CreateFailed) and, while importing, what to import.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE images ADD COLUMN status TEXT NOT NULL DEFAULT 'Available';
+ALTER TABLE images ADD COLUMN progress INTEGER NOT NULL DEFAULT 100;
+ALTER TABLE images ADD COLUMN import_json TEXT;
+"#;
 
 /// Version 3: a disk's auto-snapshot attributes. `enable_auto_snapshot` NULL means the
 /// category's default (on for cloud disks, off for local ones).
@@ -176,6 +184,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 3 {
             tx.execute_batch(SCHEMA_V3).map_err(wrap)?;
         }
+        if version < 4 {
+            tx.execute_batch(SCHEMA_V4).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -245,7 +256,7 @@ fn images_view() -> String {
         .iter()
         .map(|(id, name, size, _)| {
             format!(
-                "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0",
+                "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0, 'Available', 100, NULL",
                 quote(id),
                 quote(name),
                 quote(PUBLIC_IMAGE_DESCRIPTION)
@@ -254,7 +265,8 @@ fn images_view() -> String {
         .collect();
     format!(
         "CREATE TEMP VIEW IF NOT EXISTS images_now AS
-         SELECT id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms, released FROM images
+         SELECT id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms, released,
+           status, progress, import_json FROM images
          UNION ALL {};",
         public.join(" UNION ALL ")
     )

@@ -70,6 +70,11 @@ impl Control {
                     Err(Denied::Policy(format!("instance {instance} of disk {name} is expired or in arrears")))
                 }
                 Some((s, ..)) if s == "Running" => Ok(Grant::ReadWrite),
+                // With VMs, the instance's VM is its disks' writer from the moment it starts
+                // until it has ended (the guest flushes while powering off).
+                Some((s, ..)) if (s == "Starting" || s == "Stopping") && self.machines().is_some() => {
+                    Ok(Grant::ReadWrite)
+                }
                 Some((s, ..)) => Err(Denied::Policy(format!("instance {instance} of disk {name} is {s}, not Running"))),
                 None => Err(Denied::Policy(format!("instance {instance} of disk {name} is gone"))),
             };

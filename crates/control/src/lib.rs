@@ -13,6 +13,8 @@ mod db;
 pub mod exports;
 mod fairness;
 mod guards;
+mod imports;
+pub mod machines;
 pub mod model;
 mod ops;
 pub mod shapes;
@@ -55,6 +57,8 @@ pub(crate) struct Env<'a> {
     pub timings: Timings,
     pub volumes: &'a FaultInjector<Box<dyn Volumes>>,
     pub events: Option<std::sync::Arc<dyn exports::Events>>,
+    /// The VM runner, when instances run VMs (`machines`).
+    pub machines: Option<std::sync::Arc<dyn machines::Machines>>,
     /// The server's secret for NextToken MACs (`ops::listing`).
     pub paging_key: &'a [u8],
     /// The request's ClientToken, for actions that create something.
@@ -97,6 +101,11 @@ pub struct Control {
     events: std::sync::RwLock<Option<std::sync::Arc<dyn exports::Events>>>,
     timings: std::sync::RwLock<Timings>,
     throttle: fairness::Throttle,
+    machines: std::sync::RwLock<Option<std::sync::Arc<dyn machines::Machines>>>,
+    /// Instances whose VM is being launched now (`machines`).
+    launching: Mutex<std::collections::HashSet<String>>,
+    /// Images an import thread works on now (`imports`).
+    importing: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
@@ -127,7 +136,12 @@ impl Control {
             events: Default::default(),
             timings: std::sync::RwLock::new(config_timings),
             throttle: fairness::Throttle::default(),
+            machines: Default::default(),
+            launching: Default::default(),
+            importing: Default::default(),
         };
+        // Instances run VMs only once a runner is set (`set_machines`), in this process.
+        control.lock().execute("DELETE FROM settings WHERE key='machines'", [])?;
         match control.setting::<Timings>("timings")? {
             Some(t) => control.cache_timings(t),
             None => control.set_setting("timings", &config_timings)?,
@@ -194,6 +208,7 @@ impl Control {
             timings: self.timings(),
             volumes: &self.volumes,
             events: self.events.read().ok().and_then(|e| e.clone()),
+            machines: self.machines(),
             paging_key: &self.paging_key,
             client_token: req.client_token.as_deref(),
             fingerprint: &req.fingerprint,

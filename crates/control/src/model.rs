@@ -242,11 +242,32 @@ pub struct Image {
     pub snapshot_id: Option<String>,
     pub size_gib: i64,
     pub created_ms: i64,
+    /// Creating, Available or CreateFailed.
+    pub status: String,
+    /// Percent done while Creating.
+    pub progress: i64,
+    /// ImportImage's source while importing, else `None`.
+    pub import: Option<ImportSource>,
+}
+
+/// Where an imported image comes from (kept on the image while it is Creating).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportSource {
+    pub bucket: String,
+    pub object: String,
+    /// RAW, QCOW2 or VHD; `None`: found from the file.
+    pub format: Option<String>,
+    pub min_gib: Option<i64>,
+    pub architecture: String,
+    pub os_type: String,
+    pub platform: String,
+    pub boot_mode: String,
 }
 
 impl Image {
     /// Columns of `images_now` in [`Image::from_row`] order.
-    pub const COLUMNS: &'static str = "id, account_id, name, description, snapshot_id, size_gib, created_ms";
+    pub const COLUMNS: &'static str =
+        "id, account_id, name, description, snapshot_id, size_gib, created_ms, status, progress, import_json";
 
     /// A public image has `account_id = ''` in `images_now`.
     pub fn from_row(r: &Row) -> rusqlite::Result<Image> {
@@ -259,6 +280,9 @@ impl Image {
             snapshot_id: r.get(4)?,
             size_gib: r.get(5)?,
             created_ms: r.get(6)?,
+            status: r.get(7)?,
+            progress: r.get(8)?,
+            import: r.get::<_, Option<String>>(9)?.and_then(|j| serde_json::from_str(&j).ok()),
         })
     }
 }

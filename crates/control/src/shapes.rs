@@ -404,7 +404,16 @@ impl Emit for ImageView {
     fn emit(&self, o: &mut dyn Out) {
         let i = &self.image;
         let public = i.account_id.is_none();
-        let os = if public { "Blank x64" } else { "Linux" };
+        let imported = i.import.as_ref();
+        let os_type = imported.map_or("linux", |m| m.os_type.as_str());
+        let os = if public {
+            "Blank x64"
+        } else if os_type == "windows" {
+            "Windows"
+        } else {
+            "Linux"
+        };
+        let platform = imported.map(|m| m.platform.as_str()).filter(|p| !p.is_empty()).unwrap_or("Others Linux");
         o.begin_obj();
         o.field("ImageId", &i.id);
         o.field("ImageName", &i.name);
@@ -412,20 +421,20 @@ impl Emit for ImageView {
         o.field("ImageVersion", "");
         o.field("ImageFamily", "");
         o.field("Size", &i.size_gib);
-        o.field("Status", "Available");
-        o.field("Progress", "100%");
-        o.field("OSType", "linux");
+        o.field("Status", &i.status);
+        o.field("Progress", &format!("{}%", i.progress));
+        o.field("OSType", os_type);
         o.field("OSName", os);
         o.field("OSNameEn", os);
-        o.field("Platform", "Others Linux");
-        o.field("Architecture", "x86_64");
+        o.field("Platform", platform);
+        o.field("Architecture", imported.map_or("x86_64", |m| m.architecture.as_str()));
         o.field("ImageOwnerAlias", if public { "system" } else { "self" });
         o.field("IsSelfShared", "");
         o.field("IsSupportCloudinit", &true);
         o.field("IsSupportIoOptimized", &true);
         o.field("Usage", "instance");
         o.field("CreationTime", TimeText::secs(i.created_ms).as_str());
-        o.field("BootMode", "BIOS");
+        o.field("BootMode", imported.map_or("BIOS", |m| m.boot_mode.as_str()));
         o.field("RegionId", &self.region);
         o.wrapped("DiskDeviceMappings", "DiskDeviceMapping", |o| {
             if let Some(s) = &i.snapshot_id {
@@ -434,9 +443,9 @@ impl Emit for ImageView {
                 o.field("Size", &i.size_gib.to_string());
                 o.field("Device", "/dev/xvda");
                 o.field("Type", "system");
-                o.field("Format", "");
-                o.field("ImportOSSBucket", "");
-                o.field("ImportOSSObject", "");
+                o.field("Format", imported.and_then(|m| m.format.as_deref()).unwrap_or_default());
+                o.field("ImportOSSBucket", imported.map(|m| m.bucket.as_str()).unwrap_or_default());
+                o.field("ImportOSSObject", imported.map(|m| m.object.as_str()).unwrap_or_default());
                 o.end_obj();
             }
         });

@@ -81,6 +81,11 @@ fn instance_step(tx: &Transaction) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether instances run VMs in this server (`Control::set_machines`).
+pub(crate) fn machines_on(conn: &Connection) -> bool {
+    conn.query_row("SELECT 1 FROM settings WHERE key='machines'", [], |_| Ok(())).is_ok()
+}
+
 fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()> {
     let row: Option<(String, Option<String>)> = rusqlite::OptionalExtension::optional(tx.query_row(
         "SELECT status, pending_target FROM instances WHERE id=?1 AND released=0",
@@ -93,7 +98,10 @@ fn complete_instance(tx: &Transaction, id: &str, at: i64) -> rusqlite::Result<()
     match status.as_str() {
         "Pending" if target.as_deref() == Some("Starting") => {
             tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
-            schedule(tx, "instance", id, at + instance_step(tx))?;
+            // With VMs, Starting lasts until the VM runs (`machines`), not for a set time.
+            if !machines_on(tx) {
+                schedule(tx, "instance", id, at + instance_step(tx))?;
+            }
         }
         "Pending" => {
             tx.execute("UPDATE instances SET status='Stopped', pending_target=NULL WHERE id=?1", [id])?;

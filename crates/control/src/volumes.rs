@@ -50,7 +50,14 @@ pub trait Volumes: Send + Sync {
     fn reinit(&self, volume: &str, source: Option<&str>) -> VolumeResult;
     fn delete_volume(&self, volume: &str) -> VolumeResult;
     fn delete_snapshot(&self, snapshot: &str) -> VolumeResult;
+    /// Write `source` into a new, empty volume from offset 0 and flush (ImportImage). Pieces
+    /// of all zeros are skipped: they read as zeros already. `progress` is told the bytes
+    /// consumed so far. A source longer than the volume is refused.
+    fn fill(&self, volume: &str, source: &mut dyn std::io::Read, progress: &mut dyn FnMut(u64)) -> VolumeResult;
 }
+
+/// Bytes [`Volumes::fill`] reads and writes at a time.
+const FILL_PIECE: usize = 1 << 20;
 
 /// The storage engine behind the seam.
 impl Volumes for std::sync::Arc<store::Engine> {
@@ -74,6 +81,35 @@ impl Volumes for std::sync::Arc<store::Engine> {
     }
     fn delete_snapshot(&self, snapshot: &str) -> VolumeResult {
         store::Engine::delete_snapshot(self, snapshot).map_err(VolumeError::from)
+    }
+    fn fill(&self, volume: &str, source: &mut dyn std::io::Read, progress: &mut dyn FnMut(u64)) -> VolumeResult {
+        use store::{BlockRead, BlockWrite};
+        let v = self.volume(volume).map_err(VolumeError::from)?;
+        let mut buf = vec![0u8; FILL_PIECE];
+        let mut offset = 0u64;
+        loop {
+            let mut n = 0;
+            while n < buf.len() {
+                match source.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(VolumeError::Failed(format!("reading the image: {e}"))),
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            if offset + n as u64 > v.size() {
+                return Err(VolumeError::Refused(format!("the image is larger than the volume ({} bytes)", v.size())));
+            }
+            if buf[..n].iter().any(|b| *b != 0) {
+                v.write_at(&buf[..n], offset, false).map_err(VolumeError::from)?;
+            }
+            offset += n as u64;
+            progress(offset);
+        }
+        v.flush().map_err(VolumeError::from)
     }
 }
 
@@ -111,6 +147,9 @@ impl<T: Volumes + ?Sized> Volumes for Box<T> {
     fn delete_snapshot(&self, snapshot: &str) -> VolumeResult {
         (**self).delete_snapshot(snapshot)
     }
+    fn fill(&self, volume: &str, source: &mut dyn std::io::Read, progress: &mut dyn FnMut(u64)) -> VolumeResult {
+        (**self).fill(volume, source, progress)
+    }
 }
 
 /// A store that could not be opened (its metadata failed its checksums): every operation
@@ -137,6 +176,9 @@ impl Volumes for Unavailable {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn delete_snapshot(&self, _: &str) -> VolumeResult {
+        Err(VolumeError::Unavailable(self.0.clone()))
+    }
+    fn fill(&self, _: &str, _: &mut dyn std::io::Read, _: &mut dyn FnMut(u64)) -> VolumeResult {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
 }
@@ -212,6 +254,10 @@ impl<V: Volumes> Volumes for FaultInjector<V> {
     fn delete_snapshot(&self, snapshot: &str) -> VolumeResult {
         self.trip("delete")?;
         self.inner.delete_snapshot(snapshot)
+    }
+    fn fill(&self, volume: &str, source: &mut dyn std::io::Read, progress: &mut dyn FnMut(u64)) -> VolumeResult {
+        self.trip("create")?;
+        self.inner.fill(volume, source, progress)
     }
 }
 

@@ -390,6 +390,14 @@ impl control::volumes::Volumes for Uncertain {
     fn delete_snapshot(&self, snapshot: &str) -> control::volumes::VolumeResult {
         self.inner.delete_snapshot(snapshot)
     }
+    fn fill(
+        &self,
+        volume: &str,
+        source: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> control::volumes::VolumeResult {
+        self.inner.fill(volume, source, progress)
+    }
 }
 
 #[test]

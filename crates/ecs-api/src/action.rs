@@ -31,6 +31,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "DescribeInstances",
     "DescribeInstanceAttribute",
     "DescribeUserData",
+    "GetInstanceConsoleOutput",
     "DescribeInstanceMaintenanceAttributes",
     "DescribeInstanceAttachmentAttributes",
     "DescribeInstanceTypes",
@@ -40,6 +41,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "DescribeZones",
     "DescribeImages",
     "CreateImage",
+    "ImportImage",
     "DeleteImage",
     "TagResources",
     "UntagResources",
@@ -152,6 +154,12 @@ pub enum Action {
     DescribeUserData {
         instance_id: String,
     },
+    /// GetInstanceConsoleOutput: the serial console of the instance's VM, base64.
+    GetInstanceConsoleOutput {
+        instance_id: String,
+        /// Strip terminal escape sequences (colours, cursor moves) from the output.
+        remove_symbols: bool,
+    },
     DescribeInstanceTypes(DescribeInstanceTypes),
     DescribeInstanceTypeFamilies {
         generation: Option<String>,
@@ -172,6 +180,8 @@ pub enum Action {
     DescribeRegions,
     DescribeZones,
     DescribeImages(DescribeImages),
+    /// ImportImage: a raw, qcow2 or VHD file in an OSS bucket becomes an image.
+    ImportImage(ImportImage),
     CreateImage {
         snapshot_id: String,
         image_name: Option<String>,
@@ -373,6 +383,8 @@ pub struct DescribeImages {
     pub image_name: Option<String>,
     pub owner_alias: Option<String>,
     pub snapshot_id: Option<String>,
+    /// `Status`: comma-separated image states; the API's default is `Available` only.
+    pub status: Vec<String>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
@@ -394,6 +406,7 @@ impl Action {
                 | Action::DescribeTags(_)
                 | Action::DescribeInstanceAttribute { .. }
                 | Action::DescribeUserData { .. }
+                | Action::GetInstanceConsoleOutput { .. }
                 | Action::DescribeInstanceTypes(_)
                 | Action::DescribeInstanceTypeFamilies { .. }
                 | Action::DescribeInstanceMaintenanceAttributes { .. }
@@ -411,6 +424,7 @@ impl Action {
                 | Action::RunInstances { .. }
                 | Action::CreateInstance { .. }
                 | Action::CreateImage { .. }
+                | Action::ImportImage(_)
         )
     }
 
@@ -657,6 +671,13 @@ impl Action {
                 region_required = true;
                 Action::DescribeUserData { instance_id: p.req_str("InstanceId")? }
             }
+            "GetInstanceConsoleOutput" => {
+                region_required = true;
+                Action::GetInstanceConsoleOutput {
+                    instance_id: p.req_str("InstanceId")?,
+                    remove_symbols: p.bool_or("RemoveSymbols", false)?,
+                }
+            }
             "DescribeInstanceMaintenanceAttributes" => {
                 region_required = true;
                 let (instance_ids, page) = instance_list(p)?;
@@ -699,6 +720,17 @@ impl Action {
                     image_name: p.opt_str("ImageName"),
                     owner_alias: p.opt_str("ImageOwnerAlias"),
                     snapshot_id: p.opt_str("SnapshotId"),
+                    status: {
+                        let raw = p.opt_str("Status").unwrap_or_else(|| "Available".into());
+                        let v: Vec<String> =
+                            raw.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+                        const STATES: [&str; 6] =
+                            ["Creating", "Waiting", "Available", "UnAvailable", "CreateFailed", "Deprecated"];
+                        if v.is_empty() || v.iter().any(|x| !STATES.contains(&x.as_str())) {
+                            return Err(ApiError::invalid("Status"));
+                        }
+                        v
+                    },
                     tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
@@ -710,6 +742,10 @@ impl Action {
                     image_name: p.opt_str("ImageName"),
                     description: p.opt_str("Description"),
                 }
+            }
+            "ImportImage" => {
+                region_required = true;
+                Action::ImportImage(import_image(p)?)
             }
             "DeleteImage" => {
                 region_required = true;
@@ -789,6 +825,77 @@ fn disk_spec(fields: &std::collections::BTreeMap<String, String>, prefix: &str) 
         kms_key_id: sub.opt_str("KMSKeyId"),
         performance_level: sub.opt_str("PerformanceLevel"),
         name: sub.opt_str("DiskName"),
+    })
+}
+
+/// ImportImage's parameters (API reference ImportImage). Only the system disk's mapping
+/// (`DiskDeviceMapping.1`) is imported; more mappings (data disk images) are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportImage {
+    pub image_name: Option<String>,
+    pub description: Option<String>,
+    /// `x86_64` (default), `i386` or `arm64`.
+    pub architecture: String,
+    /// `linux` (default) or `windows`.
+    pub os_type: String,
+    pub platform: Option<String>,
+    /// `BIOS` (default) or `UEFI`.
+    pub boot_mode: String,
+    pub oss_bucket: String,
+    pub oss_object: String,
+    /// `RAW`, `QCOW2` or `VHD`, upper case; `None`: found from the file.
+    pub format: Option<String>,
+    /// GiB the image's system disk has at least (1–2048); `None`: the file's virtual size.
+    pub disk_image_size: Option<i64>,
+}
+
+fn import_image(p: &Params) -> Result<ImportImage, ApiError> {
+    let maps = p.repeat_struct("DiskDeviceMapping")?;
+    if maps.len() > 1 {
+        return Err(ApiError::invalid("DiskDeviceMapping.2"));
+    }
+    let m = maps.into_iter().next().unwrap_or_default();
+    let get = |f: &str| m.get(f).filter(|v| !v.is_empty()).cloned();
+    let need = |f: &str| get(f).ok_or_else(|| ApiError::missing(&format!("DiskDeviceMapping.1.{f}")));
+    let format = match get("Format").map(|f| f.to_ascii_uppercase()) {
+        None => None,
+        Some(f) if ["RAW", "QCOW2", "VHD"].contains(&f.as_str()) => Some(f),
+        Some(_) => return Err(ApiError::invalid("DiskDeviceMapping.1.Format")),
+    };
+    let size = get("DiskImageSize").or_else(|| get("DiskImSize"));
+    let disk_image_size = match size {
+        None => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=2048).contains(&n) => Some(n),
+            _ => return Err(ApiError::invalid("DiskDeviceMapping.1.DiskImageSize")),
+        },
+    };
+    let one_of = |name: &str, allowed: &[&str], default: &str| -> Result<String, ApiError> {
+        match p.opt_str(name) {
+            None => Ok(default.to_string()),
+            Some(v) if allowed.contains(&v.as_str()) => Ok(v),
+            Some(_) => Err(ApiError::invalid(name)),
+        }
+    };
+    let image_name = p.opt_str("ImageName");
+    if image_name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128)) {
+        return Err(Code::InvalidImageNameMalformed.into());
+    }
+    let description = p.opt_str("Description");
+    if description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
+        return Err(Code::InvalidDescriptionMalformed.into());
+    }
+    Ok(ImportImage {
+        image_name,
+        description,
+        architecture: one_of("Architecture", &["x86_64", "i386", "arm64"], "x86_64")?,
+        os_type: one_of("OSType", &["linux", "windows"], "linux")?,
+        platform: p.opt_str("Platform"),
+        boot_mode: one_of("BootMode", &["BIOS", "UEFI"], "BIOS")?,
+        oss_bucket: need("OSSBucket")?,
+        oss_object: need("OSSObject")?,
+        format,
+        disk_image_size,
     })
 }
 

@@ -23,6 +23,8 @@ pub struct AppState {
     body_timeout: std::time::Duration,
     /// The NBD credential commands (`nbd-credential-*`), answered by the binary.
     pub nbd_admin: Option<Arc<crate::nbd_tls::NbdAdmin>>,
+    /// The VM commands (`instance-vm`), when instances run VMs.
+    pub vm_admin: Option<Arc<crate::vms::QemuMachines>>,
 }
 
 /// Largest request body read, in bytes (the SDKs send parameters in the query or a form).
@@ -35,7 +37,7 @@ impl AppState {
         admin_token: String,
         body_timeout: std::time::Duration,
     ) -> Self {
-        AppState { control, nonces, admin_token: Arc::new(admin_token), body_timeout, nbd_admin: None }
+        AppState { control, nonces, admin_token: Arc::new(admin_token), body_timeout, nbd_admin: None, vm_admin: None }
     }
 }
 
@@ -168,6 +170,15 @@ async fn admin(
             Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
             Ok(Err((code, msg))) => json_error(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &msg),
             Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
+    if crate::vms::COMMANDS.contains(&command.as_str()) {
+        let Some(vms) = app.vm_admin.clone() else {
+            return json_error(StatusCode::CONFLICT, "instances run no VMs on this server (--vms)");
+        };
+        return match vms.admin(&command, &body) {
+            Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+            Err((code, msg)) => json_error(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &msg),
         };
     }
     let control = app.control.clone();

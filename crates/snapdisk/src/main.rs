@@ -7,6 +7,7 @@ mod listener;
 mod nbd_tls;
 mod nonces;
 mod serve;
+mod vms;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -105,6 +105,49 @@ pub struct ServeArgs {
     /// Milliseconds open API connections get to finish after SIGTERM before they are dropped.
     #[arg(long, default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+    /// Whether instances run VMs (qemu-system-x86_64 on their disks over the NBD socket):
+    /// `auto` when the qemu binary is found.
+    #[arg(long, value_enum, default_value_t = crate::vms::VmMode::Auto)]
+    vms: crate::vms::VmMode,
+    /// The qemu system emulator VMs run in.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: std::path::PathBuf,
+    /// VM accelerator: auto (KVM on bare metal with a usable /dev/kvm, TCG otherwise), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    accel: vm::Accel,
+    /// vCPUs a VM gets at most, whatever its instance type says.
+    #[arg(long, default_value_t = 2)]
+    vm_max_vcpus: u32,
+    /// MiB of memory a VM gets at most, whatever its instance type says.
+    #[arg(long, default_value_t = 1024)]
+    vm_max_memory_mib: u64,
+    /// Milliseconds a guest has to power off after StopInstance (and at server shutdown)
+    /// before its VM is killed.
+    #[arg(long, default_value_t = 60_000)]
+    vm_stop_timeout_ms: u64,
+    /// An OSS bucket for ImportImage, as NAME=DIR: objects of bucket NAME are the files under
+    /// DIR (repeat for more buckets).
+    #[arg(long, value_parser = parse_bucket)]
+    oss_bucket: Vec<(String, std::path::PathBuf)>,
+    /// The image converter ImportImage runs.
+    #[arg(long, default_value = "qemu-img")]
+    qemu_img: std::path::PathBuf,
+}
+
+fn parse_bucket(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or("expected NAME=DIR")?;
+    let ok = (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !ok {
+        return Err(format!("{name:?} is not an OSS bucket name (3-63 of a-z, 0-9, -)"));
+    }
+    let dir = std::path::PathBuf::from(dir);
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    Ok((name.to_string(), dir))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -127,6 +170,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.transition_ms {
         config.timings = Timings { disk_ms: ms, instance_ms: ms, snapshot_ms: ms };
     }
+    config.oss_buckets = args.oss_bucket.iter().cloned().collect();
+    config.qemu_img = args.qemu_img.clone();
     config.limits = control::config::Limits {
         requests_per_second: args.account_requests_per_second,
         burst: args.account_burst,
@@ -171,9 +216,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: nbd_max,
         max_connections_per_peer: args.nbd_max_connections_per_peer.unwrap_or((nbd_max / 2).max(1)),
     };
+    // NBD stops after the VMs (their guests flush while powering off), on a token of its own.
+    let nbd_shutdown = CancellationToken::new();
     let nbd_server = nbd::Server::with_options(
         Arc::new(dataplane::Exports { control: control.clone(), engine: engine.clone() }),
-        shutdown.clone(),
+        nbd_shutdown.clone(),
         nbd_options,
     );
     control.set_events(Arc::new(dataplane::Revoker(nbd_server.registry.clone())));
@@ -203,6 +250,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let nbd_socket_path = args.nbd_socket.clone().unwrap_or_else(|| dir.join("nbd.sock"));
     let nbd_unix = bind_private_socket(&nbd_socket_path)?;
+    let vm_settings = crate::vms::VmSettings {
+        qemu: args.qemu.clone(),
+        accel: args.accel,
+        max_vcpus: args.vm_max_vcpus,
+        max_memory_mib: args.vm_max_memory_mib,
+        stop_timeout_ms: args.vm_stop_timeout_ms,
+    };
+    let machines =
+        crate::vms::QemuMachines::open(args.vms, vm_settings, dir.join("vms"), nbd_socket_path.clone())?.map(Arc::new);
+    if let Some(m) = &machines {
+        control.set_machines(m.clone()).context("enabling VMs")?;
+    }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -227,6 +286,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server: nbd_server.clone(),
         tls: tls_files,
     }));
+    state.vm_admin = machines.clone();
     let app = http::router(state.clone());
 
     let mut out = std::io::stdout().lock();
@@ -273,10 +333,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(25));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n = 0u64;
             loop {
                 every.tick().await;
+                n += 1;
                 let c = control.clone();
-                match tokio::task::spawn_blocking(move || c.tick()).await {
+                // Every fourth tick (100 ms) the VMs are brought in line with their instances.
+                let reconcile = n.is_multiple_of(4);
+                match tokio::task::spawn_blocking(move || {
+                    c.tick()?;
+                    if reconcile {
+                        c.run_imports()?;
+                        c.reconcile_machines()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = ?e, "completing transitions failed"),
                     Err(e) => tracing::error!(error = %e, "transition task panicked"),
@@ -293,13 +367,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     crate::listener::serve(listener, app, limits, shutdown.clone()).await;
     shutdown.cancel();
+    // VMs first (documented in docs/vms.md): each guest is asked to power off and killed
+    // after the shutdown grace; their instances stay Running and start again with the server.
+    ticker.abort();
+    if let Some(m) = machines.clone() {
+        let grace = limits.grace;
+        let _ = tokio::task::spawn_blocking(move || m.shutdown(grace)).await;
+    }
+    nbd_shutdown.cancel();
     // NBD connections drain, flush and close before the process exits.
     if let Some(t) = nbd_task {
         let _ = t.await;
     }
     let _ = nbd_unix_task.await;
     let _ = std::fs::remove_file(&nbd_socket_path);
-    ticker.abort();
     nonce_checkpoints.abort();
     if let Some(engine) = &engine {
         engine.sync().context("flushing the storage engine")?;

@@ -1,4 +1,4 @@
-//! DescribeRegions, DescribeZones, DescribeImages, CreateImage, DeleteImage.
+//! DescribeRegions, DescribeZones, DescribeImages, CreateImage, ImportImage, DeleteImage.
 
 use super::listing::{Listing, Scope};
 use super::{R, begin, idempotency};
@@ -47,7 +47,10 @@ pub(crate) fn describe_zones(env: &Env) -> R<Value> {
 pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -> R<Node> {
     let public_rows = config::PUBLIC_IMAGES.len() as i64;
     let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnAndPublic { public_rows });
-    q.any_of("id", d.image_ids.as_deref()).eq("name", d.image_name).eq("snapshot_id", d.snapshot_id);
+    q.any_of("id", d.image_ids.as_deref())
+        .eq("name", d.image_name)
+        .eq("snapshot_id", d.snapshot_id)
+        .any_of("status", Some(&d.status));
     if !d.tags.is_empty() {
         // Images carry no tags here, so a tag filter matches none.
         q.any_of("id", Some(&[]));
@@ -126,4 +129,50 @@ pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str, for
     }
     tx.commit()?;
     Ok(json!({}))
+}
+
+/// ImportImage: the object `OSSObject` of bucket `OSSBucket` (a local directory the operator
+/// maps to the bucket name) becomes an image. The image is Creating, with a Progress, while
+/// `imports` converts it in the background (qemu-img) into a snapshot; then Available, or
+/// CreateFailed with the reason logged.
+pub(crate) fn import_image(conn: &mut Connection, env: &Env, req: ecs_api::action::ImportImage) -> R<Value> {
+    let dir = env.config.oss_buckets.get(&req.oss_bucket).ok_or(Code::InvalidOssBucketNotFound)?;
+    crate::imports::object_path(dir, &req.oss_object).ok_or(Code::InvalidOssObjectNotFound)?;
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::snapshot_service(&acct)?;
+    let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
+    let id = new_id("m-");
+    let source = crate::model::ImportSource {
+        bucket: req.oss_bucket,
+        object: req.oss_object,
+        format: req.format,
+        min_gib: req.disk_image_size,
+        architecture: req.architecture,
+        os_type: req.os_type,
+        platform: req.platform.unwrap_or_default(),
+        boot_mode: req.boot_mode,
+    };
+    let name = req.image_name.unwrap_or_else(|| format!("image-{}", fmt_time(env.now).replace([':', '-'], "")));
+    tx.execute(
+        "INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms,
+           status, progress, import_json)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'Creating', 0, ?9)",
+        params![
+            id,
+            env.account_id,
+            region.id,
+            name,
+            req.description.unwrap_or_default(),
+            new_id("s-"),
+            source.min_gib.unwrap_or(0),
+            env.now,
+            serde_json::to_string(&source).unwrap_or_default(),
+        ],
+    )?;
+    let response =
+        json!({"ImageId": id, "RegionId": region.id, "TaskId": format!("t-{}", id.trim_start_matches("m-"))});
+    idempotency::remember(&tx, env, &response)?;
+    tx.commit()?;
+    Ok(response)
 }

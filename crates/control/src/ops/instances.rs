@@ -23,14 +23,18 @@ fn image(tx: &Transaction, env: &Env, id: &str) -> R<(i64, Option<String>)> {
     if let Some((_, _, size, _)) = config::PUBLIC_IMAGES.iter().find(|(i, ..)| *i == id) {
         return Ok((*size, None));
     }
-    let row: Option<(i64, String)> = tx
+    let row: Option<(i64, String, String)> = tx
         .query_row(
-            "SELECT size_gib, snapshot_id FROM images WHERE id=?1 AND account_id=?2 AND region_id=?3 AND released=0",
+            "SELECT size_gib, snapshot_id, status FROM images
+             WHERE id=?1 AND account_id=?2 AND region_id=?3 AND released=0",
             [id, env.account_id, env.region_id.unwrap_or_default()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let (size, snap) = row.ok_or(Code::InvalidImageIdNotFound)?;
+    let (size, snap, status) = row.ok_or(Code::InvalidImageIdNotFound)?;
+    if status != "Available" {
+        return Err(Code::ImageNotAvailable.into());
+    }
     Ok((size, Some(snap)))
 }
 
@@ -242,8 +246,35 @@ fn disk_ids(tx: &Transaction, instance_id: &str) -> R<Vec<String>> {
 
 fn set_status(tx: &Transaction, env: &Env, id: &str, status: &str) -> R<()> {
     tx.execute("UPDATE instances SET status=?2 WHERE id=?1", [id, status])?;
-    transitions::schedule(tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
+    // With VMs, Starting and Stopping last until the VM runs or is gone (`machines`).
+    if env.machines.is_none() {
+        transitions::schedule(tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
+    }
     Ok(())
+}
+
+/// Whether a guest booted from `image_id` can answer the ACPI power button: the public blank
+/// images hold no operating system (their system disks start all zeros), so their VMs are
+/// killed at once on StopInstance instead of waiting out the stop timeout.
+pub(crate) fn has_os(image_id: &str) -> bool {
+    !config::PUBLIC_IMAGES.iter().any(|(i, ..)| *i == image_id)
+}
+
+/// After StopInstance committed: without VMs the instance's disks lose their writers now
+/// (drained and flushed) so it cannot reach Stopped with a writer left; with VMs the guest is
+/// asked to power off (or killed with ForceStop, or when it has no OS) and the writers go
+/// when the VM has ended.
+fn after_stop(env: &Env, id: &str, disks: &[String], force: bool) {
+    match &env.machines {
+        None => env.revoke(disks),
+        Some(m) => {
+            let done = if force { m.kill(id) } else { m.power_off(id) };
+            if let Err(e) = done {
+                // The reconciler retries the power-off, then kills after the stop timeout.
+                tracing::warn!(instance = id, force, error = %e, "stopping the VM");
+            }
+        }
+    }
 }
 
 pub(crate) fn start_instance(conn: &mut Connection, env: &Env, id: &str, dry_run: bool) -> R<Value> {
@@ -257,18 +288,17 @@ pub(crate) fn start_instance(conn: &mut Connection, env: &Env, id: &str, dry_run
     Ok(json!({}))
 }
 
-pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, dry_run: bool) -> R<Value> {
+pub(crate) fn stop_instance(conn: &mut Connection, env: &Env, id: &str, force: bool, dry_run: bool) -> R<Value> {
     let tx = begin(conn)?;
-    stop_checks(&tx, env, id)?;
+    let inst = stop_checks(&tx, env, id)?;
+    let force = force || !has_os(&inst.image_id);
     if dry_run {
         return Err(dry_run_ok());
     }
     set_status(&tx, env, id, "Stopping")?;
     let disks = disk_ids(&tx, id)?;
     tx.commit()?;
-    // The instance was its disks' writer: close their data-plane connections (drained and
-    // flushed) before answering, so the instance cannot reach Stopped with a writer left.
-    env.revoke(&disks);
+    after_stop(env, id, &disks, force);
     Ok(json!({}))
 }
 
@@ -280,6 +310,15 @@ pub(crate) fn reboot_instance(conn: &mut Connection, env: &Env, id: &str, dry_ru
     if dry_run {
         return Err(dry_run_ok());
     }
+    if let Some(m) = &env.machines {
+        // With a VM: the guest is reset and the instance is Starting until it runs again.
+        tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
+        tx.commit()?;
+        if let Err(e) = m.reset(id) {
+            tracing::warn!(instance = id, error = %e, "resetting the VM (the reconciler starts it if it is gone)");
+        }
+        return Ok(json!({}));
+    }
     tx.execute("UPDATE instances SET status='Stopping', pending_target='Starting' WHERE id=?1", [id])?;
     transitions::schedule(&tx, "instance", id, env.now + env.timings.instance_ms as i64)?;
     tx.commit()?;
@@ -287,10 +326,18 @@ pub(crate) fn reboot_instance(conn: &mut Connection, env: &Env, id: &str, dry_ru
 }
 
 /// StartInstances / StopInstances: one result per instance, errors inline.
-pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: bool, start: bool) -> R<Value> {
+pub(crate) fn batch(
+    conn: &mut Connection,
+    env: &Env,
+    ids: &[String],
+    dry_run: bool,
+    start: bool,
+    force: bool,
+) -> R<Value> {
     let tx = begin(conn)?;
     let mut results = Vec::new();
     let mut revoked = Vec::new();
+    let mut stopped = Vec::new();
     for id in ids {
         let checked = if start { start_checks(&tx, env, id) } else { stop_checks(&tx, env, id) };
         match checked {
@@ -299,7 +346,9 @@ pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: b
                 if !dry_run {
                     set_status(&tx, env, id, next)?;
                     if !start {
-                        revoked.extend(disk_ids(&tx, id)?);
+                        let disks = disk_ids(&tx, id)?;
+                        revoked.extend(disks.iter().cloned());
+                        stopped.push((id.clone(), disks, force || !has_os(&inst.image_id)));
                     }
                 }
                 results.push(json!({"InstanceId": id, "Code": "200", "Message": "success",
@@ -325,7 +374,13 @@ pub(crate) fn batch(conn: &mut Connection, env: &Env, ids: &[String], dry_run: b
         return Err(dry_run_ok());
     }
     tx.commit()?;
-    env.revoke(&revoked);
+    if env.machines.is_none() {
+        env.revoke(&revoked);
+    } else {
+        for (id, disks, force) in &stopped {
+            after_stop(env, id, disks, *force);
+        }
+    }
     Ok(json!({"InstanceResponses": {"InstanceResponse": results}}))
 }
 
@@ -362,6 +417,13 @@ pub(crate) fn delete_instance(conn: &mut Connection, env: &Env, id: &str, force:
     }
     if dry_run {
         return Err(dry_run_ok());
+    }
+    // The VM ends before anything is released (its writes were flushed as they were answered).
+    if let Some(m) = &env.machines
+        && let Err(e) = m.kill(id)
+    {
+        tracing::error!(instance = id, error = %e, "ending the VM of a deleted instance");
+        return Err(Fail::Api(ApiError::new(Code::InternalError)));
     }
     tx.execute("UPDATE instances SET released=1 WHERE id=?1", [id])?;
     tx.execute("DELETE FROM transitions WHERE kind='instance' AND id=?1", [id])?;
@@ -429,6 +491,63 @@ pub(crate) fn describe_user_data(conn: &Connection, env: &Env, id: &str) -> R<No
     let (region, data) =
         row.filter(|(r, _)| env.region_id.is_none_or(|want| want == r)).ok_or(Code::InvalidInstanceIdNotFound)?;
     Ok(ecs_api::obj! {"InstanceId" => id.to_string(), "RegionId" => region, "UserData" => data.unwrap_or_default()})
+}
+
+/// How much of a console GetInstanceConsoleOutput returns: its last 64 KiB.
+const CONSOLE_BYTES: u64 = 64 * 1024;
+
+/// GetInstanceConsoleOutput: the last [`CONSOLE_BYTES`] of the serial console of the
+/// instance's VM (its latest start: each start begins an empty log; a reset keeps it), base64
+/// encoded; RemoveSymbols strips terminal escape sequences. Without VMs, or before the first
+/// start, the output is empty and LastUpdateTime too.
+pub(crate) fn get_instance_console_output(conn: &Connection, env: &Env, id: &str, remove_symbols: bool) -> R<Node> {
+    let region: Option<String> = conn
+        .query_row(
+            "SELECT region_id FROM instances WHERE id=?1 AND account_id=?2 AND released=0",
+            [id, env.account_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    region.filter(|r| env.region_id.is_none_or(|want| want == r)).ok_or(Code::InvalidInstanceIdNotFound)?;
+    let (bytes, at) = env.machines.as_ref().and_then(|m| m.console(id, CONSOLE_BYTES)).unwrap_or_default();
+    let bytes = if remove_symbols { strip_symbols(&bytes) } else { bytes };
+    use base64::Engine as _;
+    let when = if bytes.is_empty() && at == 0 {
+        String::new()
+    } else {
+        crate::shapes::TimeText::secs(at).as_str().to_string()
+    };
+    Ok(ecs_api::obj! {
+        "InstanceId" => id.to_string(),
+        "ConsoleOutput" => base64::engine::general_purpose::STANDARD.encode(&bytes),
+        "LastUpdateTime" => when
+    })
+}
+
+/// Console text without terminal escape sequences (ESC `[` ... final byte, ESC + one byte)
+/// and without control bytes other than tab, line feed and carriage return.
+fn strip_symbols(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0x1b if b.get(i + 1) == Some(&b'[') => {
+                i += 2;
+                while i < b.len() && !(0x40..=0x7e).contains(&b[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            0x1b => i += 2,
+            c if c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') => i += 1,
+            0x7f => i += 1,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The caller's live instances among `ids` in the region, in the order given (unknown ones
@@ -509,4 +628,16 @@ pub(crate) fn describe_instance_attachment_attributes(
     Ok(id_page(&ids, page, ("Instances", "Instance"), |id| {
         ecs_api::obj! {"InstanceId" => id.clone(), "PrivatePoolOptionsId" => "", "PrivatePoolOptionsMatchCriteria" => "None"}
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_symbols;
+
+    #[test]
+    fn remove_symbols_strips_escape_sequences_and_controls_only() {
+        let raw = b"\x1b[0;32mOK\x1b[0m boot=1\r\n\x1bc\x07tab\there\x1b[";
+        assert_eq!(strip_symbols(raw), b"OK boot=1\r\ntab\there".to_vec());
+        assert_eq!(strip_symbols(b"plain\n"), b"plain\n".to_vec());
+    }
 }

@@ -12,6 +12,8 @@ mod reset;
 mod resize;
 mod snapshots;
 mod storage;
+
+pub(crate) use instances::has_os;
 mod tags;
 
 pub(crate) use storage::recover_intents;
@@ -87,6 +89,9 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
             catalog::describe_instance_type_families(generation.as_deref())
         }
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
+        Action::GetInstanceConsoleOutput { instance_id, remove_symbols } => {
+            instances::get_instance_console_output(conn, env, &instance_id, remove_symbols)
+        }
         Action::DescribeInstanceMaintenanceAttributes { instance_ids, page } => {
             instances::describe_instance_maintenance_attributes(conn, env, &instance_ids, page)
         }
@@ -129,13 +134,17 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         }
         Action::CreateInstance { spec, dry_run } => instances::run_instances(conn, env, &spec, 1, None, dry_run, false),
         Action::StartInstance { instance_id, dry_run } => instances::start_instance(conn, env, &instance_id, dry_run),
-        Action::StopInstance { instance_id, dry_run, .. } => instances::stop_instance(conn, env, &instance_id, dry_run),
+        Action::StopInstance { instance_id, force_stop, dry_run } => {
+            instances::stop_instance(conn, env, &instance_id, force_stop, dry_run)
+        }
         Action::RebootInstance { instance_id, dry_run, .. } => {
             instances::reboot_instance(conn, env, &instance_id, dry_run)
         }
-        Action::StartInstances { instance_ids, dry_run } => instances::batch(conn, env, &instance_ids, dry_run, true),
-        Action::StopInstances { instance_ids, dry_run, .. } => {
-            instances::batch(conn, env, &instance_ids, dry_run, false)
+        Action::StartInstances { instance_ids, dry_run } => {
+            instances::batch(conn, env, &instance_ids, dry_run, true, false)
+        }
+        Action::StopInstances { instance_ids, force_stop, dry_run, .. } => {
+            instances::batch(conn, env, &instance_ids, dry_run, false, force_stop)
         }
         Action::DeleteInstance { instance_id, force, dry_run } => {
             instances::delete_instance(conn, env, &instance_id, force, dry_run)
@@ -143,6 +152,7 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::CreateImage { snapshot_id, image_name, description } => {
             images::create_image(conn, env, &snapshot_id, image_name, description)
         }
+        Action::ImportImage(req) => images::import_image(conn, env, req),
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
         Action::TagResources(t) => tags::tag_resources(conn, env, t),
         Action::UntagResources(u) => tags::untag_resources(conn, env, u),
