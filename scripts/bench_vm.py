@@ -6,10 +6,10 @@
 2. the guest's own I/O rates (tests/vm/guest/iobench.c: 4 KiB random read and write, 1 MiB
    sequential read and write, queue depth 1, O_DIRECT, over 1 GiB of the data disk) on a
    Snapdisk disk (the instance's VM, NBD over the server's unix socket), beside the same VM
-   (same qemu, accelerator, CPU and memory) on a local raw file, qemu run both as it runs by
-   default (cache=writeback, aio=threads) and as it runs for speed (cache=none, aio=native);
-   the better of the two per metric is the reference. Rounds alternate Snapdisk and the
-   reference; medians and the spread are reported.
+   (same qemu, accelerator, CPU, memory, virtio-blk in an I/O thread) on a local raw file, in
+   matched pairs: Snapdisk `--cache none` (O_DIRECT) beside qemu `cache=none,aio=native`, and
+   Snapdisk `--cache writeback` (page cache) beside qemu's default `cache=writeback`. Rounds
+   alternate Snapdisk and the reference; medians and the spread are reported.
 
 Usage: scripts/bench-vm.sh [--rounds R] [--seconds S] [--boots B] [--accel auto|kvm|tcg]
 """
@@ -20,6 +20,7 @@ import argparse
 import base64
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,10 +117,11 @@ def reference_round(qemu: str, accel: str, system: Path, work: Path, seconds: in
     opts = {"writeback": "cache=writeback,aio=threads", "none": "cache=none,aio=native"}[cache]
     cmd = [qemu, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", accel, "-smp", "1", "-m", "256M",
            "-display", "none", "-serial", f"file:{logf}",
+           "-object", "iothread,id=io0",
            "-drive", f"if=none,id=disk0,format=raw,file={sysdisk},{opts}",
-           "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
+           "-device", "virtio-blk-pci,drive=disk0,iothread=io0,bootindex=0",
            "-drive", f"if=none,id=disk1,format=raw,file={data},{opts}",
-           "-device", "virtio-blk-pci,drive=disk1",
+           "-device", "virtio-blk-pci,drive=disk1,iothread=io0",
            "-fw_cfg", f"name=opt/com.snapdisk/user-data,file={udf}"]
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -162,55 +164,69 @@ def main():
     bucket = work / "bucket"
     bucket.mkdir()
     os.symlink(image, bucket / "guest.raw")
-    srv = Server(REPO / "target/release/snapdisk", work / "data", work / "logs", name="bench-vm",
-                 extra_args=["--vms", "qemu", "--accel", args.accel, "--vm-max-vcpus", "1",
-                             "--vm-max-memory-mib", "256", "--oss-bucket", f"images={bucket}",
-                             "--account-requests-per-second", "0"])
-    srv.start()
+    # Snapdisk in both data modes, each beside qemu's matching mode on a raw file:
+    # --cache none (O_DIRECT) with cache=none,aio=native; --cache writeback (page cache) with
+    # cache=writeback (qemu's default).
+    servers = {}
+    for cache in ("none", "writeback"):
+        servers[cache] = Server(
+            REPO / "target/release/snapdisk", work / f"data-{cache}", work / f"logs-{cache}", name=f"bench-vm-{cache}",
+            extra_args=["--vms", "qemu", "--accel", args.accel, "--vm-max-vcpus", "1", "--vm-max-memory-mib", "256",
+                        "--oss-bucket", f"images={bucket}", "--account-requests-per-second", "0", "--cache", cache])
     try:
-        srv.admin("timings", DiskMs=0, InstanceMs=0, SnapshotMs=0)
-        accel = re.search(r"accel=(\w+) reason=(.*)", srv.log_path.read_text())
-        accel_name = accel.group(1) if accel else "?"
-        log(f"accelerator: {accel_name} ({accel.group(2).strip() if accel else 'not logged'})")
-        api = srv.tenant()
-        req = ecs_models.ImportImageRequest(region_id=REGION, image_name="bench", disk_device_mapping=[
-            ecs_models.ImportImageRequestDiskDeviceMapping(ossbucket="images", ossobject="guest.raw", format="RAW")])
-        img = _m(api.client.import_image(req))["ImageId"]
-        poll(lambda: _m(api.client.describe_images(ecs_models.DescribeImagesRequest(
-            region_id=REGION, image_id=img)))["Images"]["Image"], lambda x: bool(x), timeout=120, what="import")
+        apis, images = {}, {}
+        for cache, srv in servers.items():
+            srv.start()
+            srv.admin("timings", DiskMs=0, InstanceMs=0, SnapshotMs=0)
+            api = apis[cache] = srv.tenant()
+            req = ecs_models.ImportImageRequest(region_id=REGION, image_name="bench", disk_device_mapping=[
+                ecs_models.ImportImageRequestDiskDeviceMapping(ossbucket="images", ossobject="guest.raw", format="RAW")])
+            img = images[cache] = _m(api.client.import_image(req))["ImageId"]
+            poll(lambda: _m(api.client.describe_images(ecs_models.DescribeImagesRequest(
+                region_id=REGION, image_id=img)))["Images"]["Image"], lambda x: bool(x), timeout=120, what="import")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", servers["none"].log_path.read_text(errors="replace"))
+        accel = re.search(r'accel="?(\w+)"? reason=(.*)', text)
+        if not accel:
+            raise SystemExit("the server did not log its accelerator (is qemu-system-x86_64 installed?)")
+        accel_name = accel.group(1)
+        log(f"accelerator: {accel_name} ({accel.group(2).strip()})")
 
-        iid = api.run_instance(image=img, itype="ecs.g7.large", zone=ZONE)
+        api = apis["none"]
+        iid = api.run_instance(image=images["none"], itype="ecs.g7.large", zone=ZONE)
         poll(lambda: guest(console(api, iid)), lambda x: "ready" in x, timeout=180, what="first boot")
         times = boot_times(api, iid, args.boots)
         api.delete_instance(iid, force=True)
 
-        snap, refs = [], {"writeback": [], "none": []}
+        snap = {"none": [], "writeback": []}
+        refs = {"none": [], "writeback": []}
         for r in range(args.rounds):
-            log(f"round {r + 1}: Snapdisk")
-            snap.append(snapdisk_round(api, img, args.seconds))
-            for cache in refs:
+            for cache in ("none", "writeback"):
+                log(f"round {r + 1}: Snapdisk --cache {cache}")
+                snap[cache].append(snapdisk_round(apis[cache], images[cache], args.seconds))
                 log(f"round {r + 1}: raw file, cache={cache}")
                 refs[cache].append(reference_round("qemu-system-x86_64", accel_name, image, work, args.seconds, cache))
     finally:
-        srv.stop(timeout=60)
+        for srv in servers.values():
+            srv.stop(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
 
     firsts, readys = [t[0] for t in times], [t[1] for t in times]
     print(f"\nStartInstance → guest console, {accel_name}, {len(times)} starts: first line median "
           f"{med(firsts):.2f} s ({min(firsts):.2f}–{max(firsts):.2f}), ready median {med(readys):.2f} s "
           f"({min(readys):.2f}–{max(readys):.2f})")
-    print(f"\nGuest I/O, QD1, O_DIRECT, 1 GiB span, {args.seconds} s per phase, {args.rounds} rounds "
+    print(f"\nGuest I/O, QD1, O_DIRECT in the guest, 1 GiB span, {args.seconds} s per phase, {args.rounds} rounds "
           f"(median, spread), {accel_name}")
-    print("| metric | Snapdisk disk (NBD) | raw file, cache=writeback | raw file, cache=none aio=native "
-          "| Snapdisk / best reference |")
-    print("|---|---|---|---|---|")
+    print("| metric | Snapdisk --cache none | raw file cache=none aio=native | ratio "
+          "| Snapdisk --cache writeback | raw file cache=writeback | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for ph in PHASES:
-        s = [x[ph] for x in snap]
-        w = [x[ph] for x in refs["writeback"]]
-        n = [x[ph] for x in refs["none"]]
-        best = max(med(w), med(n))
         unit = "IOPS" if UNIT[ph] == "iops" else "MiB/s"
-        print(f"| {ph} ({unit}) | {med(s):,.1f} ({spread(s)}) | {med(w):,.1f} ({spread(w)}) | "
-              f"{med(n):,.1f} ({spread(n)}) | {med(s) / best:.2f} |")
+        cells = []
+        for cache in ("none", "writeback"):
+            a = [x[ph] for x in snap[cache]]
+            b = [x[ph] for x in refs[cache]]
+            cells += [f"{med(a):,.1f} ({spread(a)})", f"{med(b):,.1f} ({spread(b)})", f"{med(a) / med(b):.2f}"]
+        print(f"| {ph} ({unit}) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

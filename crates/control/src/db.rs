@@ -13,7 +13,18 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Version 5: snapshot groups (CreateSnapshotGroup); a group's snapshots name it.
+const SCHEMA_V5: &str = r#"
+CREATE TABLE IF NOT EXISTS snapshot_groups(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+  name TEXT NOT NULL, description TEXT NOT NULL, created_ms INTEGER NOT NULL, tags TEXT NOT NULL,
+  released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS snapshot_groups_page ON snapshot_groups(account_id, region_id, released, created_ms, id);
+ALTER TABLE snapshots ADD COLUMN group_id TEXT;
+CREATE INDEX IF NOT EXISTS snapshots_group ON snapshots(group_id);
+"#;
 
 /// Version 4: images have states (ImportImage converts in the background: Creating with a
 /// Progress, then Available or CreateFailed) and, while importing, what to import.
@@ -187,6 +198,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 4 {
             tx.execute_batch(SCHEMA_V4).map_err(wrap)?;
         }
+        if version < 5 {
+            tx.execute_batch(SCHEMA_V5).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -310,8 +324,16 @@ CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
 SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type, s.disk_category, s.name,
   s.description,
   CASE WHEN t.id IS NOT NULL AND s.status = 'progressing' THEN 'accomplished' ELSE s.status END AS status,
-  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released
+  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
+
+CREATE TEMP VIEW IF NOT EXISTS snapshot_groups_now AS
+SELECT g.id, g.account_id, g.region_id, g.instance_id, g.name, g.description, g.created_ms, g.tags, g.released,
+  (SELECT CASE WHEN SUM(m.status = 'failed') > 0 THEN 'failed'
+               WHEN SUM(m.status = 'progressing') > 0 THEN 'progressing'
+               ELSE 'accomplished' END
+   FROM snapshots_now m WHERE m.group_id = g.id AND m.released = 0) AS status
+FROM snapshot_groups g;
 "#;
 
 #[cfg(test)]

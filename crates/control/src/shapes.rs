@@ -78,7 +78,7 @@ fn civil(days: i64) -> (i64, i64, i64) {
 }
 
 /// `{"Tag": [{"TagKey", "TagValue"}...]}` from the stored JSON list of pairs.
-fn tags(o: &mut dyn Out, raw: &str) {
+pub(crate) fn tags(o: &mut dyn Out, raw: &str) {
     let tags: Vec<(String, String)> =
         if raw == "[]" { Vec::new() } else { serde_json::from_str(raw).unwrap_or_default() };
     o.wrapped("Tags", "Tag", |o| {

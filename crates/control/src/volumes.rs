@@ -40,6 +40,8 @@ pub trait Volumes: Send + Sync {
     fn create(&self, volume: &str, size_bytes: u64, source: Option<&str>) -> VolumeResult;
     /// Freeze the volume's current contents as `snapshot`.
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult;
+    /// Freeze several volumes at one point in time: (volume, snapshot) pairs, all or none.
+    fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult;
     /// Make the volume's contents those of `snapshot`, one of its own snapshots.
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult;
     /// Grow the volume to `size_bytes` (ResizeDisk). The same size again is a success; a
@@ -66,6 +68,9 @@ impl Volumes for std::sync::Arc<store::Engine> {
     }
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult {
         store::Engine::snapshot(self, volume, snapshot).map_err(VolumeError::from)
+    }
+    fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
+        store::Engine::snapshot_group(self, members).map_err(VolumeError::from)
     }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         store::Engine::reset(self, volume, snapshot).map_err(VolumeError::from)
@@ -132,6 +137,9 @@ impl<T: Volumes + ?Sized> Volumes for Box<T> {
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult {
         (**self).snapshot(volume, snapshot)
     }
+    fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
+        (**self).snapshot_group(members)
+    }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         (**self).reset(volume, snapshot)
     }
@@ -161,6 +169,9 @@ impl Volumes for Unavailable {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn snapshot(&self, _: &str, _: &str) -> VolumeResult {
+        Err(VolumeError::Unavailable(self.0.clone()))
+    }
+    fn snapshot_group(&self, _: &[(&str, &str)]) -> VolumeResult {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn reset(&self, _: &str, _: &str) -> VolumeResult {
@@ -234,6 +245,10 @@ impl<V: Volumes> Volumes for FaultInjector<V> {
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult {
         self.trip("snapshot")?;
         self.inner.snapshot(volume, snapshot)
+    }
+    fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
+        self.trip("snapshot")?;
+        self.inner.snapshot_group(members)
     }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         self.trip("reset")?;

@@ -375,6 +375,9 @@ impl control::volumes::Volumes for Uncertain {
     fn snapshot(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
         self.inner.snapshot(volume, snapshot)
     }
+    fn snapshot_group(&self, members: &[(&str, &str)]) -> control::volumes::VolumeResult {
+        self.inner.snapshot_group(members)
+    }
     fn reset(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
         self.inner.reset(volume, snapshot)
     }

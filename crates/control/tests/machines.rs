@@ -360,13 +360,15 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     let mut raw = vec![0u8; 3 << 20];
     raw[2 << 20..(2 << 20) + 6].copy_from_slice(b"MARKER");
     std::fs::write(bucket.join("disk.raw"), &raw).unwrap();
-    let out = std::process::Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(bucket.join("disk.raw"))
-        .arg(bucket.join("disk.qcow2"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    for (ext, fmt) in [("qcow2", "qcow2"), ("vhd", "vpc")] {
+        let out = std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", fmt])
+            .arg(bucket.join("disk.raw"))
+            .arg(bucket.join(format!("disk.{ext}")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
     let map = |obj: &'static str, fmt: &'static str| {
         vec![
             R,
@@ -405,6 +407,18 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     let snap = mapping["SnapshotId"].as_str().unwrap();
     let s = h.ok("DescribeSnapshots", &[R, ("SnapshotIds", &format!("[\"{snap}\"]"))]);
     assert_eq!(s["Snapshots"]["Snapshot"][0]["Status"], "accomplished");
+
+    // VHD too, its format found from the file when Format is not given.
+    let mut p = map("disk.vhd", "VHD");
+    p.pop();
+    let vhd = h.ok("ImportImage", &p)["ImageId"].as_str().unwrap().to_string();
+    let img = wait_image(&h, &vhd);
+    assert_eq!(img["Status"], "Available", "{img}");
+    let id = h.running_instance(&[("ImageId", &vhd)]);
+    let disks = h.ok("DescribeDisks", &[R, ("InstanceId", &id)]);
+    let sys = disks["Disks"]["Disk"][0]["DiskId"].as_str().unwrap().to_string();
+    store::BlockRead::read_at(&*h.engine.volume(&sys).unwrap(), &mut buf, 2 << 20).unwrap();
+    assert_eq!(&buf[..6], b"MARKER");
 
     // Refusals: unknown bucket or object, a path out of the bucket, a bad format.
     let code = |p: Vec<(&str, &str)>| h.call("ImportImage", &p).unwrap_err().code;

@@ -9,6 +9,10 @@ use crate::params::{Paging, Params};
 /// tools that exercise them all, such as the fuzz targets.
 pub const ACTION_NAMES: &[&str] = &[
     "ResetDisk",
+    "ResetDisks",
+    "CreateSnapshotGroup",
+    "DescribeSnapshotGroups",
+    "DeleteSnapshotGroup",
     "CreateDisk",
     "DescribeDisks",
     "DeleteDisk",
@@ -201,6 +205,13 @@ pub enum Action {
         tags: Vec<(String, Option<String>)>,
     },
     DescribeTags(crate::tagging::DescribeTags),
+    /// The snapshot-group family and ResetDisks (`crate::groups`).
+    CreateSnapshotGroup(crate::groups::CreateSnapshotGroup),
+    DescribeSnapshotGroups(crate::groups::DescribeSnapshotGroups),
+    DeleteSnapshotGroup {
+        id: String,
+    },
+    ResetDisks(crate::groups::ResetDisks),
     ModifySnapshotAttribute {
         snapshot_id: String,
         name: Option<String>,
@@ -404,6 +415,7 @@ impl Action {
                 | Action::DescribeZones
                 | Action::ListTagResources(_)
                 | Action::DescribeTags(_)
+                | Action::DescribeSnapshotGroups(_)
                 | Action::DescribeInstanceAttribute { .. }
                 | Action::DescribeUserData { .. }
                 | Action::GetInstanceConsoleOutput { .. }
@@ -425,6 +437,7 @@ impl Action {
                 | Action::CreateInstance { .. }
                 | Action::CreateImage { .. }
                 | Action::ImportImage(_)
+                | Action::CreateSnapshotGroup(_)
         )
     }
 
@@ -751,7 +764,7 @@ impl Action {
                 region_required = true;
                 Action::DeleteImage { image_id: p.req_str("ImageId")?, force: p.bool_or("Force", false)? }
             }
-            other => match crate::tagging::parse(other, p) {
+            other => match crate::tagging::parse(other, p).or_else(|| crate::groups::parse(other, p)) {
                 Some(action) => {
                     region_required = true;
                     action?

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod auth;
 pub mod error;
+pub mod groups;
 pub mod node;
 pub mod params;
 pub mod render;

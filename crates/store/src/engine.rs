@@ -320,6 +320,72 @@ impl Engine {
         Ok(())
     }
 
+    /// Freeze several volumes at one point in time (a snapshot group): every head is locked
+    /// before any is frozen, so a write completed before this call is in every member and a
+    /// write that completes after it in none. One log record: after a crash all the members
+    /// exist or none does. O(1) per volume. Idempotent when every member exists already (for
+    /// the same volume); `members` holds distinct volumes and distinct snapshot names.
+    ///
+    /// Errors: `NotFound` for an unknown volume; `Invalid` for a repeated volume or name, or
+    /// when only some of the snapshots exist; `AlreadyExists` when one names another volume's.
+    pub fn snapshot_group(&self, members: &[(&str, &str)]) -> Result<()> {
+        let mut meta = self.meta()?;
+        let mut existing = 0;
+        for (volume, snapshot) in members {
+            if let Some(s) = meta.snapshots.get(*snapshot) {
+                if s.volume != *volume {
+                    return Err(StoreError::new(
+                        ErrorKind::AlreadyExists,
+                        format!("snapshot {snapshot} belongs to {}", s.volume),
+                    ));
+                }
+                existing += 1;
+            }
+        }
+        if existing == members.len() {
+            return Ok(());
+        }
+        if existing > 0 {
+            return Err(StoreError::new(ErrorKind::Invalid, "some of the group's snapshots exist already".to_string()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (volume, snapshot) in members {
+            if !seen.insert(("v", *volume)) || !seen.insert(("s", *snapshot)) {
+                return Err(StoreError::new(ErrorKind::Invalid, format!("{volume} or {snapshot} is named twice")));
+            }
+        }
+        let mut vols = Vec::with_capacity(members.len());
+        for (volume, snapshot) in members {
+            let v = meta.volumes.get(*volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
+            vols.push((*volume, *snapshot, v));
+        }
+        // Locks in name order: two groups never wait on each other.
+        vols.sort_by(|a, b| a.0.cmp(b.0));
+        let mut heads = Vec::with_capacity(vols.len());
+        for (_, _, v) in &vols {
+            heads.push(v.head_write()?);
+        }
+        let mut record = Vec::with_capacity(vols.len());
+        for (volume, snapshot, _) in &vols {
+            record.push((volume.to_string(), snapshot.to_string(), Self::new_layer(&mut meta)));
+        }
+        self.io.append_sync(&[Record::SnapshotGroup { members: record.clone() }], Vec::new())?;
+        for ((head, (_, _, vol)), (volume, snapshot, new_layer)) in heads.iter_mut().zip(&vols).zip(record) {
+            let old = std::mem::replace(
+                &mut **head,
+                Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
+            );
+            head.parent = Some(old.layer);
+            head.map = old.map.clone();
+            meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
+            meta.snapshots.insert(
+                snapshot,
+                Snap { volume, layer: old.layer, size: vol.size.load(Ordering::Acquire), map: old.map },
+            );
+        }
+        Ok(())
+    }
+
     /// Make the volume's contents those of one of its snapshots, any of them; newer snapshots
     /// stay. O(1): the old head is handed to GC.
     pub fn reset(&self, volume: &str, snapshot: &str) -> Result<()> {
@@ -618,6 +684,25 @@ struct State {
 }
 
 impl State {
+    /// Replay of a snapshot (alone or in a group): `volume`'s head is frozen as `snapshot` and
+    /// a new head `new_layer` continues on it.
+    fn snapshot(&mut self, volume: &str, snapshot: &str, new_layer: LayerId) -> Result<()> {
+        self.see(new_layer, 0);
+        let (size, head) =
+            self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("snapshot of missing {volume}")))?;
+        let size = *size;
+        let old =
+            std::mem::replace(head, Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() });
+        head.parent = Some(old.layer);
+        head.map = old.map.clone();
+        self.head_by_layer.remove(&old.layer);
+        self.head_by_layer.insert(new_layer, volume.to_string());
+        self.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
+        self.snapshots
+            .insert(snapshot.to_string(), Snap { volume: volume.to_string(), layer: old.layer, size, map: old.map });
+        Ok(())
+    }
+
     /// The parent layer and block map of a head made on snapshot `from`, or on nothing.
     fn base(&self, from: Option<&str>, what: &str) -> Result<(Option<LayerId>, BlockMap)> {
         match from {
@@ -769,22 +854,11 @@ impl State {
                 let (parent, map) = self.base(from.as_deref(), "clone")?;
                 self.set_head(volume, *size, Head { layer: *layer, parent, own: OwnMap::new(), map });
             }
-            Record::Snapshot { volume, snapshot, new_layer } => {
-                self.see(*new_layer, 0);
-                let (size, head) =
-                    self.heads.get_mut(volume).ok_or_else(|| Self::bad(format!("snapshot of missing {volume}")))?;
-                let size = *size;
-                let old = std::mem::replace(
-                    head,
-                    Head { layer: *new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
-                );
-                head.parent = Some(old.layer);
-                head.map = old.map.clone();
-                self.head_by_layer.remove(&old.layer);
-                self.head_by_layer.insert(*new_layer, volume.clone());
-                self.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
-                self.snapshots
-                    .insert(snapshot.clone(), Snap { volume: volume.clone(), layer: old.layer, size, map: old.map });
+            Record::Snapshot { volume, snapshot, new_layer } => self.snapshot(volume, snapshot, *new_layer)?,
+            Record::SnapshotGroup { members } => {
+                for (volume, snapshot, new_layer) in members {
+                    self.snapshot(volume, snapshot, *new_layer)?;
+                }
             }
             Record::Reset { volume, snapshot, new_layer } => {
                 self.see(*new_layer, 0);

@@ -57,6 +57,11 @@ pub enum Record {
     DeleteSnapshot {
         snapshot: String,
     },
+    /// Several volumes frozen at one point (a snapshot group): one record, so a crash keeps
+    /// all of the members or none. Each member is (volume, snapshot, new head layer).
+    SnapshotGroup {
+        members: Vec<(String, String, LayerId)>,
+    },
     /// The volume's size is now `size` bytes (grow only; blocks past the old end read as
     /// zeros because no layer maps them).
     Resize {
@@ -209,6 +214,15 @@ impl Record {
                 w.str(snapshot);
                 w.u64(*new_layer);
             }
+            Record::SnapshotGroup { members } => {
+                w.u8(16);
+                w.u32(members.len() as u32);
+                for (volume, snapshot, new_layer) in members {
+                    w.str(volume);
+                    w.str(snapshot);
+                    w.u64(*new_layer);
+                }
+            }
             Record::Reset { volume, snapshot, new_layer } => {
                 w.u8(5);
                 w.str(volume);
@@ -299,6 +313,18 @@ impl Record {
             13 => Record::NextIds { layer: r.u64()?, phys: r.u64()? },
             14 => Record::Resize { volume: r.str()?, size: r.u64()? },
             15 => Record::Rebase { volume: r.str()?, from: r.ostr()?, new_layer: r.u64()? },
+            16 => {
+                let n = r.u32()? as usize;
+                // Each member takes at least 16 bytes: a count past what is left is corrupt.
+                if n > r.0.len() / 16 {
+                    return Err(StoreError::corrupt("snapshot group record has a bad member count"));
+                }
+                let mut members = Vec::with_capacity(n);
+                for _ in 0..n {
+                    members.push((r.str()?, r.str()?, r.u64()?));
+                }
+                Record::SnapshotGroup { members }
+            }
             k => {
                 return Err(StoreError::corrupt(format!("unknown metadata record kind {k}")));
             }
@@ -390,6 +416,8 @@ mod tests {
             Record::Resize { volume: "d-1".into(), size: 2 << 30 },
             Record::Rebase { volume: "d-1".into(), from: Some("s-1".into()), new_layer: 9 },
             Record::Rebase { volume: "d-1".into(), from: None, new_layer: 10 },
+            Record::SnapshotGroup { members: vec![("d-1".into(), "s-7".into(), 11), ("d-3".into(), "s-8".into(), 12)] },
+            Record::SnapshotGroup { members: vec![] },
         ]
     }
 

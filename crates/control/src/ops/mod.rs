@@ -4,6 +4,7 @@
 
 mod catalog;
 mod disks;
+mod groups;
 mod idempotency;
 mod images;
 mod instances;
@@ -89,6 +90,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
             catalog::describe_instance_type_families(generation.as_deref())
         }
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
+        Action::DescribeSnapshotGroups(d) => groups::describe_snapshot_groups(conn, env, d),
         Action::GetInstanceConsoleOutput { instance_id, remove_symbols } => {
             instances::get_instance_console_output(conn, env, &instance_id, remove_symbols)
         }
@@ -153,6 +155,9 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
             images::create_image(conn, env, &snapshot_id, image_name, description)
         }
         Action::ImportImage(req) => images::import_image(conn, env, req),
+        Action::CreateSnapshotGroup(c) => groups::create_snapshot_group(conn, env, c),
+        Action::DeleteSnapshotGroup { id } => groups::delete_snapshot_group(conn, env, &id),
+        Action::ResetDisks(r) => groups::reset_disks(conn, env, r),
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
         Action::TagResources(t) => tags::tag_resources(conn, env, t),
         Action::UntagResources(u) => tags::untag_resources(conn, env, u),

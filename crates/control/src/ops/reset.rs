@@ -9,10 +9,11 @@
 
 use super::storage::{self, Intent};
 use super::{R, begin, dry_run_ok};
+use crate::model::{Disk, Snapshot};
 use crate::{Env, guards};
 use ecs_api::Code;
 use ecs_api::action::ResetDisk;
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 
 /// Snapshots made before this instant (2013-07-15T00:00:00Z) cannot restore a disk.
@@ -20,14 +21,29 @@ const TOO_OLD_MS: i64 = 1_373_846_400_000;
 
 pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Value> {
     let tx = begin(conn)?;
-    let acct = guards::account(&tx, env.account_id)?;
-    guards::whitelist(&tx, env)?;
+    let (disk, snap) = checked(&tx, env, &r.disk_id, &r.snapshot_id)?;
+    if r.dry_run {
+        return Err(dry_run_ok());
+    }
+
+    let intent = Intent::Reset { disk: disk.id.clone(), snapshot: snap.id.clone() };
+    let id = storage::begin_reiniting(&tx, env, &disk.id, &intent)?;
+    tx.commit()?;
+    storage::run_one(conn, env, id, intent)?;
+    Ok(json!({}))
+}
+
+/// Every check of ResetDisk but DryRun, in the documented order: the disk and the snapshot
+/// it would be reset to.
+pub(crate) fn checked(tx: &Transaction, env: &Env, disk_id: &str, snapshot_id: &str) -> R<(Disk, Snapshot)> {
+    let acct = guards::account(tx, env.account_id)?;
+    guards::whitelist(tx, env)?;
     guards::snapshot_service(&acct)?;
-    let disk = guards::disk(&tx, env, &r.disk_id)?;
+    let disk = guards::disk(tx, env, disk_id)?;
     if disk.is_local() {
         return Err(Code::DiskCategoryOperationNotSupported.into());
     }
-    let snap = guards::snapshot(&tx, env, &r.snapshot_id)?;
+    let snap = guards::snapshot(tx, env, snapshot_id)?;
     if snap.disk_id != disk.id {
         return Err(Code::InvalidParameterMismatch.into());
     }
@@ -41,10 +57,10 @@ pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Va
         return Err(Code::InvalidSnapshotIdNotReady.into());
     }
     if disk.encrypted {
-        guards::kms(&tx, env, &acct, disk.kms_key_id.as_deref())?;
+        guards::kms(tx, env, &acct, disk.kms_key_id.as_deref())?;
     }
     guards::balance(&acct)?;
-    let instance = guards::usable_instance_of(&tx, env, &acct, &disk)?;
+    let instance = guards::usable_instance_of(tx, env, &acct, &disk)?;
     match disk.status.as_str() {
         // Another reset of this disk is under way.
         "ReIniting" => return Err(Code::OperationConflict.into()),
@@ -68,13 +84,5 @@ pub(crate) fn reset_disk(conn: &mut Connection, env: &Env, r: ResetDisk) -> R<Va
     {
         return Err(Code::IncorrectInstanceStatus.into());
     }
-    if r.dry_run {
-        return Err(dry_run_ok());
-    }
-
-    let intent = Intent::Reset { disk: disk.id.clone(), snapshot: snap.id.clone() };
-    let id = storage::begin_reiniting(&tx, env, &disk.id, &intent)?;
-    tx.commit()?;
-    storage::run_one(conn, env, id, intent)?;
-    Ok(json!({}))
+    Ok((disk, snap))
 }

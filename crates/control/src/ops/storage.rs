@@ -43,6 +43,10 @@ pub(crate) enum Intent {
     DeleteSnapshot {
         snapshot: String,
     },
+    /// CreateSnapshotGroup: (disk, snapshot) pairs frozen at one point.
+    SnapshotGroup {
+        members: Vec<(String, String)>,
+    },
 }
 
 impl Intent {
@@ -57,6 +61,12 @@ impl Intent {
             Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot.clone()), None),
             Intent::DeleteVolume { disk } => ("delete_volume", disk, None, None),
             Intent::DeleteSnapshot { snapshot } => ("delete_snapshot", snapshot, None, None),
+            Intent::SnapshotGroup { members } => (
+                "snapshot_group",
+                members.first().map(|m| m.0.as_str()).unwrap_or_default(),
+                serde_json::to_string(members).ok(),
+                None,
+            ),
         }
     }
 
@@ -73,6 +83,7 @@ impl Intent {
             "reinit" => Intent::ReInit { disk: volume, source: snapshot },
             "delete_volume" => Intent::DeleteVolume { disk: volume },
             "delete_snapshot" => Intent::DeleteSnapshot { snapshot: volume },
+            "snapshot_group" => Intent::SnapshotGroup { members: serde_json::from_str(&snapshot?).ok()? },
             _ => return None,
         })
     }
@@ -86,6 +97,10 @@ impl Intent {
             Intent::ReInit { disk, source } => v.reinit(disk, source.as_deref()),
             Intent::DeleteVolume { disk } => v.delete_volume(disk),
             Intent::DeleteSnapshot { snapshot } => v.delete_snapshot(snapshot),
+            Intent::SnapshotGroup { members } => {
+                let pairs: Vec<(&str, &str)> = members.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
+                v.snapshot_group(&pairs)
+            }
         }
     }
 
@@ -115,6 +130,12 @@ impl Intent {
             }
             Intent::DeleteSnapshot { snapshot } => {
                 tx.execute("UPDATE snapshots SET released=0 WHERE id=?1", [snapshot])?;
+            }
+            Intent::SnapshotGroup { members } => {
+                for (_, snapshot) in members {
+                    tx.execute("UPDATE snapshots SET status='failed' WHERE id=?1", [snapshot])?;
+                    tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [snapshot])?;
+                }
             }
         }
         Ok(())
