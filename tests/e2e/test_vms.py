@@ -247,3 +247,25 @@ def test_server_restart_brings_running_instances_back(api, image, vm_server):
     lines = wait_console(api2, iid, ready, "boot after the server was killed")
     assert boots(lines) == [3]
     api2.delete_instance(iid, force=True)
+
+
+def test_replace_system_disk_boots_the_new_image(api, image, vm_server):
+    """An instance from the blank image (no OS: its VM is killed at once on StopInstance) gets the
+    guest image with ReplaceSystemDisk and boots it; the old system disk is released."""
+    iid = api.run_instance(image="blank_x64_20G.vhd", itype=ITYPE, zone=ZONE)
+    old = api.system_disk(iid)["DiskId"]
+    t0 = time.monotonic()
+    api.stop(iid, wait=False)
+    wait_status(api, iid, "Stopped", timeout=20)
+    assert time.monotonic() - t0 < 10, "no guest to wait for"
+    body = _m(api.client.replace_system_disk(ecs_models.ReplaceSystemDiskRequest(
+        instance_id=iid, image_id=image, system_disk=ecs_models.ReplaceSystemDiskRequestSystemDisk(size=20))))
+    new = body["DiskId"]
+    assert new != old and api.disk(old) is None
+    assert api.system_disk(iid)["DiskId"] == new
+    assert api.instance(iid)["ImageId"] == image
+    api.wait_disk(new, "In_use")
+    api.start(iid, wait=False)
+    lines = wait_console(api, iid, ready, "boot of the new system disk")
+    assert boots(lines) == [1]
+    api.delete_instance(iid, force=True)

@@ -203,6 +203,17 @@ impl Control {
                 }
                 return Ok(json!({}));
             }
+            "auto-snapshot-run" => {
+                // The scheduler at a given moment (a test clock): {"Now": RFC 3339}, else now.
+                let now = match body.get("Now").and_then(Value::as_str) {
+                    None => crate::model::now_ms(),
+                    Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                        .map_err(|e| AdminError::BadRequest(format!("Now: {e}")))?
+                        .timestamp_millis(),
+                };
+                let run = self.run_auto_snapshots(now).map_err(|e| AdminError::Internal(e.to_string()))?;
+                return Ok(json!({"Taken": run.taken, "Deleted": run.deleted}));
+            }
             "timings" => {
                 let p: TimingsPatch = parse(body)?;
                 let mut t: Timings = self.timings();

@@ -13,7 +13,22 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
+
+/// Version 6: automatic snapshot policies, the policy of each disk with the schedule point of
+/// its last automatic snapshot, and which snapshots a policy took.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE IF NOT EXISTS auto_snapshot_policies(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, name TEXT NOT NULL,
+  time_points TEXT NOT NULL, repeat_weekdays TEXT NOT NULL, retention_days INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL, tags TEXT NOT NULL, released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS auto_snapshot_policies_page
+  ON auto_snapshot_policies(account_id, region_id, released, created_ms, id);
+ALTER TABLE disks ADD COLUMN auto_snapshot_policy_id TEXT;
+ALTER TABLE disks ADD COLUMN auto_snapshot_last_ms INTEGER;
+CREATE INDEX IF NOT EXISTS disks_policy ON disks(auto_snapshot_policy_id);
+ALTER TABLE snapshots ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// Version 5: snapshot groups (CreateSnapshotGroup); a group's snapshots name it.
 const SCHEMA_V5: &str = r#"
@@ -201,6 +216,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 5 {
             tx.execute_batch(SCHEMA_V5).map_err(wrap)?;
         }
+        if version < 6 {
+            tx.execute_batch(SCHEMA_V6).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -301,7 +319,7 @@ SELECT d.id, d.account_id, d.region_id, d.zone_id, d.name, d.description, d.cate
   CASE WHEN t.id IS NOT NULL AND (d.status = 'Attaching' OR (d.status = 'Creating' AND d.instance_id IS NOT NULL))
        THEN t.due_ms ELSE d.attached_ms END AS attached_ms,
   CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN t.due_ms ELSE d.detached_ms END AS detached_ms,
-  d.tags, d.serial, d.released, d.delete_auto_snapshot, d.enable_auto_snapshot
+  d.tags, d.serial, d.released, d.delete_auto_snapshot, d.enable_auto_snapshot, d.auto_snapshot_policy_id
 FROM disks d LEFT JOIN transitions t ON t.kind = 'disk' AND t.id = d.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS instances_now AS
@@ -324,8 +342,12 @@ CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
 SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type, s.disk_category, s.name,
   s.description,
   CASE WHEN t.id IS NOT NULL AND s.status = 'progressing' THEN 'accomplished' ELSE s.status END AS status,
-  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id
+  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id, s.auto
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
+
+CREATE TEMP VIEW IF NOT EXISTS auto_snapshot_policies_now AS
+SELECT p.*, (SELECT COUNT(*) FROM disks d WHERE d.auto_snapshot_policy_id = p.id AND d.released = 0) AS disk_nums
+FROM auto_snapshot_policies p;
 
 CREATE TEMP VIEW IF NOT EXISTS snapshot_groups_now AS
 SELECT g.id, g.account_id, g.region_id, g.instance_id, g.name, g.description, g.created_ms, g.tags, g.released,

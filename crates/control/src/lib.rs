@@ -8,6 +8,7 @@
 //! views, so what a poller sees does not depend on when the ticker last ran.
 
 pub mod admin;
+pub mod autosnap;
 pub mod config;
 mod db;
 pub mod exports;

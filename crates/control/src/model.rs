@@ -57,10 +57,12 @@ pub struct Disk<S = String> {
     pub delete_auto_snapshot: bool,
     /// ModifyDiskAttribute's EnableAutoSnapshot; `None`: the category's default.
     pub enable_auto_snapshot: Option<bool>,
+    /// The automatic snapshot policy applied to the disk (ApplyAutoSnapshotPolicy).
+    pub auto_snapshot_policy_id: Option<S>,
 }
 
 impl Disk {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released, delete_auto_snapshot, enable_auto_snapshot";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released, delete_auto_snapshot, enable_auto_snapshot, auto_snapshot_policy_id";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Disk> {
         Disk::read(r)
@@ -98,6 +100,7 @@ impl<S: FromSql> Disk<S> {
             released: r.get(24)?,
             delete_auto_snapshot: r.get(25)?,
             enable_auto_snapshot: r.get(26)?,
+            auto_snapshot_policy_id: r.get(27)?,
         })
     }
 }
@@ -194,10 +197,12 @@ pub struct Snapshot {
     pub legacy: bool,
     pub tags: String,
     pub released: bool,
+    /// Taken by an automatic snapshot policy (SnapshotType `auto`).
+    pub auto: bool,
 }
 
 impl Snapshot {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released, auto";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Snapshot> {
         Ok(Snapshot {
@@ -219,6 +224,7 @@ impl Snapshot {
             legacy: r.get(15)?,
             tags: r.get(16)?,
             released: r.get(17)?,
+            auto: r.get(18)?,
         })
     }
 

@@ -138,8 +138,8 @@ impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
         o.field("DeleteWithInstance", &self.delete_with_instance);
         o.field("DeleteAutoSnapshot", &self.delete_auto_snapshot);
         o.field("EnableAutoSnapshot", &self.enable_auto_snapshot.unwrap_or(!local));
-        o.field("EnableAutomatedSnapshotPolicy", &false);
-        o.field("AutoSnapshotPolicyId", "");
+        o.field("EnableAutomatedSnapshotPolicy", &self.auto_snapshot_policy_id.is_some());
+        o.field("AutoSnapshotPolicyId", opts(&self.auto_snapshot_policy_id));
         o.field("PerformanceLevel", opts(&self.performance_level));
         o.field("IOPS", &iops);
         o.field("MultiAttach", "Disabled");
@@ -375,7 +375,7 @@ impl Emit for SnapshotView {
         o.field("SourceDiskSize", &s.disk_size_gib.to_string());
         o.field("SourceDiskType", &s.disk_type);
         o.field("SourceStorageType", "disk");
-        o.field("SnapshotType", "user");
+        o.field("SnapshotType", if s.auto { "auto" } else { "user" });
         o.field("Usage", self.usage);
         o.field("Category", "standard");
         o.field("Encrypted", &s.encrypted);

@@ -420,6 +420,36 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     store::BlockRead::read_at(&*h.engine.volume(&sys).unwrap(), &mut buf, 2 << 20).unwrap();
     assert_eq!(&buf[..6], b"MARKER");
 
+    // ReplaceSystemDisk: a Stopped instance from the blank image gets the imported image's
+    // bytes on a new system disk; the old one is released.
+    let blank = h.running_instance(&[("ImageId", "blank_x64_20G.vhd")]);
+    let sys_disk = |i: &str| -> Value {
+        let d = h.ok("DescribeDisks", &[R, ("InstanceId", i), ("DiskType", "system")]);
+        d["Disks"]["Disk"][0].clone()
+    };
+    let old = sys_disk(&blank)["DiskId"].as_str().unwrap().to_string();
+    let e = h.call("ReplaceSystemDisk", &[("InstanceId", &blank), ("ImageId", &image)]).unwrap_err();
+    assert_eq!(e.code, Code::IncorrectInstanceStatus);
+    h.ok("StopInstance", &[("InstanceId", &blank)]);
+    h.wait(&blank, "Stopped");
+    let e = h.call("ReplaceSystemDisk", &[("InstanceId", &blank), ("ImageId", "m-nope")]).unwrap_err();
+    assert_eq!(e.code, Code::InvalidImageIdNotFound);
+    let v = h.ok("ReplaceSystemDisk", &[("InstanceId", &blank), ("ImageId", &image), ("SystemDisk.Size", "30")]);
+    let new = v["DiskId"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    let d = sys_disk(&blank);
+    assert_eq!(
+        (d["DiskId"].as_str().unwrap(), d["ImageId"].as_str().unwrap(), d["Size"].as_i64().unwrap()),
+        (new.as_str(), image.as_str(), 30)
+    );
+    assert_eq!(d["Device"], "/dev/xvda");
+    let gone = h.ok("DescribeDisks", &[R, ("DiskIds", &format!("[\"{old}\"]"))]);
+    assert!(gone["Disks"]["Disk"].as_array().unwrap().is_empty(), "the old system disk is released");
+    store::BlockRead::read_at(&*h.engine.volume(&new).unwrap(), &mut buf, 2 << 20).unwrap();
+    assert_eq!(&buf[..6], b"MARKER");
+    let inst = h.ok("DescribeInstances", &[R, ("InstanceIds", &format!("[\"{blank}\"]"))]);
+    assert_eq!(inst["Instances"]["Instance"][0]["ImageId"], image.as_str());
+
     // Refusals: unknown bucket or object, a path out of the bucket, a bad format.
     let code = |p: Vec<(&str, &str)>| h.call("ImportImage", &p).unwrap_err().code;
     let mut p = map("disk.qcow2", "QCOW2");

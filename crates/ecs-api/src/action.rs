@@ -10,6 +10,12 @@ use crate::params::{Paging, Params};
 pub const ACTION_NAMES: &[&str] = &[
     "ResetDisk",
     "ResetDisks",
+    "CreateAutoSnapshotPolicy",
+    "ModifyAutoSnapshotPolicyEx",
+    "DescribeAutoSnapshotPolicyEx",
+    "DeleteAutoSnapshotPolicy",
+    "ApplyAutoSnapshotPolicy",
+    "CancelAutoSnapshotPolicy",
     "CreateSnapshotGroup",
     "DescribeSnapshotGroups",
     "DeleteSnapshotGroup",
@@ -30,6 +36,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "StartInstance",
     "StopInstance",
     "RebootInstance",
+    "ReplaceSystemDisk",
     "StartInstances",
     "StopInstances",
     "DescribeInstances",
@@ -142,6 +149,15 @@ pub enum Action {
         force_stop: bool,
         dry_run: bool,
     },
+    /// ReplaceSystemDisk: a new system disk from `image_id`; the old one is released.
+    ReplaceSystemDisk {
+        instance_id: String,
+        image_id: String,
+        /// `SystemDisk.Size`, GiB.
+        size_gib: Option<i64>,
+        encrypted: bool,
+        kms_key_id: Option<String>,
+    },
     StartInstances {
         instance_ids: Vec<String>,
         dry_run: bool,
@@ -212,6 +228,26 @@ pub enum Action {
         id: String,
     },
     ResetDisks(crate::groups::ResetDisks),
+    /// The automatic snapshot policy family (`crate::policies`).
+    CreateAutoSnapshotPolicy {
+        schedule: crate::policies::Schedule,
+        tags: Vec<(String, String)>,
+    },
+    ModifyAutoSnapshotPolicy {
+        policy_id: String,
+        schedule: crate::policies::Schedule,
+    },
+    DescribeAutoSnapshotPolicies(crate::policies::DescribeAutoSnapshotPolicies),
+    DeleteAutoSnapshotPolicy {
+        policy_id: String,
+    },
+    ApplyAutoSnapshotPolicy {
+        policy_id: String,
+        disk_ids: Vec<String>,
+    },
+    CancelAutoSnapshotPolicy {
+        disk_ids: Vec<String>,
+    },
     ModifySnapshotAttribute {
         snapshot_id: String,
         name: Option<String>,
@@ -338,6 +374,8 @@ pub struct DescribeSnapshots {
     pub snapshot_ids: Option<Vec<String>>,
     pub name: Option<String>,
     pub status: Option<String>,
+    /// `SnapshotType`: `Some(true)` automatic only, `Some(false)` user only, `None` all.
+    pub auto: Option<bool>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
@@ -416,6 +454,7 @@ impl Action {
                 | Action::ListTagResources(_)
                 | Action::DescribeTags(_)
                 | Action::DescribeSnapshotGroups(_)
+                | Action::DescribeAutoSnapshotPolicies(_)
                 | Action::DescribeInstanceAttribute { .. }
                 | Action::DescribeUserData { .. }
                 | Action::GetInstanceConsoleOutput { .. }
@@ -438,6 +477,7 @@ impl Action {
                 | Action::CreateImage { .. }
                 | Action::ImportImage(_)
                 | Action::CreateSnapshotGroup(_)
+                | Action::ReplaceSystemDisk { .. }
         )
     }
 
@@ -594,6 +634,12 @@ impl Action {
                     snapshot_ids: p.json_list("SnapshotIds", 100)?,
                     name: p.opt_str("SnapshotName"),
                     status: p.opt_str("Status").filter(|s| s != "all"),
+                    auto: match p.opt_str("SnapshotType").as_deref() {
+                        None | Some("all") => None,
+                        Some("auto") => Some(true),
+                        Some("user") => Some(false),
+                        Some(_) => return Err(ApiError::invalid("SnapshotType")),
+                    },
                     tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
@@ -658,6 +704,13 @@ impl Action {
                 instance_id: p.req_str("InstanceId")?,
                 force_stop: p.bool_or("ForceStop", false)?,
                 dry_run: dry()?,
+            },
+            "ReplaceSystemDisk" => Action::ReplaceSystemDisk {
+                instance_id: p.req_str("InstanceId")?,
+                image_id: p.req_str("ImageId")?,
+                size_gib: p.opt_range("SystemDisk.Size", 1, 2048)?,
+                encrypted: p.bool_or("Encrypted", false)?,
+                kms_key_id: p.opt_str("KMSKeyId"),
             },
             "DescribeInstanceTypes" => {
                 let float = |name: &str| -> Result<Option<f64>, ApiError> {
@@ -764,7 +817,10 @@ impl Action {
                 region_required = true;
                 Action::DeleteImage { image_id: p.req_str("ImageId")?, force: p.bool_or("Force", false)? }
             }
-            other => match crate::tagging::parse(other, p).or_else(|| crate::groups::parse(other, p)) {
+            other => match crate::tagging::parse(other, p)
+                .or_else(|| crate::groups::parse(other, p))
+                .or_else(|| crate::policies::parse(other, p))
+            {
                 Some(action) => {
                     region_required = true;
                     action?
@@ -772,7 +828,12 @@ impl Action {
                 None => return Err(Code::InvalidActionNotFound.into()),
             },
         };
-        let region_id = if region_required { Some(p.req_str("RegionId")?) } else { p.opt_str("RegionId") };
+        // The automatic snapshot policy actions spell it `regionId` (API reference).
+        let region = p.opt_str("RegionId").or_else(|| p.opt_str("regionId"));
+        let region_id = match region {
+            None if region_required => return Err(ApiError::missing("RegionId")),
+            r => r,
+        };
         let client_token = match p.opt_str("ClientToken") {
             Some(_) if !action.takes_client_token() => None,
             // Documented: ASCII only, at most 64 characters.

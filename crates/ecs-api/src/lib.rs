@@ -7,6 +7,7 @@ pub mod error;
 pub mod groups;
 pub mod node;
 pub mod params;
+pub mod policies;
 pub mod render;
 pub mod tagging;
 pub mod write;

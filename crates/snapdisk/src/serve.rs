@@ -342,6 +342,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let reconcile = n.is_multiple_of(4);
                 match tokio::task::spawn_blocking(move || {
                     c.tick()?;
+                    // Every second, automatic snapshot policies.
+                    if n.is_multiple_of(40) {
+                        c.run_auto_snapshots(control::model::now_ms())?;
+                    }
                     if reconcile {
                         c.run_imports()?;
                         c.reconcile_machines()

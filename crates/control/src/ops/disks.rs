@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 /// A disk about to be inserted, before its storage exists.
 pub(crate) struct NewDisk<'a> {
+    pub region_id: &'a str,
     pub zone_id: &'a str,
     pub name: Option<&'a str>,
     pub description: Option<&'a str>,
@@ -58,7 +59,7 @@ pub(crate) fn insert(tx: &Transaction, env: &Env, d: &NewDisk) -> R<(String, i64
           delete_with_instance, charge_type, created_ms, tags, serial)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Creating', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
-            id, env.account_id, env.region_id.unwrap_or_default(), d.zone_id, d.name.unwrap_or_default(),
+            id, env.account_id, d.region_id, d.zone_id, d.name.unwrap_or_default(),
             d.description.unwrap_or_default(), d.category, d.size_gib, d.disk_type, instance_id, device,
             d.image_id, d.source_snapshot_id, d.encrypted, d.kms_key_id, pl, d.delete_with_instance,
             d.charge_type, env.now, tags_json(d.tags), uuid_like(&id)
@@ -121,6 +122,7 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
         &tx,
         env,
         &NewDisk {
+            region_id: env.region_id.unwrap_or_default(),
             zone_id: zone,
             name: c.name.as_deref(),
             description: c.description.as_deref(),

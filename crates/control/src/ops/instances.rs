@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 /// Prepaid instances are bought for a month unless the operator expires them sooner.
 const PREPAID_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// An image an instance can boot from: (size GiB, backing snapshot).
-fn image(tx: &Transaction, env: &Env, id: &str) -> R<(i64, Option<String>)> {
+/// An image an instance can boot from, in `region`: (size GiB, backing snapshot).
+pub(crate) fn image(tx: &Transaction, env: &Env, id: &str, region: &str) -> R<(i64, Option<String>)> {
     if let Some((_, _, size, _)) = config::PUBLIC_IMAGES.iter().find(|(i, ..)| *i == id) {
         return Ok((*size, None));
     }
@@ -27,7 +27,7 @@ fn image(tx: &Transaction, env: &Env, id: &str) -> R<(i64, Option<String>)> {
         .query_row(
             "SELECT size_gib, snapshot_id, status FROM images
              WHERE id=?1 AND account_id=?2 AND region_id=?3 AND released=0",
-            [id, env.account_id, env.region_id.unwrap_or_default()],
+            [id, env.account_id, region],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
@@ -80,7 +80,7 @@ pub(crate) fn run_instances(
         None => region.zones.first().map(|z| z.id.clone()).ok_or(Code::InvalidZoneIdNotFound)?,
     };
     guards::zone(env, &zone)?;
-    let (image_size, image_snapshot) = image(&tx, env, &spec.image_id)?;
+    let (image_size, image_snapshot) = image(&tx, env, &spec.image_id, env.region_id.unwrap_or_default())?;
     let sys_category = spec.system_disk.category.clone().unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
     let sys_size = spec.system_disk.size_gib.unwrap_or(image_size.max(20));
     if sys_size < image_size {
@@ -142,6 +142,7 @@ pub(crate) fn run_instances(
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
         let sys = NewDisk {
+            region_id: env.region_id.unwrap_or_default(),
             zone_id: &zone,
             name: spec.system_disk.name.as_deref(),
             description: None,
@@ -163,6 +164,7 @@ pub(crate) fn run_instances(
         for (n, (d, category, size)) in data.iter().enumerate() {
             let device = format!("/dev/xvd{}", char::from(b'b' + n as u8));
             let nd = NewDisk {
+                region_id: env.region_id.unwrap_or_default(),
                 zone_id: &zone,
                 name: d.name.as_deref(),
                 description: None,

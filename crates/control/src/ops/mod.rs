@@ -9,10 +9,12 @@ mod idempotency;
 mod images;
 mod instances;
 mod listing;
+mod policies;
+mod replace;
 mod reset;
 mod resize;
 mod snapshots;
-mod storage;
+pub(crate) mod storage;
 
 pub(crate) use instances::has_os;
 mod tags;
@@ -91,6 +93,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         }
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
         Action::DescribeSnapshotGroups(d) => groups::describe_snapshot_groups(conn, env, d),
+        Action::DescribeAutoSnapshotPolicies(d) => policies::describe(conn, env, d),
         Action::GetInstanceConsoleOutput { instance_id, remove_symbols } => {
             instances::get_instance_console_output(conn, env, &instance_id, remove_symbols)
         }
@@ -156,6 +159,18 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         }
         Action::ImportImage(req) => images::import_image(conn, env, req),
         Action::CreateSnapshotGroup(c) => groups::create_snapshot_group(conn, env, c),
+        Action::CreateAutoSnapshotPolicy { schedule, tags } => policies::create(conn, env, schedule, tags),
+        Action::ModifyAutoSnapshotPolicy { policy_id, schedule } => policies::modify(conn, env, &policy_id, schedule),
+        Action::DeleteAutoSnapshotPolicy { policy_id } => policies::delete(conn, env, &policy_id),
+        Action::ApplyAutoSnapshotPolicy { policy_id, disk_ids } => policies::apply(conn, env, &policy_id, &disk_ids),
+        Action::CancelAutoSnapshotPolicy { disk_ids } => policies::cancel(conn, env, &disk_ids),
+        Action::ReplaceSystemDisk { instance_id, image_id, size_gib, encrypted, kms_key_id } => {
+            replace::replace_system_disk(
+                conn,
+                env,
+                replace::Replace { instance_id, image_id, size_gib, encrypted, kms_key_id },
+            )
+        }
         Action::DeleteSnapshotGroup { id } => groups::delete_snapshot_group(conn, env, &id),
         Action::ResetDisks(r) => groups::reset_disks(conn, env, r),
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),

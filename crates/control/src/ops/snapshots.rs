@@ -105,6 +105,7 @@ pub(crate) fn describe_snapshots(conn: &Connection, env: &Env, d: DescribeSnapsh
         .eq("disk_id", d.disk_id)
         .eq("name", d.name)
         .eq("status", d.status)
+        .eq("auto", d.auto)
         .tags(&d.tags);
     if let Some(i) = d.instance_id {
         q.clause(
