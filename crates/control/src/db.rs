@@ -13,7 +13,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
+
+/// Version 7: tasks (DescribeTasks): ImportImage's and ModifyDiskSpec's.
+const SCHEMA_V7: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, action TEXT NOT NULL,
+  resource_id TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER,
+  released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS tasks_page ON tasks(account_id, region_id, released, created_ms, id);
+"#;
 
 /// Version 6: automatic snapshot policies, the policy of each disk with the schedule point of
 /// its last automatic snapshot, and which snapshots a policy took.
@@ -218,6 +227,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         }
         if version < 6 {
             tx.execute_batch(SCHEMA_V6).map_err(wrap)?;
+        }
+        if version < 7 {
+            tx.execute_batch(SCHEMA_V7).map_err(wrap)?;
         }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",

@@ -28,6 +28,14 @@ pub(crate) fn object_path(dir: &Path, object: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// ImportImage's task (`t-` and the image id's tail) ends `status` now.
+fn task_done(conn: &rusqlite::Connection, image: &str, status: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tasks SET status=?2, finished_ms=?3 WHERE id=?1 AND status='Processing'",
+        params![format!("t-{}", image.trim_start_matches("m-")), status, now_ms()],
+    )
+}
+
 struct Job {
     image: String,
     account: String,
@@ -73,10 +81,13 @@ impl Control {
                 if let Err(reason) = control.import(&job) {
                     tracing::error!(image = %image, %reason, "ImportImage failed; the image is CreateFailed");
                     let conn = control.lock();
-                    if let Err(e) = conn.execute(
-                        "UPDATE images SET status='CreateFailed', progress=0 WHERE id=?1 AND status='Creating'",
-                        [&image],
-                    ) {
+                    let failed = conn
+                        .execute(
+                            "UPDATE images SET status='CreateFailed', progress=0 WHERE id=?1 AND status='Creating'",
+                            [&image],
+                        )
+                        .and_then(|_| task_done(&conn, &image, "Failed"));
+                    if let Err(e) = failed {
                         tracing::error!(image = %image, error = %e, "marking the image CreateFailed");
                     }
                 }
@@ -252,6 +263,7 @@ impl Control {
             ],
         )
         .map_err(|e| e.to_string())?;
+        task_done(&tx, &job.image, "Finished").map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
         tracing::info!(image = %job.image, size_gib, "ImportImage done");
         Ok(())

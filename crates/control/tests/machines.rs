@@ -391,6 +391,12 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     assert_eq!(img["Status"], "Available", "{img}");
     assert_eq!(img["Progress"], "100%");
     assert_eq!(img["Size"], 1);
+    let task = v["TaskId"].as_str().unwrap();
+    let t = h.ok("DescribeTasks", &[R, ("TaskIds", task)]);
+    assert_eq!(
+        (t["TaskSet"]["Task"][0]["TaskAction"].as_str(), t["TaskSet"]["Task"][0]["TaskStatus"].as_str()),
+        (Some("ImportImage"), Some("Finished"))
+    );
     let mapping = &img["DiskDeviceMappings"]["DiskDeviceMapping"][0];
     assert_eq!(mapping["ImportOSSBucket"], "images");
     assert_eq!(mapping["Format"], "QCOW2");
@@ -463,6 +469,8 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     std::fs::write(bucket.join("junk.qcow2"), b"not a qcow2 image at all").unwrap();
     let bad = h.ok("ImportImage", &map("junk.qcow2", "QCOW2"))["ImageId"].as_str().unwrap().to_string();
     assert_eq!(wait_image(&h, &bad)["Status"], "CreateFailed");
+    let t = h.ok("DescribeTaskAttribute", &[R, ("TaskId", &format!("t-{}", bad.trim_start_matches("m-")))]);
+    assert_eq!(t["TaskStatus"], "Failed");
     let e = h.call("RunInstances", &[R, ("ImageId", &bad), ("InstanceType", "ecs.g7.large")]).unwrap_err();
     assert_eq!(e.code, Code::ImageNotAvailable);
 }

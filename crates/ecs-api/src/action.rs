@@ -10,6 +10,9 @@ use crate::params::{Paging, Params};
 pub const ACTION_NAMES: &[&str] = &[
     "ResetDisk",
     "ResetDisks",
+    "ModifyDiskSpec",
+    "DescribeTasks",
+    "DescribeTaskAttribute",
     "CreateAutoSnapshotPolicy",
     "ModifyAutoSnapshotPolicyEx",
     "DescribeAutoSnapshotPolicyEx",
@@ -228,6 +231,12 @@ pub enum Action {
         id: String,
     },
     ResetDisks(crate::groups::ResetDisks),
+    /// Tasks and ModifyDiskSpec (`crate::tasks`).
+    ModifyDiskSpec(crate::tasks::ModifyDiskSpec),
+    DescribeTasks(crate::tasks::DescribeTasks),
+    DescribeTaskAttribute {
+        task_id: String,
+    },
     /// The automatic snapshot policy family (`crate::policies`).
     CreateAutoSnapshotPolicy {
         schedule: crate::policies::Schedule,
@@ -455,6 +464,8 @@ impl Action {
                 | Action::DescribeTags(_)
                 | Action::DescribeSnapshotGroups(_)
                 | Action::DescribeAutoSnapshotPolicies(_)
+                | Action::DescribeTasks(_)
+                | Action::DescribeTaskAttribute { .. }
                 | Action::DescribeInstanceAttribute { .. }
                 | Action::DescribeUserData { .. }
                 | Action::GetInstanceConsoleOutput { .. }
@@ -820,10 +831,13 @@ impl Action {
             other => match crate::tagging::parse(other, p)
                 .or_else(|| crate::groups::parse(other, p))
                 .or_else(|| crate::policies::parse(other, p))
+                .or_else(|| crate::tasks::parse(other, p))
             {
                 Some(action) => {
-                    region_required = true;
-                    action?
+                    let action = action?;
+                    // ModifyDiskSpec names its disk only (no RegionId in the reference).
+                    region_required = !matches!(action, Action::ModifyDiskSpec(_));
+                    action
                 }
                 None => return Err(Code::InvalidActionNotFound.into()),
             },

@@ -91,6 +91,7 @@ registry! {
     InvalidInstanceTypeValueNotSupported => (400, "InvalidInstanceType.ValueNotSupported", "The specified InstanceType beyond the permitted range."),
     InvalidImageIdNotFound => (404, "InvalidImageId.NotFound", "The specified ImageId does not exist."),
     InvalidAutoSnapshotPolicyIdNotFound => (404, "InvalidAutoSnapshotPolicyId.NotFound", "The specified automatic snapshot policy does not exist."),
+    InvalidTaskIdNotFound => (404, "InvalidTaskId.NotFound", "The specified task does not exist."),
     InvalidSnapshotGroupIdNotFound => (404, "InvalidSnapshotGroupId.NotFound", "The specified snapshot group does not exist."),
     InvalidOssBucketNotFound => (404, "InvalidOSSBucket.NotFound", "The specified OSS bucket does not exist."),
     InvalidOssObjectNotFound => (404, "InvalidOSSObject.NotFound", "The specified OSS object does not exist."),

@@ -10,6 +10,7 @@ pub mod params;
 pub mod policies;
 pub mod render;
 pub mod tagging;
+pub mod tasks;
 pub mod write;
 
 pub use action::Action;

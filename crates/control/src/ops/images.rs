@@ -170,8 +170,9 @@ pub(crate) fn import_image(conn: &mut Connection, env: &Env, req: ecs_api::actio
             serde_json::to_string(&source).unwrap_or_default(),
         ],
     )?;
-    let response =
-        json!({"ImageId": id, "RegionId": region.id, "TaskId": format!("t-{}", id.trim_start_matches("m-"))});
+    let task = format!("t-{}", id.trim_start_matches("m-"));
+    super::tasks::record(&tx, env, &region.id, &task, "ImportImage", &id, false)?;
+    let response = json!({"ImageId": id, "RegionId": region.id, "TaskId": task});
     idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
     Ok(response)

@@ -15,6 +15,7 @@ mod reset;
 mod resize;
 mod snapshots;
 pub(crate) mod storage;
+mod tasks;
 
 pub(crate) use instances::has_os;
 mod tags;
@@ -94,6 +95,8 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
         Action::DescribeSnapshotGroups(d) => groups::describe_snapshot_groups(conn, env, d),
         Action::DescribeAutoSnapshotPolicies(d) => policies::describe(conn, env, d),
+        Action::DescribeTasks(d) => tasks::describe_tasks(conn, env, d),
+        Action::DescribeTaskAttribute { task_id } => tasks::describe_task_attribute(conn, env, &task_id),
         Action::GetInstanceConsoleOutput { instance_id, remove_symbols } => {
             instances::get_instance_console_output(conn, env, &instance_id, remove_symbols)
         }
@@ -159,6 +162,7 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         }
         Action::ImportImage(req) => images::import_image(conn, env, req),
         Action::CreateSnapshotGroup(c) => groups::create_snapshot_group(conn, env, c),
+        Action::ModifyDiskSpec(m) => tasks::modify_disk_spec(conn, env, m),
         Action::CreateAutoSnapshotPolicy { schedule, tags } => policies::create(conn, env, schedule, tags),
         Action::ModifyAutoSnapshotPolicy { policy_id, schedule } => policies::modify(conn, env, &policy_id, schedule),
         Action::DeleteAutoSnapshotPolicy { policy_id } => policies::delete(conn, env, &policy_id),
