@@ -112,3 +112,28 @@ def test_a_group_is_consistent_across_two_disks_written_concurrently(server, sig
         assert kb <= ka <= kb + 1, (ka, kb)
         seen.append(ka)
     assert seen == sorted(seen) and seen[-1] > seen[0], seen
+
+
+def test_copy_snapshot_across_regions_keeps_the_bytes(server, sig_tenant):
+    api = sig_tenant
+    iid = api.run_instance(data_disks=[{"size": 20}])
+    (did,) = api.data_disk_ids(iid)
+    api.wait_disk(did, "In_use")
+    with Nbd.open(server.nbd_port, did) as c:
+        c.write(4096, b"\xc7" * 4096)
+        c.flush()
+    sid = api.create_snapshot(did)
+    copy = _m(api.client.copy_snapshot(ecs_models.CopySnapshotRequest(
+        region_id=REGION, snapshot_id=sid, destination_region_id="cn-shanghai",
+        destination_snapshot_name="dr-copy")))["SnapshotId"]
+
+    def copied():
+        r = _m(api.client.describe_snapshots(ecs_models.DescribeSnapshotsRequest(
+            region_id="cn-shanghai", snapshot_ids=f'["{copy}"]')))
+        return r["Snapshots"]["Snapshot"][0]
+
+    c = poll(copied, lambda s: s["Status"] == "accomplished", what="copy")
+    assert (c["SourceSnapshotId"], c["SourceRegionId"], c["SnapshotName"]) == (sid, REGION, "dr-copy")
+    api.delete_snapshot(sid)
+    with Nbd.open(server.nbd_port, copy) as n:
+        assert n.read(4096, 4096) == b"\xc7" * 4096

@@ -13,7 +13,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
+
+/// Version 8: a snapshot made by CopySnapshot names its source snapshot and region.
+const SCHEMA_V8: &str = r#"
+ALTER TABLE snapshots ADD COLUMN source_snapshot_id TEXT;
+ALTER TABLE snapshots ADD COLUMN source_region_id TEXT;
+"#;
 
 /// Version 7: tasks (DescribeTasks): ImportImage's and ModifyDiskSpec's.
 const SCHEMA_V7: &str = r#"
@@ -231,6 +237,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 7 {
             tx.execute_batch(SCHEMA_V7).map_err(wrap)?;
         }
+        if version < 8 {
+            tx.execute_batch(SCHEMA_V8).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -354,7 +363,8 @@ CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
 SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type, s.disk_category, s.name,
   s.description,
   CASE WHEN t.id IS NOT NULL AND s.status = 'progressing' THEN 'accomplished' ELSE s.status END AS status,
-  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id, s.auto
+  s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id, s.auto,
+  s.source_snapshot_id, s.source_region_id
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS auto_snapshot_policies_now AS

@@ -199,10 +199,13 @@ pub struct Snapshot {
     pub released: bool,
     /// Taken by an automatic snapshot policy (SnapshotType `auto`).
     pub auto: bool,
+    /// CopySnapshot's source snapshot and its region, for a copy.
+    pub source_snapshot_id: Option<String>,
+    pub source_region_id: Option<String>,
 }
 
 impl Snapshot {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released, auto";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released, auto, source_snapshot_id, source_region_id";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Snapshot> {
         Ok(Snapshot {
@@ -225,6 +228,8 @@ impl Snapshot {
             tags: r.get(16)?,
             released: r.get(17)?,
             auto: r.get(18)?,
+            source_snapshot_id: r.get(19)?,
+            source_region_id: r.get(20)?,
         })
     }
 

@@ -383,8 +383,8 @@ impl Emit for SnapshotView {
         o.field("InstantAccess", &false);
         o.field("RetentionDays", &s.retention_days.unwrap_or(0));
         o.field("RegionId", &s.region_id);
-        o.field("SourceRegionId", "");
-        o.field("SourceSnapshotId", "");
+        o.field("SourceRegionId", opt(&s.source_region_id));
+        o.field("SourceSnapshotId", opt(&s.source_snapshot_id));
         o.field("SnapshotSN", &format!("64472-{}", s.id.trim_start_matches("s-")));
         o.field("ProductCode", "");
         o.field("ResourceGroupId", "");

@@ -42,6 +42,8 @@ pub trait Volumes: Send + Sync {
     fn snapshot(&self, volume: &str, snapshot: &str) -> VolumeResult;
     /// Freeze several volumes at one point in time: (volume, snapshot) pairs, all or none.
     fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult;
+    /// Make `to` a copy of snapshot `from` (CopySnapshot), in O(1).
+    fn copy_snapshot(&self, from: &str, to: &str) -> VolumeResult;
     /// Make the volume's contents those of `snapshot`, one of its own snapshots.
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult;
     /// Grow the volume to `size_bytes` (ResizeDisk). The same size again is a success; a
@@ -71,6 +73,9 @@ impl Volumes for std::sync::Arc<store::Engine> {
     }
     fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
         store::Engine::snapshot_group(self, members).map_err(VolumeError::from)
+    }
+    fn copy_snapshot(&self, from: &str, to: &str) -> VolumeResult {
+        store::Engine::copy_snapshot(self, from, to).map_err(VolumeError::from)
     }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         store::Engine::reset(self, volume, snapshot).map_err(VolumeError::from)
@@ -140,6 +145,9 @@ impl<T: Volumes + ?Sized> Volumes for Box<T> {
     fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
         (**self).snapshot_group(members)
     }
+    fn copy_snapshot(&self, from: &str, to: &str) -> VolumeResult {
+        (**self).copy_snapshot(from, to)
+    }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         (**self).reset(volume, snapshot)
     }
@@ -172,6 +180,9 @@ impl Volumes for Unavailable {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn snapshot_group(&self, _: &[(&str, &str)]) -> VolumeResult {
+        Err(VolumeError::Unavailable(self.0.clone()))
+    }
+    fn copy_snapshot(&self, _: &str, _: &str) -> VolumeResult {
         Err(VolumeError::Unavailable(self.0.clone()))
     }
     fn reset(&self, _: &str, _: &str) -> VolumeResult {
@@ -249,6 +260,10 @@ impl<V: Volumes> Volumes for FaultInjector<V> {
     fn snapshot_group(&self, members: &[(&str, &str)]) -> VolumeResult {
         self.trip("snapshot")?;
         self.inner.snapshot_group(members)
+    }
+    fn copy_snapshot(&self, from: &str, to: &str) -> VolumeResult {
+        self.trip("snapshot")?;
+        self.inner.copy_snapshot(from, to)
     }
     fn reset(&self, volume: &str, snapshot: &str) -> VolumeResult {
         self.trip("reset")?;

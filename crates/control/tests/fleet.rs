@@ -378,6 +378,9 @@ impl control::volumes::Volumes for Uncertain {
     fn snapshot_group(&self, members: &[(&str, &str)]) -> control::volumes::VolumeResult {
         self.inner.snapshot_group(members)
     }
+    fn copy_snapshot(&self, from: &str, to: &str) -> control::volumes::VolumeResult {
+        self.inner.copy_snapshot(from, to)
+    }
     fn reset(&self, volume: &str, snapshot: &str) -> control::volumes::VolumeResult {
         self.inner.reset(volume, snapshot)
     }

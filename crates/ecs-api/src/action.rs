@@ -32,6 +32,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "DetachDisk",
     "CreateSnapshot",
     "DescribeSnapshots",
+    "CopySnapshot",
     "ModifySnapshotAttribute",
     "DeleteSnapshot",
     "RunInstances",
@@ -124,6 +125,15 @@ pub enum Action {
     },
     CreateSnapshot(CreateSnapshot),
     DescribeSnapshots(DescribeSnapshots),
+    /// CopySnapshot: a copy of an accomplished snapshot, in this or another region.
+    CopySnapshot {
+        snapshot_id: String,
+        destination_region_id: String,
+        name: Option<String>,
+        description: Option<String>,
+        retention_days: Option<i64>,
+        tags: Vec<(String, String)>,
+    },
     DeleteSnapshot {
         snapshot_id: String,
         force: bool,
@@ -489,6 +499,7 @@ impl Action {
                 | Action::ImportImage(_)
                 | Action::CreateSnapshotGroup(_)
                 | Action::ReplaceSystemDisk { .. }
+                | Action::CopySnapshot { .. }
         )
     }
 
@@ -636,6 +647,25 @@ impl Action {
                     retention_days: p.opt_range("RetentionDays", 1, 65536)?,
                     tags: p.tags()?,
                 })
+            }
+            "CopySnapshot" => {
+                region_required = true;
+                let name = p.opt_str("DestinationSnapshotName");
+                if name.as_deref().is_some_and(|n| !snapshot_name_ok(n)) {
+                    return Err(ApiError::invalid("DestinationSnapshotName"));
+                }
+                let description = p.opt_str("DestinationSnapshotDescription");
+                if description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
+                    return Err(Code::InvalidDescriptionMalformed.into());
+                }
+                Action::CopySnapshot {
+                    snapshot_id: p.req_str("SnapshotId")?,
+                    destination_region_id: p.req_str("DestinationRegionId")?,
+                    name,
+                    description,
+                    retention_days: p.opt_range("RetentionDays", 1, 65536)?,
+                    tags: p.tags()?,
+                }
             }
             "DescribeSnapshots" => {
                 region_required = true;

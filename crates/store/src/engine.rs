@@ -386,6 +386,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Make `to` a copy of snapshot `from` (CopySnapshot): the same frozen layer and block
+    /// map, bound to the same volume, so either can go first and the other keeps the bytes.
+    /// O(1); idempotent. Errors: `NotFound` for an unknown `from`; `AlreadyExists` when `to`
+    /// names another snapshot's contents.
+    pub fn copy_snapshot(&self, from: &str, to: &str) -> Result<()> {
+        let mut meta = self.meta()?;
+        let src = meta.snapshots.get(from).cloned().ok_or_else(|| StoreError::not_found("snapshot", from))?;
+        if let Some(existing) = meta.snapshots.get(to) {
+            return if existing.layer == src.layer {
+                Ok(())
+            } else {
+                Err(StoreError::new(ErrorKind::AlreadyExists, format!("snapshot {to} exists")))
+            };
+        }
+        self.io.append_sync(&[Record::CopySnapshot { from: from.into(), to: to.into() }], Vec::new())?;
+        meta.snapshots.insert(to.to_string(), src);
+        Ok(())
+    }
+
     /// Make the volume's contents those of one of its snapshots, any of them; newer snapshots
     /// stay. O(1): the old head is handed to GC.
     pub fn reset(&self, volume: &str, snapshot: &str) -> Result<()> {
@@ -855,6 +874,11 @@ impl State {
                 self.set_head(volume, *size, Head { layer: *layer, parent, own: OwnMap::new(), map });
             }
             Record::Snapshot { volume, snapshot, new_layer } => self.snapshot(volume, snapshot, *new_layer)?,
+            Record::CopySnapshot { from, to } => {
+                let src =
+                    self.snapshots.get(from).cloned().ok_or_else(|| Self::bad(format!("copy of missing {from}")))?;
+                self.snapshots.insert(to.clone(), src);
+            }
             Record::SnapshotGroup { members } => {
                 for (volume, snapshot, new_layer) in members {
                     self.snapshot(volume, snapshot, *new_layer)?;

@@ -57,6 +57,12 @@ pub enum Record {
     DeleteSnapshot {
         snapshot: String,
     },
+    /// `to` is a copy of snapshot `from`: the same layer and block map, bound to the same
+    /// volume (CopySnapshot; O(1), no block is copied).
+    CopySnapshot {
+        from: String,
+        to: String,
+    },
     /// Several volumes frozen at one point (a snapshot group): one record, so a crash keeps
     /// all of the members or none. Each member is (volume, snapshot, new head layer).
     SnapshotGroup {
@@ -214,6 +220,11 @@ impl Record {
                 w.str(snapshot);
                 w.u64(*new_layer);
             }
+            Record::CopySnapshot { from, to } => {
+                w.u8(17);
+                w.str(from);
+                w.str(to);
+            }
             Record::SnapshotGroup { members } => {
                 w.u8(16);
                 w.u32(members.len() as u32);
@@ -313,6 +324,7 @@ impl Record {
             13 => Record::NextIds { layer: r.u64()?, phys: r.u64()? },
             14 => Record::Resize { volume: r.str()?, size: r.u64()? },
             15 => Record::Rebase { volume: r.str()?, from: r.ostr()?, new_layer: r.u64()? },
+            17 => Record::CopySnapshot { from: r.str()?, to: r.str()? },
             16 => {
                 let n = r.u32()? as usize;
                 // Each member takes at least 16 bytes: a count past what is left is corrupt.
@@ -418,6 +430,7 @@ mod tests {
             Record::Rebase { volume: "d-1".into(), from: None, new_layer: 10 },
             Record::SnapshotGroup { members: vec![("d-1".into(), "s-7".into(), 11), ("d-3".into(), "s-8".into(), 12)] },
             Record::SnapshotGroup { members: vec![] },
+            Record::CopySnapshot { from: "s-7".into(), to: "s-9".into() },
         ]
     }
 

@@ -162,6 +162,17 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         }
         Action::ImportImage(req) => images::import_image(conn, env, req),
         Action::CreateSnapshotGroup(c) => groups::create_snapshot_group(conn, env, c),
+        Action::CopySnapshot { snapshot_id, destination_region_id, name, description, retention_days, tags } => {
+            let c = snapshots::CopyRequest {
+                snapshot_id,
+                destination: destination_region_id,
+                name,
+                description,
+                retention_days,
+                tags,
+            };
+            snapshots::copy_snapshot(conn, env, c)
+        }
         Action::ModifyDiskSpec(m) => tasks::modify_disk_spec(conn, env, m),
         Action::CreateAutoSnapshotPolicy { schedule, tags } => policies::create(conn, env, schedule, tags),
         Action::ModifyAutoSnapshotPolicy { policy_id, schedule } => policies::modify(conn, env, &policy_id, schedule),

@@ -1,4 +1,4 @@
-//! CreateSnapshot, DescribeSnapshots, DeleteSnapshot. A snapshot is taken at once (the store
+//! CreateSnapshot, DescribeSnapshots, DeleteSnapshot, CopySnapshot. A snapshot is taken at once (the store
 //! freezes the volume's head) and then reports `progressing` for the configured time, as the
 //! cloud does while it uploads.
 
@@ -163,4 +163,69 @@ pub(crate) fn modify_snapshot_attribute(
     )?;
     tx.commit()?;
     Ok(json!({}))
+}
+
+/// CopySnapshot: a copy of one of the caller's accomplished snapshots in `destination` (this
+/// region or another configured one). The copy shares the source's frozen layer in the store
+/// (O(1)); it is `progressing` for `SnapshotMs`, names its source (SourceSnapshotId,
+/// SourceRegionId) and keeps the source disk as its SourceDiskId, so ResetDisk may use it.
+/// What CopySnapshot was asked (see `ecs_api::action::Action::CopySnapshot`).
+pub(crate) struct CopyRequest {
+    pub snapshot_id: String,
+    pub destination: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub retention_days: Option<i64>,
+    pub tags: Vec<(String, String)>,
+}
+
+pub(crate) fn copy_snapshot(conn: &mut Connection, env: &Env, c: CopyRequest) -> R<Value> {
+    let CopyRequest { snapshot_id, destination, name, description, retention_days, tags } = c;
+    let (snapshot_id, destination) = (snapshot_id.as_str(), destination.as_str());
+    let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::snapshot_service(&acct)?;
+    let src = guards::snapshot(&tx, env, snapshot_id)?;
+    env.config.region(destination).ok_or_else(|| ApiError::invalid("DestinationRegionId"))?;
+    if src.status != "accomplished" {
+        return Err(Code::InvalidSnapshotIdNotReady.into());
+    }
+    guards::balance(&acct)?;
+    fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Snapshots, 1)?;
+    let id = new_id("s-");
+    let due = env.now + env.timings.snapshot_ms as i64;
+    tx.execute(
+        "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
+           description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags,
+           source_snapshot_id, source_region_id)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        params![
+            id,
+            env.account_id,
+            destination,
+            src.disk_id,
+            src.disk_size_gib,
+            src.disk_type,
+            src.disk_category,
+            name.unwrap_or_default(),
+            description.unwrap_or_default(),
+            env.now,
+            due,
+            src.encrypted,
+            src.kms_key_id,
+            retention_days,
+            tags_json(&tags),
+            src.id,
+            src.region_id
+        ],
+    )?;
+    transitions::schedule(&tx, "snapshot", &id, due)?;
+    let intent = Intent::CopySnapshot { from: src.id.clone(), to: id.clone() };
+    let iid = storage::record(&tx, &intent)?;
+    let response = json!({"SnapshotId": id});
+    idempotency::remember(&tx, env, &response)?;
+    tx.commit()?;
+    // As with CreateSnapshot, a store failure leaves the copy `failed`.
+    storage::run(conn, env.volumes, &[(iid, intent)])?;
+    Ok(response)
 }

@@ -43,6 +43,11 @@ pub(crate) enum Intent {
     DeleteSnapshot {
         snapshot: String,
     },
+    /// CopySnapshot: `to` becomes a copy of `from`.
+    CopySnapshot {
+        from: String,
+        to: String,
+    },
     /// CreateSnapshotGroup: (disk, snapshot) pairs frozen at one point.
     SnapshotGroup {
         members: Vec<(String, String)>,
@@ -61,6 +66,7 @@ impl Intent {
             Intent::Reset { disk, snapshot } => ("reset", disk, Some(snapshot.clone()), None),
             Intent::DeleteVolume { disk } => ("delete_volume", disk, None, None),
             Intent::DeleteSnapshot { snapshot } => ("delete_snapshot", snapshot, None, None),
+            Intent::CopySnapshot { from, to } => ("copy_snapshot", from, Some(to.clone()), None),
             Intent::SnapshotGroup { members } => (
                 "snapshot_group",
                 members.first().map(|m| m.0.as_str()).unwrap_or_default(),
@@ -83,6 +89,7 @@ impl Intent {
             "reinit" => Intent::ReInit { disk: volume, source: snapshot },
             "delete_volume" => Intent::DeleteVolume { disk: volume },
             "delete_snapshot" => Intent::DeleteSnapshot { snapshot: volume },
+            "copy_snapshot" => Intent::CopySnapshot { from: volume, to: snapshot? },
             "snapshot_group" => Intent::SnapshotGroup { members: serde_json::from_str(&snapshot?).ok()? },
             _ => return None,
         })
@@ -97,6 +104,7 @@ impl Intent {
             Intent::ReInit { disk, source } => v.reinit(disk, source.as_deref()),
             Intent::DeleteVolume { disk } => v.delete_volume(disk),
             Intent::DeleteSnapshot { snapshot } => v.delete_snapshot(snapshot),
+            Intent::CopySnapshot { from, to } => v.copy_snapshot(from, to),
             Intent::SnapshotGroup { members } => {
                 let pairs: Vec<(&str, &str)> = members.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
                 v.snapshot_group(&pairs)
@@ -130,6 +138,10 @@ impl Intent {
             }
             Intent::DeleteSnapshot { snapshot } => {
                 tx.execute("UPDATE snapshots SET released=0 WHERE id=?1", [snapshot])?;
+            }
+            Intent::CopySnapshot { to, .. } => {
+                tx.execute("UPDATE snapshots SET status='failed' WHERE id=?1", [to])?;
+                tx.execute("DELETE FROM transitions WHERE kind='snapshot' AND id=?1", [to])?;
             }
             Intent::SnapshotGroup { members } => {
                 for (_, snapshot) in members {
