@@ -182,3 +182,38 @@ fn reset_disks_is_all_or_nothing() {
         h.wait("In_use", || h.disk(d));
     }
 }
+
+#[test]
+fn disk_ids_alone_span_instances_in_a_zone_and_delete_keeps_what_images_use() {
+    let h = Harness::new(0);
+    let i1 = h.run_instance(&[("DataDisk.1.Size", "20")]);
+    let i2 = h.run_instance(&[("DataDisk.1.Size", "20")]);
+    h.wait("Running", || h.instance(&i1));
+    h.wait("Running", || h.instance(&i2));
+    let d1 = disks_of(&h, &i1).into_iter().find(|d| h.disk(d)["Type"] == "data").unwrap();
+    let d2 = disks_of(&h, &i2).into_iter().find(|d| h.disk(d)["Type"] == "data").unwrap();
+    for d in [&d1, &d2] {
+        h.wait("In_use", || h.disk(d));
+    }
+    let g = h.ok("CreateSnapshotGroup", &[R, ("DiskId.1", &d1), ("DiskId.2", &d2)])["SnapshotGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.wait("accomplished", || group(&h, &g));
+    let v = group(&h, &g);
+    assert_eq!(v["InstanceId"], "");
+    assert_eq!(v["Snapshots"]["Snapshot"].as_array().unwrap().len(), 2);
+    // Not both lists; neither InstanceId nor DiskId; ESSD only.
+    let both = [R, ("InstanceId", i1.as_str()), ("DiskId.1", d1.as_str()), ("ExcludeDiskId.1", d1.as_str())];
+    assert_eq!(h.err("CreateSnapshotGroup", &both), Code::InvalidParameter);
+    assert_eq!(h.err("CreateSnapshotGroup", &[R]), Code::MissingParameter);
+    let ssd = h.ok("CreateDisk", &[R, ("ZoneId", "cn-hangzhou-h"), ("Size", "20"), ("DiskCategory", "cloud_ssd")]);
+    let ssd = ssd["DiskId"].as_str().unwrap().to_string();
+    h.wait("Available", || h.disk(&ssd));
+    assert_eq!(h.err("CreateSnapshotGroup", &[R, ("DiskId.1", &ssd)]), Code::DiskCategoryOperationNotSupported);
+    // A member an image was made from outlives DeleteSnapshotGroup.
+    let kept = v["Snapshots"]["Snapshot"][0]["SnapshotId"].as_str().unwrap().to_string();
+    h.ok("CreateImage", &[R, ("SnapshotId", &kept)]);
+    h.ok("DeleteSnapshotGroup", &[R, ("SnapshotGroupId", &g)]);
+    assert_eq!(h.snapshot(&kept)["Status"], "accomplished");
+}

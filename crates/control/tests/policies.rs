@@ -91,9 +91,9 @@ fn the_schedule_takes_snapshots_catches_up_once_and_expires_them() {
     assert!(h.control.run_auto_snapshots(t1 + 9 * DAY).unwrap().taken.is_empty());
     h.ok("DeleteAutoSnapshotPolicy", &[R, ("autoSnapshotPolicyId", &sp)]);
     let e = h.err("ApplyAutoSnapshotPolicy", &[R, ("autoSnapshotPolicyId", &sp), ("diskIds", &format!("[\"{d}\"]"))]);
-    assert_eq!(e, Code::InvalidAutoSnapshotPolicyIdNotFound);
+    assert_eq!(e, Code::ParameterInvalidAutoSnapshotPolicyId);
     let e = h.err("ApplyAutoSnapshotPolicy", &[R, ("autoSnapshotPolicyId", "sp-nope"), ("diskIds", "[\"d-x\"]")]);
-    assert_eq!(e, Code::InvalidAutoSnapshotPolicyIdNotFound);
+    assert_eq!(e, Code::ParameterInvalidAutoSnapshotPolicyId);
     let listed = h.ok("DescribeAutoSnapshotPolicyEx", &[("RegionId", "cn-hangzhou")]);
     assert_eq!(listed["TotalCount"], 0);
 }

@@ -9,10 +9,11 @@ use crate::params::Params;
 /// At most this many disks in one group (API reference: CreateSnapshotGroup, DiskId.N).
 pub const MAX_GROUP_DISKS: usize = 16;
 
-/// CreateSnapshotGroup: one crash-consistent point across disks of one instance.
+/// CreateSnapshotGroup: one crash-consistent point across disks of one instance, or across
+/// the disks `DiskId.N` names in one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateSnapshotGroup {
-    pub instance_id: String,
+    pub instance_id: Option<String>,
     /// `DiskId.N`: the disks to include; empty means every cloud disk of the instance.
     pub disk_ids: Vec<String>,
     /// `ExcludeDiskId.N`: disks left out.
@@ -58,6 +59,14 @@ fn create(p: &Params) -> Result<CreateSnapshotGroup, ApiError> {
     if disk_ids.len() > MAX_GROUP_DISKS {
         return Err(ApiError::invalid("DiskId"));
     }
+    // Documented: not both lists; without InstanceId, DiskId.N names the disks.
+    if !disk_ids.is_empty() && !exclude_disk_ids.is_empty() {
+        return Err(ApiError::invalid("ExcludeDiskId"));
+    }
+    let instance_id = p.opt_str("InstanceId");
+    if instance_id.is_none() && disk_ids.is_empty() {
+        return Err(ApiError::missing("InstanceId"));
+    }
     let name = p.opt_str("Name");
     // Names follow the naming rules, and may not start with auto (API reference).
     if name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128) || n.starts_with("auto")) {
@@ -67,14 +76,7 @@ fn create(p: &Params) -> Result<CreateSnapshotGroup, ApiError> {
     if description.as_deref().is_some_and(|d| !crate::params::valid_description(d)) {
         return Err(Code::InvalidDescriptionMalformed.into());
     }
-    Ok(CreateSnapshotGroup {
-        instance_id: p.req_str("InstanceId")?,
-        disk_ids,
-        exclude_disk_ids,
-        name,
-        description,
-        tags: p.tags()?,
-    })
+    Ok(CreateSnapshotGroup { instance_id, disk_ids, exclude_disk_ids, name, description, tags: p.tags()? })
 }
 
 fn describe(p: &Params) -> Result<DescribeSnapshotGroups, ApiError> {
@@ -136,15 +138,16 @@ mod tests {
     #[test]
     fn groups_and_reset_disks_parse_as_documented() {
         let r = ("RegionId", "cn-hangzhou");
-        match parse_ok(
-            "CreateSnapshotGroup",
-            &[r, ("InstanceId", "i-1"), ("DiskId.1", "d-1"), ("ExcludeDiskId.1", "d-2")],
-        ) {
-            Action::CreateSnapshotGroup(c) => {
-                assert_eq!((c.disk_ids, c.exclude_disk_ids), (vec!["d-1".to_string()], vec!["d-2".to_string()]))
-            }
+        match parse_ok("CreateSnapshotGroup", &[r, ("InstanceId", "i-1"), ("ExcludeDiskId.1", "d-2")]) {
+            Action::CreateSnapshotGroup(c) => assert_eq!(c.exclude_disk_ids, vec!["d-2".to_string()]),
             other => panic!("{other:?}"),
         }
+        match parse_ok("CreateSnapshotGroup", &[r, ("DiskId.1", "d-1")]) {
+            Action::CreateSnapshotGroup(c) => assert_eq!((c.instance_id, c.disk_ids), (None, vec!["d-1".to_string()])),
+            other => panic!("{other:?}"),
+        }
+        let both = [r, ("InstanceId", "i-1"), ("DiskId.1", "d-1"), ("ExcludeDiskId.1", "d-2")];
+        assert_eq!(parse_err("CreateSnapshotGroup", &both), Code::InvalidParameter);
         assert_eq!(parse_err("CreateSnapshotGroup", &[r]), Code::MissingParameter);
         assert_eq!(
             parse_err("CreateSnapshotGroup", &[r, ("InstanceId", "i"), ("Name", "auto-x")]),

@@ -118,9 +118,9 @@ pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> 
     })
 }
 
-/// Refused when a policy id is not the caller's (registry: `ParameterInvalid`-style codes).
+/// Refused when a policy id is not the caller's (API reference: 403 ParameterInvalid).
 pub fn not_found() -> ApiError {
-    Code::InvalidAutoSnapshotPolicyIdNotFound.into()
+    Code::ParameterInvalidAutoSnapshotPolicyId.into()
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! Snapshot groups and ResetDisks (issue 9).
 //!
-//! CreateSnapshotGroup freezes up to 16 disks of one instance at one point in time: the store
+//! CreateSnapshotGroup freezes up to 16 ESSD disks (of one instance, or named by DiskId.N in
+//! one zone) at one point in time: the store
 //! locks every member's head before it freezes any (`Volumes::snapshot_group`), so no write
 //! acknowledged after the group's point is in any member, and one log record keeps a crash
 //! from leaving part of a group. Each member is an ordinary snapshot (`group_id` set) that is
 //! `progressing` for `SnapshotMs`, like CreateSnapshot's; the group's status is derived from
 //! its members (failed if any failed, else progressing while any is, else accomplished).
-//! DeleteSnapshotGroup deletes the group and its snapshots. ResetDisks runs every ResetDisk
+//! DeleteSnapshotGroup deletes the group and its snapshots but those custom images were made
+//! from. ResetDisks runs every ResetDisk
 //! check on every pair first, then resets all of them in one transaction: all or nothing,
 //! O(1) per disk.
 
@@ -29,24 +31,56 @@ pub(crate) fn create_snapshot_group(conn: &mut Connection, env: &Env, c: CreateS
     let acct = guards::account(&tx, env.account_id)?;
     guards::snapshot_service(&acct)?;
     guards::balance(&acct)?;
-    let inst = guards::instance(&tx, env, &c.instance_id)?;
-    guards::instance_usable(&inst, &acct, env.now)?;
-    if inst.status != "Running" && inst.status != "Stopped" {
-        return Err(Code::IncorrectInstanceStatus.into());
-    }
-    let on_instance = guards::instance_disks(&tx, &inst.id)?;
-    for id in c.disk_ids.iter().chain(&c.exclude_disk_ids) {
-        if !on_instance.iter().any(|d| d.id == *id) {
-            return Err(Code::InvalidDiskIdNotFound.into());
+    let (instance_id, region_id, members) = match &c.instance_id {
+        Some(id) => {
+            let inst = guards::instance(&tx, env, id)?;
+            guards::instance_usable(&inst, &acct, env.now)?;
+            if inst.status != "Running" && inst.status != "Stopped" {
+                return Err(Code::IncorrectInstanceStatus.into());
+            }
+            let on_instance = guards::instance_disks(&tx, &inst.id)?;
+            for id in c.disk_ids.iter().chain(&c.exclude_disk_ids) {
+                if !on_instance.iter().any(|d| d.id == *id) {
+                    return Err(Code::InvalidDiskIdNotFound.into());
+                }
+            }
+            let members: Vec<_> = on_instance
+                .into_iter()
+                .filter(|d| !d.is_local())
+                .filter(|d| c.disk_ids.is_empty() || c.disk_ids.contains(&d.id))
+                .filter(|d| !c.exclude_disk_ids.contains(&d.id))
+                .collect();
+            (inst.id, inst.region_id, members)
         }
-    }
-    let members: Vec<_> = on_instance
-        .into_iter()
-        .filter(|d| !d.is_local())
-        .filter(|d| c.disk_ids.is_empty() || c.disk_ids.contains(&d.id))
-        .filter(|d| !c.exclude_disk_ids.contains(&d.id))
-        .collect();
+        // DiskId.N alone: disks of one zone, on any instances (or none).
+        None => {
+            let mut members = Vec::new();
+            for id in &c.disk_ids {
+                let d = guards::disk(&tx, env, id)?;
+                if let Some(i) = &d.instance_id {
+                    let inst = guards::instance(&tx, env, i)?;
+                    guards::instance_usable(&inst, &acct, env.now)?;
+                    if inst.status != "Running" && inst.status != "Stopped" {
+                        return Err(Code::IncorrectInstanceStatus.into());
+                    }
+                }
+                members.push(d);
+            }
+            if members.windows(2).any(|w| w[0].zone_id != w[1].zone_id) {
+                return Err(ApiError::invalid("DiskId").into());
+            }
+            let region = members.first().map(|d| d.region_id.clone()).unwrap_or_default();
+            (String::new(), region, members)
+        }
+    };
     if members.is_empty() || members.len() > MAX_GROUP_DISKS {
+        return Err(ApiError::invalid("DiskId").into());
+    }
+    // Documented: ESSD disks only, at most 32 TiB together.
+    if members.iter().any(|d| d.category != "cloud_essd") {
+        return Err(Code::DiskCategoryOperationNotSupported.into());
+    }
+    if members.iter().map(|d| d.size_gib).sum::<i64>() > 32 * 1024 {
         return Err(ApiError::invalid("DiskId").into());
     }
     for d in &members {
@@ -73,8 +107,8 @@ pub(crate) fn create_snapshot_group(conn: &mut Connection, env: &Env, c: CreateS
         params![
             group,
             env.account_id,
-            inst.region_id,
-            inst.id,
+            region_id,
+            instance_id,
             c.name.clone().unwrap_or_default(),
             c.description.clone().unwrap_or_default(),
             env.now,
@@ -237,8 +271,13 @@ pub(crate) fn delete_snapshot_group(conn: &mut Connection, env: &Env, id: &str) 
     if n == 0 {
         return Err(Code::InvalidSnapshotGroupIdNotFound.into());
     }
+    // Documented: a member a custom image was made from stays (DeleteImage, then
+    // DeleteSnapshot, remove it).
     let members: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT id FROM snapshots WHERE group_id=?1 AND released=0")?;
+        let mut stmt = tx.prepare(
+            "SELECT s.id FROM snapshots s WHERE s.group_id=?1 AND s.released=0
+               AND NOT EXISTS (SELECT 1 FROM images m WHERE m.snapshot_id = s.id AND m.released = 0)",
+        )?;
         stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?
     };
     let mut intents = Vec::new();

@@ -82,12 +82,20 @@ pub(crate) fn delete(conn: &mut Connection, env: &Env, id: &str) -> R<Value> {
     Ok(json!({}))
 }
 
-/// The caller's live, non-local disks among `ids` in the region, or the documented refusal.
+/// The caller's live, non-local disks among `ids` in the region, or the documented refusal
+/// (API reference, ApplyAutoSnapshotPolicy): an unknown disk is 403 ParameterInvalid; a local
+/// one is DiskCategory.OperationNotSupported alone, PartofDiskCategory.OperationNotSupported
+/// in a list.
 fn disks(conn: &Connection, env: &Env, ids: &[String]) -> R<()> {
     for id in ids {
-        let d = guards::disk(conn, env, id)?;
+        let d = guards::disk(conn, env, id).map_err(|_| super::Fail::from(Code::ParameterInvalidDiskIds))?;
         if d.is_local() {
-            return Err(Code::DiskCategoryOperationNotSupported.into());
+            return Err(if ids.len() == 1 {
+                Code::DiskCategoryOperationNotSupported
+            } else {
+                Code::PartofDiskCategoryOperationNotSupported
+            }
+            .into());
         }
     }
     Ok(())
@@ -95,6 +103,9 @@ fn disks(conn: &Connection, env: &Env, ids: &[String]) -> R<()> {
 
 pub(crate) fn apply(conn: &mut Connection, env: &Env, id: &str, ids: &[String]) -> R<Value> {
     let tx = begin(conn)?;
+    let acct = guards::account(&tx, env.account_id)?;
+    guards::snapshot_service(&acct)?;
+    guards::balance(&acct)?;
     owned(&tx, env, id)?;
     disks(&tx, env, ids)?;
     // The schedule starts from now: points already past are not caught up on.
