@@ -8,7 +8,7 @@ import json
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from nbd_client import Nbd
+from nbd_client import nbd_url, qemu_io
 from support import REGION, _m, attached_disk
 
 
@@ -25,20 +25,15 @@ def test_an_automatic_snapshot_holds_the_bytes_of_its_moment(server, sig_tenant)
     assert policies[0]["DiskNums"] == 1 and policies[0]["TimePoints"] == '["2"]'
     assert api.disk(did)["AutoSnapshotPolicyId"] == sp
 
-    with Nbd.open(server.nbd_port, did) as c:
-        c.write(0, b"\xa1" * 4096)
-        c.flush()
+    qemu_io(nbd_url(server.nbd_port, did), "write -P 0xa1 0 64k")
     later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = server.admin("auto-snapshot-run", Now=later)
     assert len(run["Taken"]) == 1, run
     sid = run["Taken"][0]
-    with Nbd.open(server.nbd_port, did) as c:
-        c.write(0, b"\xb2" * 4096)
-        c.flush()
+    qemu_io(nbd_url(server.nbd_port, did), "write -P 0xb2 0 64k")
     snap = api.wait_snapshot(sid, "accomplished")
     assert snap["SnapshotType"] == "auto" and snap["SnapshotName"].startswith("auto_")
-    with Nbd.open(server.nbd_port, sid) as c:
-        assert c.read(0, 4096) == b"\xa1" * 4096
+    qemu_io(nbd_url(server.nbd_port, sid), "read -P 0xa1 0 64k", read_only=True)
     # The same moment again takes nothing; deleting the policy leaves the snapshot.
     assert server.admin("auto-snapshot-run", Now=later)["Taken"] == []
     _m(api.client.delete_auto_snapshot_policy(ecs_models.DeleteAutoSnapshotPolicyRequest(

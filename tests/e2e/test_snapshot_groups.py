@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from nbd_client import Nbd
+from nbd_client import Nbd, nbd_url, qemu_io
 from support import REGION, _m, catch, poll
 
 
@@ -16,9 +16,7 @@ def test_reset_disks_rolls_a_group_back_on_real_bytes(server, sig_tenant):
     for d in disks:
         api.wait_disk(d, "In_use")
     for n, d in enumerate(disks):
-        with Nbd.open(server.nbd_port, d) as c:
-            c.write(0, bytes([0xA0 + n]) * 4096)
-            c.flush()
+        qemu_io(nbd_url(server.nbd_port, d), f"write -P {0xA0 + n} 0 64k", "write -P 0x5a 10M 1M")
 
     body = _m(api.client.create_snapshot_group(ecs_models.CreateSnapshotGroupRequest(
         region_id=REGION, instance_id=iid, disk_id=disks, name="golden")))
@@ -34,9 +32,7 @@ def test_reset_disks_rolls_a_group_back_on_real_bytes(server, sig_tenant):
     assert set(pairs) == set(disks)
 
     for d in disks:
-        with Nbd.open(server.nbd_port, d) as c:
-            c.write(0, b"\xbb" * 4096)
-            c.flush()
+        qemu_io(nbd_url(server.nbd_port, d), "write -P 0xbb 0 64k", "write -z 10M 1M")
     api.stop(iid)
     req = ecs_models.ResetDisksRequest(region_id=REGION, disk=[
         ecs_models.ResetDisksRequestDisk(disk_id=d, snapshot_id=s) for d, s in pairs.items()])
@@ -46,8 +42,7 @@ def test_reset_disks_rolls_a_group_back_on_real_bytes(server, sig_tenant):
         api.wait_disk(d, "In_use")
     api.start(iid)
     for n, d in enumerate(disks):
-        with Nbd.open(server.nbd_port, d) as c:
-            assert c.read(0, 4096) == bytes([0xA0 + n]) * 4096, d
+        qemu_io(nbd_url(server.nbd_port, d), f"read -P {0xA0 + n} 0 64k", "read -P 0x5a 10M 1M", read_only=True)
 
     # All or nothing: a pair naming another disk's snapshot refuses the whole request.
     api.stop(iid)
@@ -119,9 +114,7 @@ def test_copy_snapshot_across_regions_keeps_the_bytes(server, sig_tenant):
     iid = api.run_instance(data_disks=[{"size": 20}])
     (did,) = api.data_disk_ids(iid)
     api.wait_disk(did, "In_use")
-    with Nbd.open(server.nbd_port, did) as c:
-        c.write(4096, b"\xc7" * 4096)
-        c.flush()
+    qemu_io(nbd_url(server.nbd_port, did), "write -P 0xc7 4096 4096")
     sid = api.create_snapshot(did)
     copy = _m(api.client.copy_snapshot(ecs_models.CopySnapshotRequest(
         region_id=REGION, snapshot_id=sid, destination_region_id="cn-shanghai",
@@ -135,5 +128,4 @@ def test_copy_snapshot_across_regions_keeps_the_bytes(server, sig_tenant):
     c = poll(copied, lambda s: s["Status"] == "accomplished", what="copy")
     assert (c["SourceSnapshotId"], c["SourceRegionId"], c["SnapshotName"]) == (sid, REGION, "dr-copy")
     api.delete_snapshot(sid)
-    with Nbd.open(server.nbd_port, copy) as n:
-        assert n.read(4096, 4096) == b"\xc7" * 4096
+    qemu_io(nbd_url(server.nbd_port, copy), "read -P 0xc7 4096 4096", "read -P 0 0 4096", read_only=True)
