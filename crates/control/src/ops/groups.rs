@@ -18,7 +18,7 @@ use super::{Fail, R, begin, dry_run_ok, idempotency, reset};
 use crate::fairness::{self, Quota};
 use crate::model::tags_json;
 use crate::shapes::TimeText;
-use crate::{Env, config, guards, new_id, transitions};
+use crate::{Env, guards, new_id, transitions};
 use ecs_api::groups::{CreateSnapshotGroup, DescribeSnapshotGroups, MAX_GROUP_DISKS, ResetDisks};
 use ecs_api::params::Paging;
 use ecs_api::write::{Emit, Out};
@@ -87,17 +87,7 @@ pub(crate) fn create_snapshot_group(conn: &mut Connection, env: &Env, c: CreateS
         if d.status != "In_use" {
             return Err(Code::IncorrectDiskStatus.into());
         }
-        let (progressing, total): (i64, i64) = tx.query_row(
-            "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots WHERE disk_id=?1 AND released=0",
-            [&d.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if progressing > 0 {
-            return Err(Code::IncorrectDiskStatusCreatingSnapshot.into());
-        }
-        if total >= config::SNAPSHOT_QUOTA {
-            return Err(Code::QuotaExceedSnapshot.into());
-        }
+        super::snapshots::room_for_snapshot(&tx, &d.id)?;
     }
     fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Snapshots, members.len() as i64)?;
     let group = new_id("ssg-");

@@ -12,7 +12,7 @@ use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
 use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
 use ecs_api::{ApiError, Code};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use serde_json::{Value, json};
 
 pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapshot) -> R<Value> {
@@ -34,17 +34,7 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
     if disk.status != "In_use" && disk.status != "Available" {
         return Err(Code::IncorrectDiskStatus.into());
     }
-    let (progressing, total): (i64, i64) = tx.query_row(
-        "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots WHERE disk_id=?1 AND released=0",
-        [&disk.id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if progressing > 0 {
-        return Err(Code::IncorrectDiskStatusCreatingSnapshot.into());
-    }
-    if total >= config::SNAPSHOT_QUOTA {
-        return Err(Code::QuotaExceedSnapshot.into());
-    }
+    room_for_snapshot(&tx, &disk.id)?;
     fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Snapshots, 1)?;
     let id = new_id("s-");
     let due = env.now + env.timings.snapshot_ms as i64;
@@ -70,16 +60,39 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
             tags_json(&c.tags)
         ],
     )?;
-    transitions::schedule(&tx, "snapshot", &id, due)?;
     let intent = Intent::Snapshot { disk: disk.id.clone(), snapshot: id.clone() };
+    let (run, response) = accept(tx, env, &id, due, intent)?;
+    storage::run(conn, env.volumes, &[run])?;
+    Ok(response)
+}
+
+/// Whether disk `disk_id` may take another snapshot: none under way, fewer than the quota.
+pub(crate) fn room_for_snapshot(tx: &Transaction, disk_id: &str) -> R<()> {
+    let (progressing, total): (i64, i64) = tx.query_row(
+        "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots WHERE disk_id=?1 AND released=0",
+        [disk_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if progressing > 0 {
+        return Err(Code::IncorrectDiskStatusCreatingSnapshot.into());
+    }
+    if total >= config::SNAPSHOT_QUOTA {
+        return Err(Code::QuotaExceedSnapshot.into());
+    }
+    Ok(())
+}
+
+/// A new snapshot row `id` is in `tx`: it is `progressing` until `due`, its store `intent` is
+/// recorded and the answer kept for its ClientToken; commits. The caller then runs the
+/// intent: a store failure turns the snapshot `failed`, which is how the cloud reports it
+/// (the request was accepted, the snapshot did not complete).
+fn accept(tx: Transaction, env: &Env, id: &str, due: i64, intent: Intent) -> R<((i64, Intent), Value)> {
+    transitions::schedule(&tx, "snapshot", id, due)?;
     let iid = storage::record(&tx, &intent)?;
     let response = json!({"SnapshotId": id});
     idempotency::remember(&tx, env, &response)?;
     tx.commit()?;
-    // A store failure turns the snapshot `failed`, which is how the cloud reports it: the
-    // request was accepted, the snapshot did not complete.
-    storage::run(conn, env.volumes, &[(iid, intent)])?;
-    Ok(response)
+    Ok(((iid, intent), response))
 }
 
 /// How a snapshot is used: by images, by disks created from it, both, or neither.
@@ -219,13 +232,8 @@ pub(crate) fn copy_snapshot(conn: &mut Connection, env: &Env, c: CopyRequest) ->
             src.region_id
         ],
     )?;
-    transitions::schedule(&tx, "snapshot", &id, due)?;
     let intent = Intent::CopySnapshot { from: src.id.clone(), to: id.clone() };
-    let iid = storage::record(&tx, &intent)?;
-    let response = json!({"SnapshotId": id});
-    idempotency::remember(&tx, env, &response)?;
-    tx.commit()?;
-    // As with CreateSnapshot, a store failure leaves the copy `failed`.
-    storage::run(conn, env.volumes, &[(iid, intent)])?;
+    let (run, response) = accept(tx, env, &id, due, intent)?;
+    storage::run(conn, env.volumes, &[run])?;
     Ok(response)
 }
