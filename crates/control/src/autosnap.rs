@@ -74,6 +74,16 @@ pub struct AutoSnapshotRun {
 }
 
 impl Control {
+    /// CreateSnapshot's limits, for an automatic snapshot of `disk` owned by `account`:
+    /// snapshot service open, balance, room on the disk, the account's quota.
+    fn may_snapshot(&self, tx: &rusqlite::Transaction, account: &str, disk: &str) -> Result<(), crate::ops::Fail> {
+        let acct = crate::guards::account(tx, account)?;
+        crate::guards::snapshot_service(&acct)?;
+        crate::guards::balance(&acct)?;
+        crate::ops::room_for_snapshot(tx, disk)?;
+        crate::fairness::quota(tx, account, &self.config.limits, crate::fairness::Quota::Snapshots, 1)
+    }
+
     /// Take every automatic snapshot due at `now` (Unix ms) and delete the expired ones.
     pub fn run_auto_snapshots(&self, now: i64) -> Result<AutoSnapshotRun, ControlError> {
         let mut run = AutoSnapshotRun::default();
@@ -84,7 +94,7 @@ impl Control {
             let mut stmt = conn.prepare_cached(
                 "SELECT d.id, d.auto_snapshot_last_ms, p.time_points, p.repeat_weekdays, p.retention_days
                  FROM disks d JOIN auto_snapshot_policies p ON p.id = d.auto_snapshot_policy_id
-                 WHERE d.released = 0 AND p.released = 0",
+                 WHERE d.released = 0 AND p.released = 0 AND (d.enable_auto_snapshot IS NULL OR d.enable_auto_snapshot)",
             )?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
                 .collect::<Result<_, _>>()?
@@ -104,7 +114,7 @@ impl Control {
                 "SELECT d.account_id, d.region_id, d.size_gib, d.disk_type, d.category, d.encrypted, d.kms_key_id
                  FROM disks d WHERE d.id=?1 AND d.status IN ('In_use', 'Available')
                    AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.disk_id = d.id AND s.released = 0
-                                   AND s.status = 'progressing')",
+                                   AND s.status = 'progressing' AND s.source_snapshot_id IS NULL)",
                 [&disk],
                 |r| {
                     Ok(Source {
@@ -122,6 +132,11 @@ impl Control {
                 tracing::warn!(disk = %disk, "automatic snapshot skipped: the disk is busy");
                 continue;
             };
+            // The limits of CreateSnapshot hold for automatic snapshots too: the point is missed.
+            if let Err(e) = self.may_snapshot(&tx, &account, &disk) {
+                tracing::warn!(disk = %disk, reason = ?e, "automatic snapshot skipped");
+                continue;
+            }
             let id = new_id("s-");
             // auto_<yyyymmdd>_<hour>, the point's day and hour in UTC+8.
             let local = crate::model::fmt_time(point + ZONE_MS);

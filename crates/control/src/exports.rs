@@ -72,7 +72,16 @@ impl Control {
                 Some((s, ..)) if s == "Running" => Ok(Grant::ReadWrite),
                 // With VMs, the instance's VM is its disks' writer from the moment it starts
                 // until it has ended (the guest flushes while powering off).
-                Some((s, ..)) if (s == "Starting" || s == "Stopping") && self.machines().is_some() => {
+                Some((s, ..))
+                    if (s == "Starting" || s == "Stopping")
+                        && self.machines().is_some_and(|m| {
+                            matches!(
+                                m.state(&instance),
+                                crate::machines::MachineState::Launching
+                                    | crate::machines::MachineState::Running { .. }
+                            )
+                        }) =>
+                {
                     Ok(Grant::ReadWrite)
                 }
                 Some((s, ..)) => Err(Denied::Policy(format!("instance {instance} of disk {name} is {s}, not Running"))),

@@ -18,14 +18,16 @@ use std::sync::Arc;
 const GIB: u64 = 1 << 30;
 
 /// The file of `object` in a bucket's directory, if it is a plain relative path to a file
-/// there (no `..`, no absolute path).
+/// there (no `..`, no absolute path, no link out of the directory).
 pub(crate) fn object_path(dir: &Path, object: &str) -> Option<PathBuf> {
     let rel = Path::new(object);
     if object.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return None;
     }
-    let path = dir.join(rel);
-    path.is_file().then_some(path)
+    // A link may not lead out of the bucket.
+    let root = dir.canonicalize().ok()?;
+    let path = dir.join(rel).canonicalize().ok()?;
+    (path.starts_with(&root) && path.is_file()).then_some(path)
 }
 
 /// ImportImage's task (`t-` and the image id's tail) ends `status` now.
@@ -139,7 +141,11 @@ impl Control {
         let (source, half) = if format == "raw" {
             (path.clone(), 0)
         } else {
-            self.convert(&path, &format, &raw, &job.image)?;
+            let converted = self.convert(&path, &format, &raw, &job.image, &work);
+            if converted.is_err() {
+                let _ = std::fs::remove_file(&raw);
+            }
+            converted?;
             (raw.clone(), 50)
         };
         let volume = format!("import-{}", job.image);
@@ -185,19 +191,27 @@ impl Control {
         if !["raw", "qcow2", "vpc"].contains(&found.as_str()) {
             return Err(format!("format {found:?} is not one ImportImage takes (RAW, QCOW2, VHD)"));
         }
+        // An image is its own bytes only: a backing file or an external data file would have
+        // qemu-img read another file of this host (or another disk) into the image.
+        if v.get("backing-filename").is_some() || v["format-specific"]["data"].get("data-file").is_some() {
+            return Err("the image names a backing or data file; import a standalone image".into());
+        }
         let size = v["virtual-size"].as_u64().ok_or("qemu-img info gave no virtual-size")?;
         Ok((found, size))
     }
 
     /// qemu-img convert to a raw file, reporting its progress as the first half.
-    fn convert(&self, src: &Path, format: &str, dst: &Path, image: &str) -> Result<(), String> {
+    fn convert(&self, src: &Path, format: &str, dst: &Path, image: &str, work: &Path) -> Result<(), String> {
+        // stderr to a file: a pipe nobody reads while stdout is drained could fill and stall it.
+        let err_path = work.join(format!("{image}.stderr"));
+        let err_file = std::fs::File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
         let mut child = Command::new(&self.config.qemu_img)
             .args(["convert", "-p", "-f", format, "-O", "raw"])
             .arg(src)
             .arg(dst)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(err_file)
             .spawn()
             .map_err(|e| format!("running qemu-img: {e}"))?;
         if let Some(mut out) = child.stdout.take() {
@@ -223,9 +237,11 @@ impl Control {
                 }
             }
         }
-        let out = child.wait_with_output().map_err(|e| format!("waiting for qemu-img: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("qemu-img convert: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        let status = child.wait().map_err(|e| format!("waiting for qemu-img: {e}"))?;
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&err_path);
+        if !status.success() {
+            return Err(format!("qemu-img convert: {}", stderr.trim()));
         }
         Ok(())
     }
@@ -243,7 +259,9 @@ impl Control {
             )
             .map_err(|e| e.to_string())?;
         if live == 0 {
-            drop(tx);
+            // The image was deleted meanwhile: so is its snapshot, and its task failed.
+            task_done(&tx, &job.image, "Failed").map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
             drop(conn);
             let _ = self.volumes.delete_snapshot(&job.snapshot);
             return Ok(());

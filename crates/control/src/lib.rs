@@ -60,6 +60,8 @@ pub(crate) struct Env<'a> {
     pub events: Option<std::sync::Arc<dyn exports::Events>>,
     /// The VM runner, when instances run VMs (`machines`).
     pub machines: Option<std::sync::Arc<dyn machines::Machines>>,
+    /// What handlers ask of VMs, for the reconciler (`machines`).
+    pub vm_requests: &'a machines::VmRequests,
     /// The server's secret for NextToken MACs (`ops::listing`).
     pub paging_key: &'a [u8],
     /// The request's ClientToken, for actions that create something.
@@ -107,6 +109,7 @@ pub struct Control {
     launching: Mutex<std::collections::HashSet<String>>,
     /// Images an import thread works on now (`imports`).
     importing: Mutex<std::collections::HashSet<String>>,
+    vm_requests: machines::VmRequests,
 }
 
 /// The bootstrap account's key; `secret_generated` says it was made now and must be shown.
@@ -140,9 +143,22 @@ impl Control {
             machines: Default::default(),
             launching: Default::default(),
             importing: Default::default(),
+            vm_requests: Default::default(),
         };
-        // Instances run VMs only once a runner is set (`set_machines`), in this process.
-        control.lock().execute("DELETE FROM settings WHERE key='machines'", [])?;
+        // Instances run VMs only once a runner is set (`set_machines`), in this process. An
+        // instance a VM was starting or stopping before gets its timer back, so it does not
+        // stay Starting or Stopping when this server runs no VMs.
+        {
+            let conn = control.lock();
+            conn.execute("DELETE FROM settings WHERE key='machines'", [])?;
+            conn.execute(
+                "INSERT OR IGNORE INTO transitions(kind, id, due_ms)
+                 SELECT 'instance', id, ?1 FROM instances
+                 WHERE released=0 AND status IN ('Starting', 'Stopping')
+                   AND id NOT IN (SELECT id FROM transitions WHERE kind='instance')",
+                [model::now_ms()],
+            )?;
+        }
         match control.setting::<Timings>("timings")? {
             Some(t) => control.cache_timings(t),
             None => control.set_setting("timings", &config_timings)?,
@@ -210,6 +226,7 @@ impl Control {
             volumes: &self.volumes,
             events: self.events.read().ok().and_then(|e| e.clone()),
             machines: self.machines(),
+            vm_requests: &self.vm_requests,
             paging_key: &self.paging_key,
             client_token: req.client_token.as_deref(),
             fingerprint: &req.fingerprint,

@@ -43,6 +43,8 @@ pub struct Machine {
 pub enum MachineState {
     /// Never started by this process (or forgotten after it ended).
     Unknown,
+    /// Its process was started; the guest does not run yet.
+    Launching,
     /// Its process runs; `powering_off_ms` is how long ago an ACPI power-off was asked for.
     Running { powering_off_ms: Option<u64> },
     /// Its process ended; `orderly` is false for a crash, `reason` says how it ended.
@@ -60,6 +62,8 @@ pub trait Machines: Send + Sync {
     fn reset(&self, id: &str) -> Result<(), String>;
     /// End the VM at once; returns when its process is gone.
     fn kill(&self, id: &str) -> Result<(), String>;
+    /// The instance is gone: end its VM, forget it and delete its files (console, user data).
+    fn remove(&self, id: &str) -> Result<(), String>;
     fn state(&self, id: &str) -> MachineState;
     /// Drop the record of an exited VM.
     fn forget(&self, id: &str);
@@ -71,6 +75,28 @@ pub trait Machines: Send + Sync {
     fn stop_timeout_ms(&self) -> u64;
 }
 
+/// What handlers ask of VMs, done by the reconciler outside the catalog lock (a QMP round
+/// trip or a kill must not hold every other write up).
+#[derive(Default)]
+pub(crate) struct VmRequests {
+    /// StopInstance with ForceStop: kill instead of pressing the power button.
+    pub force_stop: std::sync::Mutex<HashSet<String>>,
+    /// RebootInstance: reset the guest.
+    pub reset: std::sync::Mutex<HashSet<String>>,
+}
+
+impl VmRequests {
+    pub(crate) fn ask(set: &std::sync::Mutex<HashSet<String>>, id: &str) {
+        if let Ok(mut s) = set.lock() {
+            s.insert(id.to_string());
+        }
+    }
+
+    fn take(set: &std::sync::Mutex<HashSet<String>>, id: &str) -> bool {
+        set.lock().map(|mut s| s.remove(id)).unwrap_or(false)
+    }
+}
+
 impl Control {
     /// Drive instances by VMs from now on (see the module documentation). A new runner has
     /// no VM yet: instances recorded Running are Starting again until theirs runs.
@@ -78,6 +104,12 @@ impl Control {
         {
             let conn = self.lock();
             conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES('machines', 'on')", [])?;
+            // From now on Starting and Stopping end with the VM, not with a timer.
+            conn.execute(
+                "DELETE FROM transitions WHERE kind='instance'
+                   AND id IN (SELECT id FROM instances WHERE status IN ('Starting', 'Stopping'))",
+                [],
+            )?;
             let n = conn.execute("UPDATE instances SET status='Starting' WHERE status='Running' AND released=0", [])?;
             if n > 0 {
                 tracing::info!(instances = n, "instances recorded Running start their VMs again");
@@ -107,8 +139,16 @@ impl Control {
         let wanted: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
         for (id, status) in &rows {
             let state = m.state(id);
+            let force = || VmRequests::take(&self.vm_requests.force_stop, id);
             match (status.as_str(), state) {
-                ("Starting", MachineState::Running { .. }) => self.mark(id, &["Starting"], "Running")?,
+                ("Starting", MachineState::Running { .. }) => {
+                    if VmRequests::take(&self.vm_requests.reset, id)
+                        && let Err(e) = m.reset(id)
+                    {
+                        tracing::warn!(instance = %id, error = %e, "resetting the VM");
+                    }
+                    self.mark(id, &["Starting"], "Running")?;
+                }
                 ("Starting", MachineState::Exited { reason, .. }) => {
                     tracing::warn!(instance = %id, %reason, "the VM ended while starting; the instance is Stopped");
                     m.forget(id);
@@ -129,16 +169,27 @@ impl Control {
                     m.forget(id);
                     self.mark_stopped(id)?;
                 }
-                ("Stopping", MachineState::Running { powering_off_ms: None }) => {
-                    let done = if self.has_os(id)? { m.power_off(id) } else { m.kill(id) };
+                ("Stopping", MachineState::Running { powering_off_ms }) => {
+                    // ForceStop, a guest with no OS to answer the button, or one past the stop
+                    // timeout: killed. Otherwise the button, pressed until it reaches qemu.
+                    let overdue = powering_off_ms.is_some_and(|ms| ms > m.stop_timeout_ms());
+                    let done = if force() || !self.has_os(id)? || overdue {
+                        if overdue {
+                            tracing::warn!(instance = %id, "the guest did not power off in time; killing the VM");
+                        }
+                        m.kill(id)
+                    } else if powering_off_ms.is_none() {
+                        m.power_off(id)
+                    } else {
+                        Ok(())
+                    };
                     if let Err(e) = done {
                         tracing::warn!(instance = %id, error = %e, "stopping the VM");
                     }
                 }
-                ("Stopping", MachineState::Running { powering_off_ms: Some(ms) }) if ms > m.stop_timeout_ms() => {
-                    tracing::warn!(instance = %id, waited_ms = ms, "the guest did not power off in time; killing the VM");
+                ("Stopping", MachineState::Launching) => {
                     if let Err(e) = m.kill(id) {
-                        tracing::error!(instance = %id, error = %e, "killing the VM");
+                        tracing::warn!(instance = %id, error = %e, "ending a VM stopped while it started");
                     }
                 }
                 ("Stopping", MachineState::Exited { reason, .. }) => {

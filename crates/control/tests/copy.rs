@@ -26,6 +26,9 @@ fn copies_land_in_their_region_outlive_the_source_and_restore_the_disk() {
         .as_str()
         .unwrap()
         .to_string();
+    // A copy under way is not a snapshot of the source disk: the disk may take one meanwhile.
+    let own = h.ok("CreateSnapshot", &[("DiskId", &d)])["SnapshotId"].as_str().unwrap().to_string();
+    h.wait("accomplished", || h.snapshot(&own));
     h.wait("accomplished", || snap_in(&h, "cn-shanghai", &far));
     let c = snap_in(&h, "cn-shanghai", &far);
     assert_eq!((c["SourceSnapshotId"].as_str(), c["SourceRegionId"].as_str()), (Some(s.as_str()), Some("cn-hangzhou")));

@@ -65,6 +65,11 @@ impl Machines for Fake {
         self.log(format!("reset {id}"));
         Ok(())
     }
+    fn remove(&self, id: &str) -> Result<(), String> {
+        self.log(format!("remove {id}"));
+        self.vms.lock().unwrap().remove(id);
+        Ok(())
+    }
     fn kill(&self, id: &str) -> Result<(), String> {
         self.log(format!("kill {id}"));
         let mut v = self.vms.lock().unwrap();
@@ -236,6 +241,9 @@ fn stopping_powers_off_and_revokes_writers_only_once_the_vm_is_gone() {
     let id = h.running_instance(&[]);
     let disks = h.disks_of(&id);
     h.ok("StopInstance", &[("InstanceId", &id)]);
+    // The reconciler presses the button, outside the catalog lock.
+    assert!(!h.fake.calls().contains(&format!("power_off {id}")));
+    h.c.reconcile_machines().unwrap();
     assert!(h.fake.calls().contains(&format!("power_off {id}")));
     assert_eq!(h.status(&id), "Stopping");
     // The guest still flushes while it powers off: its disks keep their writer.
@@ -261,6 +269,7 @@ fn a_guest_that_ignores_the_power_button_is_killed_after_the_timeout_and_force_s
 
     let id2 = h.running_instance(&[]);
     h.ok("StopInstance", &[("InstanceId", &id2), ("ForceStop", "true")]);
+    h.c.reconcile_machines().unwrap();
     let calls = h.fake.calls();
     assert!(calls.contains(&format!("kill {id2}")) && !calls.contains(&format!("power_off {id2}")), "{calls:?}");
     h.wait(&id2, "Stopped");
@@ -268,6 +277,7 @@ fn a_guest_that_ignores_the_power_button_is_killed_after_the_timeout_and_force_s
     // The public blank image has no OS to answer the button: its VM is killed at once.
     let blank = h.running_instance(&[("ImageId", "blank_x64_20G.vhd")]);
     h.ok("StopInstance", &[("InstanceId", &blank)]);
+    h.c.reconcile_machines().unwrap();
     let calls = h.fake.calls();
     assert!(calls.contains(&format!("kill {blank}")) && !calls.contains(&format!("power_off {blank}")), "{calls:?}");
     h.wait(&blank, "Stopped");
@@ -303,10 +313,11 @@ fn reboot_resets_the_guest_and_delete_ends_the_vm_first() {
     let h = H::new();
     let id = h.running_instance(&[]);
     h.ok("RebootInstance", &[("InstanceId", &id)]);
-    assert!(h.fake.calls().contains(&format!("reset {id}")));
+    assert_eq!(h.status(&id), "Starting");
     h.wait(&id, "Running");
+    assert!(h.fake.calls().contains(&format!("reset {id}")));
     h.ok("DeleteInstance", &[("InstanceId", &id), ("Force", "true")]);
-    assert!(h.fake.calls().contains(&format!("kill {id}")));
+    assert!(h.fake.calls().contains(&format!("remove {id}")));
     h.c.reconcile_machines().unwrap();
     assert!(h.fake.running().is_empty());
 }
@@ -465,6 +476,19 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     assert_eq!(code(map("../store/meta.log", "RAW")), Code::InvalidOssObjectNotFound);
     assert_eq!(code(map("disk.qcow2", "VMDK")), Code::InvalidParameter);
     assert_eq!(code(vec![R, ("DiskDeviceMapping.1.OSSBucket", "images")]), Code::MissingParameter);
+    // A link out of the bucket is not an object of it.
+    std::os::unix::fs::symlink(h.dir.path().join("catalog.sqlite"), bucket.join("catalog.raw")).unwrap();
+    assert_eq!(code(map("catalog.raw", "RAW")), Code::InvalidOssObjectNotFound);
+    // An image backed by another file of the host would read that file in: CreateFailed.
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(h.dir.path().join("catalog.sqlite"))
+        .arg(bucket.join("backed.qcow2"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let backed = h.ok("ImportImage", &map("backed.qcow2", "QCOW2"))["ImageId"].as_str().unwrap().to_string();
+    assert_eq!(wait_image(&h, &backed)["Status"], "CreateFailed");
     // A file that is not what its Format says fails in the background: CreateFailed.
     std::fs::write(bucket.join("junk.qcow2"), b"not a qcow2 image at all").unwrap();
     let bad = h.ok("ImportImage", &map("junk.qcow2", "QCOW2"))["ImageId"].as_str().unwrap().to_string();
@@ -473,4 +497,23 @@ fn import_image_converts_qcow2_into_a_bootable_snapshot_and_refuses_what_it_cann
     assert_eq!(t["TaskStatus"], "Failed");
     let e = h.call("RunInstances", &[R, ("ImageId", &bad), ("InstanceType", "ecs.g7.large")]).unwrap_err();
     assert_eq!(e.code, Code::ImageNotAvailable);
+}
+
+#[test]
+fn a_server_without_vms_finishes_what_a_vm_was_starting_or_stopping() {
+    let h = H::new();
+    let stopping = h.running_instance(&[]);
+    h.ok("StopInstance", &[("InstanceId", &stopping)]);
+    assert_eq!(h.status(&stopping), "Stopping");
+    let H { c, dir, account, engine, fake, revoked, image } = h;
+    drop((c, engine, fake, revoked, image));
+    // The next server runs no VMs (--vms none, or no qemu): the instance gets its timer back.
+    let (c, _engine) = open(dir.path(), Config::default());
+    c.tick().unwrap();
+    let p = Params::from_pairs([
+        ("RegionId".to_string(), "cn-hangzhou".to_string()),
+        ("InstanceIds".to_string(), format!("[\"{stopping}\"]")),
+    ]);
+    let v = c.handle(&account, Action::parse("DescribeInstances", &p).unwrap()).unwrap();
+    assert_eq!(v["Instances"]["Instance"][0]["Status"], "Stopped");
 }

@@ -59,6 +59,10 @@ fn create(p: &Params) -> Result<CreateSnapshotGroup, ApiError> {
     if disk_ids.len() > MAX_GROUP_DISKS {
         return Err(ApiError::invalid("DiskId"));
     }
+    let mut seen = std::collections::BTreeSet::new();
+    if !disk_ids.iter().chain(&exclude_disk_ids).all(|d| seen.insert(d)) {
+        return Err(ApiError::invalid("DiskId"));
+    }
     // Documented: not both lists; without InstanceId, DiskId.N names the disks.
     if !disk_ids.is_empty() && !exclude_disk_ids.is_empty() {
         return Err(ApiError::invalid("ExcludeDiskId"));
@@ -146,6 +150,8 @@ mod tests {
             Action::CreateSnapshotGroup(c) => assert_eq!((c.instance_id, c.disk_ids), (None, vec!["d-1".to_string()])),
             other => panic!("{other:?}"),
         }
+        let twice = [r, ("DiskId.1", "d-1"), ("DiskId.2", "d-1")];
+        assert_eq!(parse_err("CreateSnapshotGroup", &twice), Code::InvalidParameter);
         let both = [r, ("InstanceId", "i-1"), ("DiskId.1", "d-1"), ("ExcludeDiskId.1", "d-2")];
         assert_eq!(parse_err("CreateSnapshotGroup", &both), Code::InvalidParameter);
         assert_eq!(parse_err("CreateSnapshotGroup", &[r]), Code::MissingParameter);

@@ -102,9 +102,13 @@ impl Machines for QemuMachines {
     fn kill(&self, id: &str) -> Result<(), String> {
         self.runner.kill(id).map_err(|e| e.to_string())
     }
+    fn remove(&self, id: &str) -> Result<(), String> {
+        self.runner.remove(id).map_err(|e| e.to_string())
+    }
     fn state(&self, id: &str) -> MachineState {
         match self.runner.state(id) {
             None => MachineState::Unknown,
+            Some(vm::State::Launching { .. }) => MachineState::Launching,
             Some(vm::State::Running { powerdown_since, .. }) => MachineState::Running {
                 powering_off_ms: powerdown_since.map(|t| t.elapsed().as_millis().try_into().unwrap_or(u64::MAX)),
             },
@@ -157,6 +161,10 @@ impl QemuMachines {
                 out["SshPort"] = ssh_port.into();
             }
             Some(vm::State::Exited(e)) => out["LastExit"] = e.reason.into(),
+            Some(vm::State::Launching { pid }) => {
+                out["Pid"] = pid.into();
+                out["Launching"] = true.into();
+            }
             None => {}
         }
         Ok(out)

@@ -74,6 +74,10 @@ pub struct Exit {
 /// What the runner knows of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
+    /// qemu was spawned; the guest is not confirmed running yet.
+    Launching {
+        pid: u32,
+    },
     Running {
         pid: u32,
         /// When an ACPI power-off was asked for, if it was.
@@ -86,6 +90,8 @@ pub enum State {
 
 struct Vm {
     pid: u32,
+    /// QMP reported the guest running ([`Runner::start`] returned).
+    confirmed: bool,
     ssh_port: u16,
     powerdown_since: Option<Instant>,
     requested: bool,
@@ -96,6 +102,8 @@ struct Vm {
 pub struct Runner {
     config: Config,
     vms: Arc<Mutex<HashMap<String, Vm>>>,
+    /// Set by [`Runner::shutdown`]: no VM starts after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -104,7 +112,7 @@ fn valid_id(id: &str) -> bool {
 
 impl Runner {
     pub fn new(config: Config) -> Runner {
-        Runner { config, vms: Arc::new(Mutex::new(HashMap::new())) }
+        Runner { config, vms: Arc::new(Mutex::new(HashMap::new())), closed: Default::default() }
     }
 
     pub fn config(&self) -> &Config {
@@ -150,7 +158,10 @@ impl Runner {
     pub fn start(&self, spec: &MachineSpec) -> Result<(), VmError> {
         let id = spec.id.clone();
         let dir = self.dir(&id)?;
-        if matches!(self.state(&id), Some(State::Running { .. })) {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(VmError::Launch { id, detail: "the server is shutting down".into() });
+        }
+        if matches!(self.state(&id), Some(State::Running { .. } | State::Launching { .. })) {
             return Ok(());
         }
         let io = |what| {
@@ -194,7 +205,7 @@ impl Runner {
                 let pid = child.id();
                 vms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
                     waiter_id.clone(),
-                    Vm { pid, ssh_port, powerdown_since: None, requested: false, exit: None },
+                    Vm { pid, confirmed: false, ssh_port, powerdown_since: None, requested: false, exit: None },
                 );
                 let _ = tx.send(Ok(pid));
                 let status = child.wait();
@@ -235,8 +246,15 @@ impl Runner {
                 Err(e) => break Err(VmError::Qmp(e, id.clone())),
             }
         };
-        if running.is_err() {
-            let _ = self.kill(&id);
+        match &running {
+            Ok(()) => {
+                if let Some(vm) = self.vms().get_mut(&id).filter(|v| v.pid == pid) {
+                    vm.confirmed = true;
+                }
+            }
+            Err(_) => {
+                let _ = self.kill(&id);
+            }
         }
         running
     }
@@ -309,14 +327,19 @@ impl Runner {
     }
 
     /// Press the ACPI power button (`system_powerdown`); the guest decides when to power off.
+    /// The stop timeout counts from the first press that reached qemu: a failed one is
+    /// pressed again on the next call.
     pub fn power_off(&self, id: &str) -> Result<(), VmError> {
         {
             let mut vms = self.vms();
             let vm = vms.get_mut(id).filter(|v| v.exit.is_none()).ok_or_else(|| VmError::NotRunning(id.into()))?;
             vm.requested = true;
+        }
+        self.qmp(id, "system_powerdown")?;
+        if let Some(vm) = self.vms().get_mut(id) {
             vm.powerdown_since.get_or_insert_with(Instant::now);
         }
-        self.qmp(id, "system_powerdown")
+        Ok(())
     }
 
     /// Reset the guest (`system_reset`), as the reset button would: it boots again.
@@ -359,6 +382,7 @@ impl Runner {
         let vm = vms.get(id)?;
         Some(match &vm.exit {
             Some(e) => State::Exited(e.clone()),
+            None if !vm.confirmed => State::Launching { pid: vm.pid },
             None => State::Running { pid: vm.pid, powerdown_since: vm.powerdown_since, ssh_port: vm.ssh_port },
         })
     }
@@ -389,10 +413,25 @@ impl Runner {
         Some((buf, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
     }
 
+    /// End VM `id` if it runs, forget it and delete its directory (console log and user data
+    /// included): the instance is gone.
+    pub fn remove(&self, id: &str) -> Result<(), VmError> {
+        self.kill(id)?;
+        self.vms().remove(id);
+        let dir = self.dir(id)?;
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(VmError::Io { id: id.into(), what: "removing its directory", source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Power every VM off, wait up to `grace` for their guests, then kill what remains (the
     /// server's shutdown: the catalog keeps such instances Running, and the next server
-    /// starts them again).
+    /// starts them again). No VM starts after this begins.
     pub fn shutdown(&self, grace: Duration) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let ids = self.running();
         for id in &ids {
             if let Err(e) = self.power_off(id) {

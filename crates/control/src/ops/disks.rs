@@ -190,7 +190,8 @@ pub(crate) fn delete_disk(conn: &mut Connection, env: &Env, disk_id: &str, dry_r
         return Err(Code::IncorrectDiskStatus.into());
     }
     let snapshotting: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM snapshots WHERE disk_id=?1 AND status='progressing' AND released=0",
+        "SELECT COUNT(*) FROM snapshots
+         WHERE disk_id=?1 AND status='progressing' AND released=0 AND source_snapshot_id IS NULL",
         [disk_id],
         |r| r.get(0),
     )?;

@@ -9,8 +9,8 @@
 //! its members (failed if any failed, else progressing while any is, else accomplished).
 //! DeleteSnapshotGroup deletes the group and its snapshots but those custom images were made
 //! from. ResetDisks runs every ResetDisk
-//! check on every pair first, then resets all of them in one transaction: all or nothing,
-//! O(1) per disk.
+//! check on every pair first, then resets all of them in one transaction (all or nothing for
+//! every check), O(1) per disk; a store failure on one disk leaves that disk as it was.
 
 use super::listing::{Listing, Scope};
 use super::storage::{self, Intent};
@@ -84,7 +84,7 @@ pub(crate) fn create_snapshot_group(conn: &mut Connection, env: &Env, c: CreateS
         return Err(ApiError::invalid("DiskId").into());
     }
     for d in &members {
-        if d.status != "In_use" {
+        if d.status != "In_use" && d.status != "Available" {
             return Err(Code::IncorrectDiskStatus.into());
         }
         super::snapshots::room_for_snapshot(&tx, &d.id)?;

@@ -269,13 +269,10 @@ pub(crate) fn has_os(image_id: &str) -> bool {
 fn after_stop(env: &Env, id: &str, disks: &[String], force: bool) {
     match &env.machines {
         None => env.revoke(disks),
-        Some(m) => {
-            let done = if force { m.kill(id) } else { m.power_off(id) };
-            if let Err(e) = done {
-                // The reconciler retries the power-off, then kills after the stop timeout.
-                tracing::warn!(instance = id, force, error = %e, "stopping the VM");
-            }
-        }
+        // The reconciler presses the button (again until it reaches qemu) or kills, outside
+        // the catalog lock, within 100 ms.
+        Some(_) if force => crate::machines::VmRequests::ask(&env.vm_requests.force_stop, id),
+        Some(_) => {}
     }
 }
 
@@ -312,13 +309,12 @@ pub(crate) fn reboot_instance(conn: &mut Connection, env: &Env, id: &str, dry_ru
     if dry_run {
         return Err(dry_run_ok());
     }
-    if let Some(m) = &env.machines {
-        // With a VM: the guest is reset and the instance is Starting until it runs again.
+    if env.machines.is_some() {
+        // With a VM: Starting until the reconciler has reset the guest (it starts the VM if
+        // it is gone), then Running.
         tx.execute("UPDATE instances SET status='Starting', pending_target=NULL WHERE id=?1", [id])?;
         tx.commit()?;
-        if let Err(e) = m.reset(id) {
-            tracing::warn!(instance = id, error = %e, "resetting the VM (the reconciler starts it if it is gone)");
-        }
+        crate::machines::VmRequests::ask(&env.vm_requests.reset, id);
         return Ok(json!({}));
     }
     tx.execute("UPDATE instances SET status='Stopping', pending_target='Starting' WHERE id=?1", [id])?;
@@ -422,7 +418,7 @@ pub(crate) fn delete_instance(conn: &mut Connection, env: &Env, id: &str, force:
     }
     // The VM ends before anything is released (its writes were flushed as they were answered).
     if let Some(m) = &env.machines
-        && let Err(e) = m.kill(id)
+        && let Err(e) = m.remove(id)
     {
         tracing::error!(instance = id, error = %e, "ending the VM of a deleted instance");
         return Err(Fail::Api(ApiError::new(Code::InternalError)));

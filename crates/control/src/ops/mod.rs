@@ -18,6 +18,7 @@ pub(crate) mod storage;
 mod tasks;
 
 pub(crate) use instances::has_os;
+pub(crate) use snapshots::room_for_snapshot;
 mod tags;
 
 pub(crate) use storage::recover_intents;

@@ -72,7 +72,8 @@ pub(crate) fn checked(tx: &Transaction, env: &Env, disk_id: &str, snapshot_id: &
         return Err(Code::IncorrectDiskStatus.into());
     }
     let snapshotting: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM snapshots WHERE disk_id=?1 AND status='progressing' AND released=0",
+        "SELECT COUNT(*) FROM snapshots
+         WHERE disk_id=?1 AND status='progressing' AND released=0 AND source_snapshot_id IS NULL",
         [&disk.id],
         |row| row.get(0),
     )?;

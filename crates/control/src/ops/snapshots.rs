@@ -67,9 +67,11 @@ pub(crate) fn create_snapshot(conn: &mut Connection, env: &Env, c: CreateSnapsho
 }
 
 /// Whether disk `disk_id` may take another snapshot: none under way, fewer than the quota.
+/// Copies (CopySnapshot) name the disk they came from but are not its snapshots.
 pub(crate) fn room_for_snapshot(tx: &Transaction, disk_id: &str) -> R<()> {
     let (progressing, total): (i64, i64) = tx.query_row(
-        "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots WHERE disk_id=?1 AND released=0",
+        "SELECT COALESCE(SUM(status='progressing'), 0), COUNT(*) FROM snapshots
+         WHERE disk_id=?1 AND released=0 AND source_snapshot_id IS NULL",
         [disk_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
