@@ -13,6 +13,8 @@
 //!   stopped instance never has a writer left (ResetDisk's rule stays safe).
 //! - RebootInstance resets the guest; DeleteInstance ends the VM before releasing anything.
 //!
+//! Handlers only record what they ask of a VM (`VmRequests`: ForceStop, reset); the
+//! reconciler does it, with the power button and kills, outside the catalog lock.
 //! Pending → Starting keeps its timer (`InstanceMs`), as without VMs.
 //! [`Control::reconcile_machines`] runs on the server's ticker; it is level-triggered, so it
 //! also repairs whatever a crash left (a VM with no running instance is killed).
