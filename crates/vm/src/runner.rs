@@ -176,16 +176,23 @@ impl Runner {
         let stderr = std::fs::File::create(dir.join("qemu.log")).map_err(io("creating qemu.log"))?;
         let ssh_port = free_port().map_err(io("picking the SSH port"))?;
         let args = self.args(spec, &dir, ssh_port)?;
-        // qemu runs under `setpriv --pdeathsig SIGKILL` (util-linux), spawned by the thread
-        // that then waits for it: if the server dies, even by SIGKILL, its VMs die with it
-        // (the parent-death signal follows the spawning thread, which lives as long as qemu).
-        let (mut cmd, wrapped) = match find_setpriv() {
-            Some(setpriv) => {
+        // qemu runs under `setsid setpriv --pdeathsig SIGKILL` (util-linux), spawned by the
+        // thread that then waits for it. In a session of its own, a terminal's Ctrl-C (sent to
+        // the server's process group) does not end the VMs abruptly: the server powers them
+        // off. With the parent-death signal, a server that dies, even by SIGKILL, takes its
+        // VMs with it (the signal follows the spawning thread, which lives as long as qemu).
+        let (mut cmd, wrapped) = match (find_tool("setsid"), find_tool("setpriv")) {
+            (Some(setsid), Some(setpriv)) => {
+                let mut c = Command::new(setsid);
+                c.arg(setpriv).args(["--pdeathsig", "SIGKILL", "--"]).arg(&self.config.binary);
+                (c, true)
+            }
+            (None, Some(setpriv)) => {
                 let mut c = Command::new(setpriv);
                 c.args(["--pdeathsig", "SIGKILL", "--"]).arg(&self.config.binary);
                 (c, true)
             }
-            None => (Command::new(&self.config.binary), false),
+            _ => (Command::new(&self.config.binary), false),
         };
         cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<u32>>();
@@ -449,9 +456,9 @@ impl Runner {
     }
 }
 
-/// util-linux's `setpriv`, if installed (Debian: essential).
-fn find_setpriv() -> Option<PathBuf> {
-    ["/usr/bin/setpriv", "/bin/setpriv"].iter().map(PathBuf::from).find(|p| p.is_file())
+/// A util-linux tool (`setsid`, `setpriv`), if installed (Debian: essential).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 fn free_port() -> std::io::Result<u16> {
