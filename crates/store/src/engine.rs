@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockWriteGuard, mpsc};
 
 /// A frozen layer: its own changes over its parent.
 #[derive(Clone)]
@@ -306,17 +306,7 @@ impl Engine {
             &[Record::Snapshot { volume: volume.into(), snapshot: snapshot.into(), new_layer }],
             Vec::new(),
         )?;
-        let old = std::mem::replace(
-            &mut *head,
-            Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
-        );
-        head.parent = Some(old.layer);
-        head.map = old.map.clone();
-        meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
-        meta.snapshots.insert(
-            snapshot.into(),
-            Snap { volume: volume.into(), layer: old.layer, size: vol.size.load(Ordering::Acquire), map: old.map },
-        );
+        freeze(&mut meta, &mut head, &vol, volume, snapshot, new_layer);
         Ok(())
     }
 
@@ -371,19 +361,20 @@ impl Engine {
         }
         self.io.append_sync(&[Record::SnapshotGroup { members: record.clone() }], Vec::new())?;
         for ((head, (_, _, vol)), (volume, snapshot, new_layer)) in heads.iter_mut().zip(&vols).zip(record) {
-            let old = std::mem::replace(
-                &mut **head,
-                Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() },
-            );
-            head.parent = Some(old.layer);
-            head.map = old.map.clone();
-            meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
-            meta.snapshots.insert(
-                snapshot,
-                Snap { volume, layer: old.layer, size: vol.size.load(Ordering::Acquire), map: old.map },
-            );
+            freeze(&mut meta, head, vol, &volume, &snapshot, new_layer);
         }
         Ok(())
+    }
+
+    /// Give a volume the fresh head `fresh` (reset, rebase): the old head's own blocks go to
+    /// GC, which is woken once the locks are released.
+    fn swap_head(&self, mut meta: MutexGuard<'_, Meta>, mut head: RwLockWriteGuard<'_, Head>, fresh: Head) {
+        let old = std::mem::replace(&mut *head, fresh);
+        meta.garbage.push(old.own);
+        meta.gc_due = true;
+        drop(head);
+        drop(meta);
+        self.kick_gc();
     }
 
     /// Make `to` a copy of snapshot `from` (CopySnapshot): the same frozen layer and block
@@ -415,20 +406,13 @@ impl Engine {
         }
         let vol = meta.volumes.get(volume).cloned().ok_or_else(|| StoreError::not_found("volume", volume))?;
         let new_layer = Self::new_layer(&mut meta);
-        let mut head = vol.head_write()?;
+        let head = vol.head_write()?;
         self.io.append_sync(
             &[Record::Reset { volume: volume.into(), snapshot: snapshot.into(), new_layer }],
             Vec::new(),
         )?;
-        let old = std::mem::replace(
-            &mut *head,
-            Head { layer: new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map },
-        );
-        meta.garbage.push(old.own);
-        meta.gc_due = true;
-        drop(head);
-        drop(meta);
-        self.kick_gc();
+        let fresh = Head { layer: new_layer, parent: Some(snap.layer), own: OwnMap::new(), map: snap.map };
+        self.swap_head(meta, head, fresh);
         Ok(())
     }
 
@@ -485,7 +469,7 @@ impl Engine {
             ));
         }
         let new_layer = Self::new_layer(&mut meta);
-        let mut head = vol.head_write()?;
+        let head = vol.head_write()?;
         self.io.append_sync(
             &[Record::Rebase { volume: volume.into(), from: from.map(String::from), new_layer }],
             Vec::new(),
@@ -494,12 +478,7 @@ impl Engine {
             Some(s) => (Some(s.layer), s.map),
             None => (None, BlockMap::new()),
         };
-        let old = std::mem::replace(&mut *head, Head { layer: new_layer, parent, own: OwnMap::new(), map });
-        meta.garbage.push(old.own);
-        meta.gc_due = true;
-        drop(head);
-        drop(meta);
-        self.kick_gc();
+        self.swap_head(meta, head, Head { layer: new_layer, parent, own: OwnMap::new(), map });
         Ok(())
     }
 
@@ -700,6 +679,19 @@ struct State {
     next_phys: Phys,
     garbage: Vec<OwnMap>,
     freed: Vec<(Phys, u64)>,
+}
+
+/// Freeze `volume`'s head as `snapshot` (its log record written): the head becomes a frozen
+/// layer and a new head `new_layer` continues on it with the same block map.
+fn freeze(meta: &mut Meta, head: &mut Head, vol: &Volume, volume: &str, snapshot: &str, new_layer: LayerId) {
+    let old =
+        std::mem::replace(head, Head { layer: new_layer, parent: None, own: OwnMap::new(), map: BlockMap::new() });
+    head.parent = Some(old.layer);
+    head.map = old.map.clone();
+    meta.layers.insert(old.layer, Frozen { parent: old.parent, own: old.own });
+    let size = vol.size.load(Ordering::Acquire);
+    meta.snapshots
+        .insert(snapshot.to_string(), Snap { volume: volume.to_string(), layer: old.layer, size, map: old.map });
 }
 
 impl State {
