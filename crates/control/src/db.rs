@@ -149,7 +149,7 @@ CREATE TABLE IF NOT EXISTS counts(
 "#;
 
 /// The tables whose live (unreleased) rows `counts` tracks, with their `kind`.
-const COUNTED: &[(&str, &str)] =
+pub(crate) const COUNTED: &[(&str, &str)] =
     &[("disks", "disk"), ("snapshots", "snapshot"), ("instances", "instance"), ("images", "image")];
 
 /// Triggers that keep `counts` equal to the number of unreleased rows per account and region.

@@ -1,7 +1,8 @@
 //! Every Describe* lists one kind of resource through [`Listing`]: filters become SQL clauses,
 //! rows are read in (created_ms, id) order from an index that starts with the account and
 //! region, and only the page is read and rendered. TotalCount of an unfiltered listing comes
-//! from the trigger-kept `counts` table; with filters it is a COUNT with the same clauses.
+//! from the trigger-kept `counts` table (disks, snapshots, instances, images); with filters,
+//! or for kinds without such counts, it is a COUNT with the same clauses.
 //!
 //! Paging (notes §5, DescribeDisks): NextToken/MaxResults continues after the last key
 //! returned, so it is stable while resources are created (they sort last) and costs the page
@@ -223,7 +224,9 @@ impl<'a> Listing<'a> {
     }
 
     fn count(&self, conn: &Connection, filter: &str, params: &[SqlValue]) -> R<i64> {
-        if self.clauses.is_empty() {
+        // Kinds without trigger-kept counts (snapshot groups, policies, tasks) are counted.
+        let tracked = crate::db::COUNTED.iter().any(|(_, kind)| *kind == self.kind);
+        if self.clauses.is_empty() && tracked {
             let own: Option<i64> = conn
                 .prepare_cached("SELECT n FROM counts WHERE kind = ?1 AND account_id = ?2 AND region_id = ?3")?
                 .query_row([self.kind, self.env.account_id, self.env.region_id.unwrap_or_default()], |r| r.get(0))

@@ -173,7 +173,6 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeAutoSnapshotPoli
         env,
         Scope::Own,
     );
-    let unfiltered = d.policy_id.is_none() && d.name.is_none() && d.tags.is_empty();
     q.eq("id", d.policy_id).eq("name", d.name).tags(&d.tags);
     let page = q.fetch(conn, &d.paging, |r| {
         Ok(PolicyView {
@@ -188,16 +187,6 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeAutoSnapshotPoli
             created_ms: r.get(8)?,
         })
     })?;
-    // An unfiltered listing's TotalCount comes from the trigger-kept counts, which policies
-    // do not have: count them (one range of the page index).
-    let mut page = page;
-    if unfiltered {
-        page.total = conn.query_row(
-            "SELECT COUNT(*) FROM auto_snapshot_policies WHERE account_id=?1 AND region_id=?2 AND released=0",
-            params![env.account_id, env.region_id.unwrap_or_default()],
-            |r| r.get(0),
-        )?;
-    }
     let mut out = Node::obj();
     page.render(&d.paging, ("AutoSnapshotPolicies", "AutoSnapshotPolicy"), &mut out);
     Ok(out)

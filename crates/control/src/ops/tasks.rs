@@ -116,21 +116,11 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<TaskView> {
 
 pub(crate) fn describe_tasks(conn: &Connection, env: &Env, d: DescribeTasks) -> R<Node> {
     let mut q = Listing::new("task", "tasks", "id, action, resource_id, status, finished_ms", env, Scope::Own);
-    let unfiltered =
-        d.task_ids.is_empty() && d.resource_ids.is_empty() && d.task_action.is_none() && d.task_status.is_none();
     q.any_of("id", (!d.task_ids.is_empty()).then_some(&d.task_ids[..]))
         .any_of("resource_id", (!d.resource_ids.is_empty()).then_some(&d.resource_ids[..]))
         .eq("action", d.task_action)
         .eq("status", d.task_status);
-    let mut page = q.fetch(conn, &d.paging, row)?;
-    if unfiltered {
-        // No trigger-kept count for tasks: one range of their page index.
-        page.total = conn.query_row(
-            "SELECT COUNT(*) FROM tasks WHERE account_id=?1 AND region_id=?2 AND released=0",
-            params![env.account_id, env.region_id.unwrap_or_default()],
-            |r| r.get(0),
-        )?;
-    }
+    let page = q.fetch(conn, &d.paging, row)?;
     let mut out = Node::obj();
     out.push("RegionId", env.region_id.unwrap_or_default().to_string());
     page.render(&d.paging, ("TaskSet", "Task"), &mut out);
