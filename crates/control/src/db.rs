@@ -13,7 +13,28 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
+
+/// Version 9: networks (the VPC API): VPCs and vSwitches, and the VPC of each instance.
+/// A row is `Pending` until `ready_ms`, then `Available`; a deleted one is `released`.
+const SCHEMA_V9: &str = r#"
+CREATE TABLE IF NOT EXISTS vpcs(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, name TEXT NOT NULL,
+  description TEXT NOT NULL, cidr_block TEXT NOT NULL, is_default INTEGER NOT NULL DEFAULT 0,
+  vrouter_id TEXT NOT NULL, route_table_id TEXT NOT NULL, resource_group_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, ready_ms INTEGER NOT NULL, tags TEXT NOT NULL,
+  released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS vpcs_page ON vpcs(account_id, region_id, released, created_ms, id);
+CREATE TABLE IF NOT EXISTS vswitches(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, vpc_id TEXT NOT NULL,
+  zone_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL, cidr_block TEXT NOT NULL,
+  is_default INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, ready_ms INTEGER NOT NULL,
+  tags TEXT NOT NULL, released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS vswitches_page ON vswitches(account_id, region_id, released, created_ms, id);
+CREATE INDEX IF NOT EXISTS vswitches_vpc ON vswitches(vpc_id, released);
+ALTER TABLE instances ADD COLUMN vpc_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS instances_vswitch ON instances(vswitch_id, released);
+"#;
 
 /// Version 8: a snapshot made by CopySnapshot names its source snapshot and region.
 const SCHEMA_V8: &str = r#"
@@ -240,6 +261,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 8 {
             tx.execute_batch(SCHEMA_V8).map_err(wrap)?;
         }
+        if version < 9 {
+            tx.execute_batch(SCHEMA_V9).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -356,7 +380,7 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
-  i.serial, i.released
+  i.serial, i.released, i.vpc_id
 FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS

@@ -208,11 +208,7 @@ impl Emit for Instance {
         });
         o.key("VpcAttributes");
         o.begin_obj();
-        let vpc = match self.vswitch_id.is_empty() {
-            true => String::new(),
-            false => format!("vpc-{}", self.vswitch_id.trim_start_matches("vsw-")),
-        };
-        o.field("VpcId", &vpc);
+        o.field("VpcId", &self.vpc_id);
         o.field("VSwitchId", &self.vswitch_id);
         o.wrapped("PrivateIpAddress", "IpAddress", |o| o.str(&self.private_ip));
         o.field("NatIpAddress", "");

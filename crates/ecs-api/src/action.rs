@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, Code};
 use crate::params::{Paging, Params};
+use crate::vpc::Product;
 
 /// Every action name [`Action::parse`] knows (a test checks each parses to an action), for
 /// tools that exercise them all, such as the fuzz targets.
@@ -273,6 +274,28 @@ pub enum Action {
         description: Option<String>,
         retention_days: Option<i64>,
     },
+    /// The network family: VPCs, vSwitches, route tables (`crate::vpc`).
+    CreateVpc(crate::vpc::CreateVpc),
+    DescribeVpcs(crate::vpc::DescribeVpcs),
+    DescribeVpcAttribute {
+        vpc_id: String,
+        is_default: Option<bool>,
+    },
+    ModifyVpcAttribute(crate::vpc::ModifyVpcAttribute),
+    DeleteVpc {
+        vpc_id: String,
+        force: bool,
+        dry_run: bool,
+    },
+    CreateVSwitch(crate::vpc::CreateVSwitch),
+    DescribeVSwitches(crate::vpc::DescribeVSwitches),
+    DescribeVSwitchAttributes {
+        vswitch_id: String,
+    },
+    DeleteVSwitch {
+        vswitch_id: String,
+    },
+    DescribeRouteTableList(crate::vpc::DescribeRouteTableList),
 }
 
 /// DescribeInstanceTypes: the filters the catalog answers, and NextToken paging.
@@ -410,6 +433,8 @@ pub struct DiskSpec {
     pub kms_key_id: Option<String>,
     pub performance_level: Option<String>,
     pub name: Option<String>,
+    /// `SystemDisk.Description` / `DataDisk.N.Description`: kept on the disk.
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -422,6 +447,8 @@ pub struct InstanceSpec {
     pub host_name: Option<String>,
     pub security_group_ids: Vec<String>,
     pub vswitch_id: Option<String>,
+    /// `PrivateIpAddress`: inside the vSwitch's block (needs VSwitchId, one instance).
+    pub private_ip_address: Option<String>,
     pub charge_type: String,
     pub system_disk: DiskSpec,
     pub data_disks: Vec<DiskSpec>,
@@ -440,6 +467,10 @@ pub struct DescribeInstances {
     pub instance_type: Option<String>,
     pub image_id: Option<String>,
     pub lock_reason: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vswitch_id: Option<String>,
+    /// `PrivateIpAddresses`: a JSON list of up to 100.
+    pub private_ips: Option<Vec<String>>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
@@ -483,6 +514,11 @@ impl Action {
                 | Action::DescribeInstanceTypeFamilies { .. }
                 | Action::DescribeInstanceMaintenanceAttributes { .. }
                 | Action::DescribeInstanceAttachmentAttributes { .. }
+                | Action::DescribeVpcs(_)
+                | Action::DescribeVpcAttribute { .. }
+                | Action::DescribeVSwitches(_)
+                | Action::DescribeVSwitchAttributes { .. }
+                | Action::DescribeRouteTableList(_)
         )
     }
 
@@ -500,17 +536,45 @@ impl Action {
                 | Action::CreateSnapshotGroup(_)
                 | Action::ReplaceSystemDisk { .. }
                 | Action::CopySnapshot { .. }
+                | Action::CreateVpc(_)
+                | Action::CreateVSwitch(_)
         )
     }
 
-    /// Parse `name` with its parameters; unknown names are `InvalidAction.NotFound`.
+    /// Parse an ECS 2014-05-26 action `name` with its parameters; unknown names are
+    /// `InvalidAction.NotFound`.
     pub fn parse(name: &str, p: &Params) -> Result<Request, ApiError> {
+        Action::parse_in(Product::Ecs, name, p)
+    }
+
+    /// Parse a request sent under `version`: ECS 2014-05-26 (every ECS action, and the
+    /// ECS-endpoint forms of the network actions) or VPC 2016-04-28 (the network family
+    /// only). Any other version is `InvalidVersion`; an action its product lacks is
+    /// `InvalidAction.NotFound`.
+    pub fn parse_versioned(version: &str, name: &str, p: &Params) -> Result<Request, ApiError> {
+        match version {
+            crate::API_VERSION => Action::parse_in(Product::Ecs, name, p),
+            crate::vpc::VPC_API_VERSION => Action::parse_in(Product::Vpc, name, p),
+            _ => Err(Code::InvalidVersion.into()),
+        }
+    }
+
+    fn parse_in(product: Product, name: &str, p: &Params) -> Result<Request, ApiError> {
         if p.opt_str("OwnerId").is_some() && p.opt_str("OwnerAccount").is_some() {
             return Err(Code::InvalidOwner.into());
         }
         let dry = || p.bool_or("DryRun", false);
         let mut region_required = false;
         let action = match name {
+            // The VPC API answers its own family only.
+            other if product == Product::Vpc => match crate::vpc::parse(other, p, product) {
+                Some(action) => {
+                    let action = action?;
+                    region_required = crate::vpc::region_required(&action);
+                    action
+                }
+                None => return Err(Code::InvalidActionNotFound.into()),
+            },
             "ResetDisk" => Action::ResetDisk(ResetDisk {
                 disk_id: p.req_str("DiskId")?,
                 snapshot_id: p.req_str("SnapshotId")?,
@@ -710,6 +774,10 @@ impl Action {
                 region_required = true;
                 let amount = p.opt_range("Amount", 1, 100)?.unwrap_or(1) as u32;
                 let min_amount = p.opt_range("MinAmount", 1, 100)?.map(|m| m as u32);
+                if amount > 1 && p.opt_str("PrivateIpAddress").is_some() {
+                    // One address names one instance.
+                    return Err(ApiError::invalid("PrivateIpAddress"));
+                }
                 Action::RunInstances { spec: instance_spec(p)?, amount, min_amount, dry_run: dry()? }
             }
             "CreateInstance" => {
@@ -806,6 +874,9 @@ impl Action {
                     instance_type: p.opt_str("InstanceType"),
                     image_id: p.opt_str("ImageId"),
                     lock_reason: p.opt_str("LockReason"),
+                    vpc_id: p.opt_str("VpcId"),
+                    vswitch_id: p.opt_str("VSwitchId"),
+                    private_ips: p.json_list("PrivateIpAddresses", 100)?,
                     tags: p.tag_filter()?,
                     paging: Paging::parse(p, 100)?,
                 })
@@ -869,7 +940,14 @@ impl Action {
                     region_required = !matches!(action, Action::ModifyDiskSpec(_));
                     action
                 }
-                None => return Err(Code::InvalidActionNotFound.into()),
+                None => match crate::vpc::parse(other, p, product) {
+                    Some(action) => {
+                        let action = action?;
+                        region_required = crate::vpc::region_required(&action);
+                        action
+                    }
+                    None => return Err(Code::InvalidActionNotFound.into()),
+                },
             },
         };
         // The automatic snapshot policy actions spell it `regionId` (API reference).
@@ -943,6 +1021,12 @@ fn disk_spec(fields: &std::collections::BTreeMap<String, String>, prefix: &str) 
         kms_key_id: sub.opt_str("KMSKeyId"),
         performance_level: sub.opt_str("PerformanceLevel"),
         name: sub.opt_str("DiskName"),
+        description: match sub.opt_str("Description") {
+            Some(d) if !crate::params::valid_description(&d) => {
+                return Err(Code::InvalidDescriptionMalformed.into());
+            }
+            d => d,
+        },
     })
 }
 
@@ -1059,6 +1143,10 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         host_name: p.opt_str("HostName"),
         security_group_ids,
         vswitch_id: p.opt_str("VSwitchId"),
+        private_ip_address: match p.opt_str("PrivateIpAddress") {
+            Some(_) if p.opt_str("VSwitchId").is_none() => return Err(ApiError::missing("VSwitchId")),
+            ip => ip,
+        },
         charge_type,
         system_disk,
         data_disks,

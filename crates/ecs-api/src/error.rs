@@ -139,6 +139,33 @@ registry! {
     InvalidSourceSnapshot => (403, "InvalidSourceSnapshot", "The snapshot which is used to create the specified disk has been deleted."),
     InvalidDiskIdOperationNotSupported => (404, "InvalidDiskId.OperationNotSupported", "The operation is not supported due to image not exist."),
 
+    // Networks (VPC API 2016-04-28: CreateVpc, CreateVSwitch, DeleteVpc, DeleteVSwitch,
+    // ModifyVpcAttribute and the Describe* by id; RunInstances' VSwitchId and PrivateIpAddress).
+    InvalidCidrBlockMalformed => (400, "InvalidCidrBlock.Malformed", "Specified CIDR block is not valid."),
+    InvalidCidrBlockOverlapped => (400, "InvalidCidrBlock.Overlapped", "Specified CIDR block overlapped with other subnets."),
+    InvalidVSwitchCidrNotInVpc => (400, "InvalidParameter", "Specified CIDR block is not valid in VPC."),
+    InvalidVpcNameMalformed => (400, "InvalidVpcName.Malformed", "Specified VPC name is not valid."),
+    InvalidVpcDescriptionMalformed => (400, "InvalidVpcDiscription.Malformed", "Specified VPC description is not valid."),
+    InvalidVSwitchNameMalformed => (400, "InvalidVSwitchName.Malformed", "Specified virtual switch name is not valid."),
+    InvalidVSwitchDescriptionMalformed => (400, "InvalidVSwitchDiscription.Malformed", "Specified virtual switch description is not valid."),
+    InvalidVpcIdNotFound => (404, "InvalidVpcId.NotFound", "Specified VPC does not exist."),
+    InvalidVSwitchIdNotFound => (404, "InvalidVSwitchId.NotFound", "VSwitch not exist."),
+    IncorrectVpcStatus => (400, "IncorrectVpcStatus", "Current VPC status does not support this operation."),
+    IncorrectVSwitchStatus => (400, "IncorrectVSwitchStatus", "The current virtual switch status does not support this operation."),
+    DependencyViolationVSwitch => (400, "DependencyViolation", "Specified object has dependent resources."),
+    DependencyViolationVpc => (400, "DependencyViolation.VSwitch", "Specified object has dependent resources"),
+    DependencyViolationVpcInstance => (400, "DependencyViolation.Instance", "Specified object has dependent resources"),
+    InvalidVSwitchMaskLength => (400, "InvalidCirdrBlock.MaskLength", "Specified CIDR block is not valid ."),
+    InvalidVpcIdNumberNotSupported => (400, "InvalidVpcIdNumber.NotSupported", "The number of vpcIds exceeds the limit."),
+    QuotaExceededVSwitch => (400, "QuotaExceeded.VSwitch", "Virtual switch quota exceeded."),
+    QuotaExceededVpc => (400, "QuotaExceeded.Vpc", "VPC quota exceeded."),
+    InvalidVpcCidrShrink => (400, "InvalidCidrBlock.Malformed", "The new CIDR block must contain the old one and every vSwitch."),
+    InvalidPrivateIpAddressMalformed => (400, "InvalidPrivateIpAddress.Malformed", "Specified private IP address is malformed."),
+    InvalidPrivateIpAddress => (400, "InvalidPrivateIpAddress", "Specified private IP address is not in the CIDR block of virtual switch."),
+    InvalidPrivateIpAddressDuplicated => (400, "InvalidPrivateIpAddress.Duplicated", "Specified private IP address is duplicated."),
+    InvalidVSwitchIdZoneMismatch => (400, "InvalidParameter.Mismatch", "Specified virtual switch is not in the specified zone."),
+    InvalidVSwitchIpNotEnough => (400, "InvalidVSwitchId.IpNotEnough", "The specified VSwitch has not enough IP address."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

@@ -11,11 +11,12 @@ pub mod policies;
 pub mod render;
 pub mod tagging;
 pub mod tasks;
+pub mod vpc;
 pub mod write;
 
 pub use action::Action;
 pub use error::{ApiError, Code};
 pub use node::Node;
 
-/// The only API version this server speaks.
+/// The ECS API version this server speaks (the VPC API's is [`vpc::VPC_API_VERSION`]).
 pub const API_VERSION: &str = "2014-05-26";

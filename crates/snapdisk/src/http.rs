@@ -11,7 +11,7 @@ use axum::routing::{any, post};
 use control::Control;
 use ecs_api::action::Action;
 use ecs_api::auth::{self, Format, HttpRequest, NonceCache};
-use ecs_api::{API_VERSION, ApiError, Code, render};
+use ecs_api::{ApiError, Code, render};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -118,10 +118,8 @@ fn prepare(app: &AppState, req: &HttpRequest) -> Result<Prepared, (ApiError, For
         Err(e) => return Err((e, auth::requested_format(req))),
     };
     let format = verified.format;
-    if verified.version != API_VERSION {
-        return Err((Code::InvalidVersion.into(), format));
-    }
-    let parsed = Action::parse(&verified.action, &verified.params).map_err(|e| (e, format))?;
+    let parsed =
+        Action::parse_versioned(&verified.version, &verified.action, &verified.params).map_err(|e| (e, format))?;
     Ok((verified, parsed))
 }
 

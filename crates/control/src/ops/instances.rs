@@ -11,7 +11,6 @@ use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
 use ecs_api::action::{DescribeInstances, DiskSpec, InstanceSpec};
 use ecs_api::{ApiError, Code};
-use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 
@@ -75,9 +74,15 @@ pub(crate) fn run_instances(
     let acct = guards::account(&tx, env.account_id)?;
     config::instance_type(&spec.instance_type).ok_or(Code::InvalidInstanceTypeValueNotSupported)?;
     let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
-    let zone = match &spec.zone_id {
-        Some(z) => z.clone(),
-        None => region.zones.first().map(|z| z.id.clone()).ok_or(Code::InvalidZoneIdNotFound)?,
+    // A vSwitch names the zone; without one the instance joins the default vSwitch of its zone.
+    let placement = match &spec.vswitch_id {
+        Some(id) => Some(super::vpc::place_in(&tx, env, id, spec.zone_id.as_deref())?),
+        None => None,
+    };
+    let zone = match (&placement, &spec.zone_id) {
+        (Some(p), _) => p.zone_id.clone(),
+        (None, Some(z)) => z.clone(),
+        (None, None) => region.zones.first().map(|z| z.id.clone()).ok_or(Code::InvalidZoneIdNotFound)?,
     };
     guards::zone(env, &zone)?;
     let (image_size, image_snapshot) = image(&tx, env, &spec.image_id, env.region_id.unwrap_or_default())?;
@@ -100,23 +105,27 @@ pub(crate) fn run_instances(
     let limits = &env.config.limits;
     fairness::quota(&tx, env.account_id, limits, Quota::Instances, i64::from(amount))?;
     fairness::quota(&tx, env.account_id, limits, Quota::Disks, i64::from(amount) * (1 + data.len() as i64))?;
+    let placement = match placement {
+        Some(p) => p,
+        None => super::vpc::place_default(&tx, env, &zone)?,
+    };
+    let ips = placement.addresses(&tx, spec.private_ip_address.as_deref(), amount)?;
     if dry_run {
         return Err(dry_run_ok());
     }
 
     let mut ids = Vec::new();
     let mut intents = Vec::new();
-    for _ in 0..amount {
+    for ip in ips {
         let id = new_id("i-");
-        let mut rng = rand::rng();
-        let ip = format!("172.16.{}.{}", rng.random_range(0..=255), rng.random_range(2..=254));
         let host = format!("iZ{}Z", id.trim_start_matches("i-"));
         let expired = (spec.charge_type == "PrePaid").then_some(env.now + PREPAID_PERIOD_MS);
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial, user_data)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+               private_ip, deletion_protection, tags, serial, user_data, vpc_id)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+               ?21)",
             params![
                 id,
                 env.account_id,
@@ -131,13 +140,14 @@ pub(crate) fn run_instances(
                 spec.charge_type,
                 expired,
                 env.now,
-                spec.vswitch_id.clone().unwrap_or_default(),
+                placement.vswitch_id,
                 serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()),
                 ip,
                 spec.deletion_protection,
                 tags_json(&spec.tags),
                 uuid::Uuid::new_v4().to_string(),
-                spec.user_data
+                spec.user_data,
+                placement.vpc_id
             ],
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
@@ -145,7 +155,7 @@ pub(crate) fn run_instances(
             region_id: env.region_id.unwrap_or_default(),
             zone_id: &zone,
             name: spec.system_disk.name.as_deref(),
-            description: None,
+            description: spec.system_disk.description.as_deref(),
             category: &sys_category,
             size_gib: sys_size,
             disk_type: "system",
@@ -167,7 +177,7 @@ pub(crate) fn run_instances(
                 region_id: env.region_id.unwrap_or_default(),
                 zone_id: &zone,
                 name: d.name.as_deref(),
-                description: None,
+                description: d.description.as_deref(),
                 category,
                 size_gib: *size,
                 disk_type: "data",
@@ -392,6 +402,9 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("instance_type", d.instance_type)
         .eq("image_id", d.image_id)
         .eq("lock_reason", d.lock_reason)
+        .eq("vpc_id", d.vpc_id)
+        .eq("vswitch_id", d.vswitch_id)
+        .any_of("private_ip", d.private_ips.as_deref())
         .tags(&d.tags);
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Node::obj();

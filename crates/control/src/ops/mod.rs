@@ -16,6 +16,7 @@ mod resize;
 mod snapshots;
 pub(crate) mod storage;
 mod tasks;
+mod vpc;
 
 pub(crate) use instances::has_os;
 pub(crate) use snapshots::room_for_snapshot;
@@ -107,6 +108,13 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeInstanceAttachmentAttributes { instance_ids, page } => {
             instances::describe_instance_attachment_attributes(conn, env, &instance_ids, page)
         }
+        Action::DescribeVpcs(d) => vpc::describe_vpcs(conn, env, d),
+        Action::DescribeVpcAttribute { vpc_id, is_default } => {
+            vpc::describe_vpc_attribute(conn, env, &vpc_id, is_default)
+        }
+        Action::DescribeVSwitches(d) => vpc::describe_vswitches(conn, env, d),
+        Action::DescribeVSwitchAttributes { vswitch_id } => vpc::describe_vswitch_attributes(conn, env, &vswitch_id),
+        Action::DescribeRouteTableList(d) => vpc::describe_route_table_list(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -198,6 +206,11 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::ModifySnapshotAttribute { snapshot_id, name, description, retention_days } => {
             snapshots::modify_snapshot_attribute(conn, env, &snapshot_id, name, description, retention_days)
         }
+        Action::CreateVpc(c) => vpc::create_vpc(conn, env, c),
+        Action::ModifyVpcAttribute(m) => vpc::modify_vpc_attribute(conn, env, m),
+        Action::DeleteVpc { vpc_id, force, dry_run } => vpc::delete_vpc(conn, env, &vpc_id, force, dry_run),
+        Action::CreateVSwitch(c) => vpc::create_vswitch(conn, env, c),
+        Action::DeleteVSwitch { vswitch_id } => vpc::delete_vswitch(conn, env, &vswitch_id),
         // Every other action is read-only (`Action::is_read_only`).
         read => return dispatch_read(conn, env, read),
     };
