@@ -2,7 +2,7 @@
 //! DeleteSnapshotGroup) and ResetDisks, which rolls several disks back together (to a group's
 //! snapshots or to any list of disk/snapshot pairs). Parsed here into [`Action`] variants.
 
-use crate::action::Action;
+use crate::action::{Action, Family};
 use crate::error::{ApiError, Code};
 use crate::params::Params;
 
@@ -43,7 +43,14 @@ pub struct ResetDisks {
     pub dry_run: bool,
 }
 
-pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+/// This family's actions, for [`crate::action::Action::parse`].
+pub(crate) const FAMILY: Family = Family {
+    names: &["CreateSnapshotGroup", "DescribeSnapshotGroups", "DeleteSnapshotGroup", "ResetDisks"],
+    region_optional: &[],
+    parse,
+};
+
+fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     Some(match name {
         "CreateSnapshotGroup" => create(p).map(Action::CreateSnapshotGroup),
         "DescribeSnapshotGroups" => describe(p).map(Action::DescribeSnapshotGroups),

@@ -3,12 +3,17 @@
 
 pub mod action;
 pub mod auth;
+pub mod disks;
 pub mod error;
 pub mod groups;
+pub mod images;
+pub mod instances;
 pub mod node;
 pub mod params;
 pub mod policies;
+pub mod regions;
 pub mod render;
+pub mod snapshots;
 pub mod tagging;
 pub mod tasks;
 pub mod vpc;

@@ -4,7 +4,7 @@
 //! lower camel case (`regionId`, `timePoints`, `repeatWeekdays`, `retentionDays`,
 //! `autoSnapshotPolicyName`, `autoSnapshotPolicyId`, `diskIds`), as the reference does.
 
-use crate::action::Action;
+use crate::action::{Action, Family};
 use crate::error::{ApiError, Code};
 use crate::params::{Paging, Params};
 
@@ -83,7 +83,21 @@ fn policy_id(p: &Params) -> Result<String, ApiError> {
     p.req_str("autoSnapshotPolicyId")
 }
 
-pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+/// This family's actions, for [`crate::action::Action::parse`].
+pub(crate) const FAMILY: Family = Family {
+    names: &[
+        "CreateAutoSnapshotPolicy",
+        "ModifyAutoSnapshotPolicyEx",
+        "DescribeAutoSnapshotPolicyEx",
+        "DeleteAutoSnapshotPolicy",
+        "ApplyAutoSnapshotPolicy",
+        "CancelAutoSnapshotPolicy",
+    ],
+    region_optional: &[],
+    parse,
+};
+
+fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     Some(match name {
         "CreateAutoSnapshotPolicy" => (|| {
             let s = schedule(p)?;

@@ -2,7 +2,7 @@
 //! the older AddTags, RemoveTags and DescribeTags (parameters and their documented limits;
 //! the rules live in `control::ops::tags`).
 
-use crate::action::Action;
+use crate::action::{Action, Family};
 use crate::error::{ApiError, Code};
 use crate::params::{MAX_TAGS, Params};
 
@@ -108,8 +108,15 @@ pub struct DescribeTags {
     pub page: (u32, u32),
 }
 
+/// This family's actions, for [`crate::action::Action::parse`].
+pub(crate) const FAMILY: Family = Family {
+    names: &["TagResources", "UntagResources", "ListTagResources", "AddTags", "RemoveTags", "DescribeTags"],
+    region_optional: &[],
+    parse,
+};
+
 /// The action `name` if it is one of the tag actions, parsed; `None` for other names.
-pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     let parsed = match name {
         "TagResources" => (|| {
             let resource_type = TagResourceType::parse(p)?;

@@ -1,7 +1,7 @@
 //! Asynchronous tasks (API reference: DescribeTasks, DescribeTaskAttribute) and the action
 //! that makes one of its own, ModifyDiskSpec. ImportImage's TaskId is a task too.
 
-use crate::action::Action;
+use crate::action::{Action, Family};
 use crate::error::ApiError;
 use crate::params::{Paging, Params};
 
@@ -40,7 +40,14 @@ fn comma_list(p: &Params, name: &str) -> Result<Vec<String>, ApiError> {
     Ok(v)
 }
 
-pub(crate) fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+/// This family's actions, for [`crate::action::Action::parse`]. ModifyDiskSpec names its disk only (no RegionId in its reference).
+pub(crate) const FAMILY: Family = Family {
+    names: &["ModifyDiskSpec", "DescribeTasks", "DescribeTaskAttribute"],
+    region_optional: &["ModifyDiskSpec"],
+    parse,
+};
+
+fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     Some(match name {
         "DescribeTasks" => (|| {
             let task_status = p.opt_str("TaskStatus");

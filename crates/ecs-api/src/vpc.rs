@@ -8,7 +8,7 @@
 //! DescribeRouteTableList (VPC 2016-04-28); CreateVpc, DescribeVpcs, ModifyVpcAttribute,
 //! DeleteVpc, CreateVSwitch, DescribeVSwitches, DeleteVSwitch (ECS 2014-05-26).
 
-use crate::action::Action;
+use crate::action::{Action, Family};
 use crate::error::{ApiError, Code};
 use crate::params::{Paging, Params};
 use std::fmt;
@@ -19,16 +19,6 @@ pub const VPC_API_VERSION: &str = "2016-04-28";
 
 /// CreateVpc without `CidrBlock`: the documented default.
 pub const DEFAULT_VPC_CIDR: &str = "172.16.0.0/12";
-
-/// Which product's version a request was sent under: the ECS-endpoint forms answer a subset
-/// of the network actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Product {
-    /// ECS 2014-05-26.
-    Ecs,
-    /// VPC 2016-04-28.
-    Vpc,
-}
 
 /// An IPv4 CIDR block in canonical form (no host bits set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,12 +161,50 @@ pub struct DescribeRouteTableList {
     pub paging: Paging,
 }
 
-/// The family's parse: `None` when `name` is not one of its actions under `product`.
-pub(crate) fn parse(name: &str, p: &Params, product: Product) -> Option<Result<Action, ApiError>> {
-    let vpc_only = matches!(name, "DescribeVpcAttribute" | "DescribeVSwitchAttributes" | "DescribeRouteTableList");
-    if vpc_only && product == Product::Ecs {
-        return None;
-    }
+/// The network family as the VPC API (2016-04-28) answers it. RegionId is required where the
+/// reference requires it; the others find their resource by id.
+pub(crate) const FAMILY: Family = Family {
+    names: &[
+        "CreateVpc",
+        "DescribeVpcs",
+        "DescribeVpcAttribute",
+        "ModifyVpcAttribute",
+        "DeleteVpc",
+        "CreateVSwitch",
+        "DescribeVSwitches",
+        "DescribeVSwitchAttributes",
+        "DeleteVSwitch",
+        "DescribeRouteTableList",
+    ],
+    region_optional: &[
+        "DescribeVpcAttribute",
+        "ModifyVpcAttribute",
+        "DeleteVpc",
+        "CreateVSwitch",
+        "DescribeVSwitchAttributes",
+        "DeleteVSwitch",
+    ],
+    parse,
+};
+
+/// The ECS-endpoint (2014-05-26) forms of the network actions, which tools such as Packer
+/// still call: the same parameters and answers.
+pub(crate) const ECS_FAMILY: Family = Family {
+    names: &[
+        "CreateVpc",
+        "DescribeVpcs",
+        "ModifyVpcAttribute",
+        "DeleteVpc",
+        "CreateVSwitch",
+        "DescribeVSwitches",
+        "DeleteVSwitch",
+    ],
+    region_optional: &["ModifyVpcAttribute", "DeleteVpc", "CreateVSwitch", "DeleteVSwitch"],
+    parse,
+};
+
+/// The family's parse: `None` when `name` is not one of its actions.
+fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
     Some(match name {
         "CreateVpc" => create_vpc(p).map(Action::CreateVpc),
         "DescribeVpcs" => describe_vpcs(p).map(Action::DescribeVpcs),
@@ -209,12 +237,6 @@ pub(crate) fn parse(name: &str, p: &Params, product: Product) -> Option<Result<A
         })(),
         _ => return None,
     })
-}
-
-/// Whether the action needs `RegionId` (API reference: required on these; the others find
-/// their resource by id).
-pub(crate) fn region_required(action: &Action) -> bool {
-    matches!(action, Action::CreateVpc(_) | Action::DescribeVpcs(_) | Action::DescribeRouteTableList(_))
 }
 
 /// PageNumber/PageSize as the VPC API takes them: PageSize 1–`max`, default 10.
@@ -407,10 +429,17 @@ mod tests {
     fn names_and_the_ecs_endpoint_subset() {
         let p = Params::from_pairs([("VpcName", "https://x")]);
         assert_eq!(create_vpc(&p).unwrap_err().code, Code::InvalidVpcNameMalformed);
-        let p = Params::from_pairs([("VpcId", "vpc-1")]);
-        assert!(parse("DescribeVpcAttribute", &p, Product::Ecs).is_none());
-        assert!(parse("DescribeVpcAttribute", &p, Product::Vpc).is_some());
-        assert!(parse("DescribeVpcs", &p, Product::Ecs).is_some());
+        let p = Params::from_pairs([("VpcId", "vpc-1"), ("RegionId", "cn-hangzhou")]);
+        let code = |v, n| Action::parse_versioned(v, n, &p).map(|_| ()).map_err(|e| e.code);
+        assert_eq!(code("2014-05-26", "DescribeVpcAttribute"), Err(Code::InvalidActionNotFound));
+        assert_eq!(code(VPC_API_VERSION, "DescribeVpcAttribute"), Ok(()));
+        assert_eq!(code("2014-05-26", "DescribeVpcs"), Ok(()));
+        assert_eq!(code(VPC_API_VERSION, "DescribeDisks"), Err(Code::InvalidActionNotFound));
+        assert_eq!(code("2099-01-01", "DescribeVpcs"), Err(Code::InvalidVersion));
+        let no_region = Params::from_pairs([("VpcId", "vpc-1")]);
+        let missing = Action::parse_versioned(VPC_API_VERSION, "DescribeVpcs", &no_region).unwrap_err();
+        assert_eq!(missing.code, Code::MissingParameter);
+        assert!(Action::parse_versioned(VPC_API_VERSION, "DescribeVpcAttribute", &no_region).is_ok());
         let many = (0..21).map(|i| format!("vpc-{i}")).collect::<Vec<_>>().join(",");
         let p = Params::from_pairs([("VpcId", many.as_str())]);
         assert_eq!(describe_vpcs(&p).unwrap_err().code, Code::InvalidVpcIdNumberNotSupported);

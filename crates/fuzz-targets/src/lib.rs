@@ -42,7 +42,7 @@ pub fn params(data: &[u8]) {
     let _ = p.json_list("DiskIds", 100);
     let _ = Paging::parse(&p, 100);
     let _ = Action::parse(&action, &p);
-    for a in ecs_api::action::ACTION_NAMES {
+    for a in ecs_api::action::action_names() {
         let _ = Action::parse(a, &p);
     }
 }

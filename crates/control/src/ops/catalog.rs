@@ -4,7 +4,7 @@
 
 use super::R;
 use crate::config;
-use ecs_api::action::DescribeInstanceTypes;
+use ecs_api::instances::DescribeInstanceTypes;
 use ecs_api::{ApiError, Node, obj};
 
 /// The family of a type name (`ecs.g7.large` → `ecs.g7`).

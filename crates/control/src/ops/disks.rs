@@ -7,7 +7,7 @@ use crate::fairness::{self, Quota};
 use crate::model::{Disk, Instance, Text, tags_json};
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
-use ecs_api::action::{CreateDisk, DescribeDisks, ModifyDiskAttribute};
+use ecs_api::disks::{CreateDisk, DescribeDisks, ModifyDiskAttribute};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, Transaction, params};
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use crate::shapes::ImageView;
 use crate::{Env, config, guards, new_id};
 use ecs_api::Code;
 use ecs_api::Node;
-use ecs_api::action::DescribeImages;
+use ecs_api::images::DescribeImages;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
@@ -135,7 +135,7 @@ pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str, for
 /// maps to the bucket name) becomes an image. The image is Creating, with a Progress, while
 /// `imports` converts it in the background (qemu-img) into a snapshot; then Available, or
 /// CreateFailed with the reason logged.
-pub(crate) fn import_image(conn: &mut Connection, env: &Env, req: ecs_api::action::ImportImage) -> R<Value> {
+pub(crate) fn import_image(conn: &mut Connection, env: &Env, req: ecs_api::images::ImportImage) -> R<Value> {
     let dir = env.config.oss_buckets.get(&req.oss_bucket).ok_or(Code::InvalidOssBucketNotFound)?;
     crate::imports::object_path(dir, &req.oss_object).ok_or(Code::InvalidOssObjectNotFound)?;
     let tx = begin(conn)?;

@@ -9,7 +9,7 @@ use crate::model::{Instance, tags_json};
 use crate::volumes::Volumes;
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
-use ecs_api::action::{DescribeInstances, DiskSpec, InstanceSpec};
+use ecs_api::instances::{DescribeInstances, DiskSpec, InstanceSpec};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};

@@ -12,7 +12,7 @@ use super::{R, begin, dry_run_ok};
 use crate::model::{Disk, Snapshot};
 use crate::{Env, guards};
 use ecs_api::Code;
-use ecs_api::action::ResetDisk;
+use ecs_api::disks::ResetDisk;
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 

@@ -12,7 +12,7 @@ use super::storage::{self, Intent};
 use super::{Fail, R, begin, idempotency};
 use crate::model::Disk;
 use crate::{Env, config, guards};
-use ecs_api::action::{ReInitDisk, ResizeDisk};
+use ecs_api::disks::{ReInitDisk, ResizeDisk};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};

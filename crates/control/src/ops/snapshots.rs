@@ -10,7 +10,7 @@ use crate::model::{Snapshot, tags_json};
 use crate::shapes::SnapshotView;
 use crate::{Env, config, guards, new_id, transitions};
 use ecs_api::Node;
-use ecs_api::action::{CreateSnapshot, DescribeSnapshots};
+use ecs_api::snapshots::{CreateSnapshot, DescribeSnapshots};
 use ecs_api::{ApiError, Code};
 use rusqlite::{Connection, Transaction, params};
 use serde_json::{Value, json};
