@@ -37,3 +37,112 @@ def test_bad_description_and_private_ip_rules(tenant):
     req.v_switch_id, req.amount = "vsw-any", 2
     err = catch(tenant.client.run_instances, req)
     assert (err.status, err.code) == (400, "InvalidParameter") and "PrivateIpAddress" in err.message
+
+
+def test_modify_instance_attribute(server, tenant):
+    iid = tenant.run_instance()
+    c = tenant.client
+    c.modify_instance_attribute(ecs_models.ModifyInstanceAttributeRequest(
+        instance_id=iid, instance_name="web-1", description="front end", host_name="web1.lab",
+        password="Passw0rd!", deletion_protection=True))
+    attr = c.describe_instance_attribute(ecs_models.DescribeInstanceAttributeRequest(instance_id=iid)).body.to_map()
+    assert (attr["InstanceName"], attr["Description"], attr["HostName"]) == ("web-1", "front end", "web1.lab")
+    assert tenant.instance(iid)["DeletionProtection"] is True
+
+    def fails(**kw):
+        err = catch(c.modify_instance_attribute, ecs_models.ModifyInstanceAttributeRequest(instance_id=iid, **kw))
+        return err.status, err.code
+
+    assert fails(host_name="-bad") == (400, "InvalidHostName.Malformed")
+    assert fails(password="short1A") == (400, "InvalidPassword.Malformed")
+    assert fails(password="alllowercase") == (400, "InvalidPassword.Malformed")
+    assert fails(instance_name="http://x") == (400, "InvalidInstanceName.Malformed")
+    assert fails(description="x") == (400, "InvalidDescription.Malformed")
+    assert fails(user_data="bm90IGJhc2U2NA=!") == (400, "InvalidUserData.Base64FormatInvalid")
+    # UserData changes only while Stopped; it is what the next start reads.
+    assert fails(user_data="aGVsbG8=") == (403, "IncorrectInstanceStatus")
+    tenant.stop(iid)
+    c.modify_instance_attribute(ecs_models.ModifyInstanceAttributeRequest(instance_id=iid, user_data="aGVsbG8="))
+    got = c.describe_user_data(ecs_models.DescribeUserDataRequest(region_id=REGION, instance_id=iid)).body.to_map()
+    assert got["UserData"] == "aGVsbG8="
+    other = server.tenant()
+    err = catch(other.client.modify_instance_attribute,
+                ecs_models.ModifyInstanceAttributeRequest(instance_id=iid, instance_name="x1"))
+    assert (err.status, err.code) == (404, "InvalidInstanceId.NotFound")
+
+
+def test_instance_status_enis_ram_roles(tenant):
+    a = tenant.run_instance()
+    b = tenant.run_instance(wait=False)
+    tenant.stop(a)
+    c = tenant.client
+    st = c.describe_instance_status(ecs_models.DescribeInstanceStatusRequest(
+        region_id=REGION, instance_id=[a, b])).body.to_map()
+    got = {s["InstanceId"]: s["Status"] for s in st["InstanceStatuses"]["InstanceStatus"]}
+    assert got[a] == "Stopped" and got[b] in ("Pending", "Starting", "Running") and st["TotalCount"] == 2
+    page = c.describe_instance_status(ecs_models.DescribeInstanceStatusRequest(
+        region_id=REGION, page_size=1, page_number=2)).body.to_map()
+    assert len(page["InstanceStatuses"]["InstanceStatus"]) == 1 and page["TotalCount"] == 2
+    err = catch(c.describe_instance_status, ecs_models.DescribeInstanceStatusRequest(region_id=REGION, page_size=51))
+    assert err.code == "InvalidParameter"
+
+    inst = tenant.instance(a)
+    eni = inst["NetworkInterfaces"]["NetworkInterface"][0]
+    sets = c.describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, network_interface_id=[eni["NetworkInterfaceId"]])).body.to_map()
+    rows = sets["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert len(rows) == 1 and sets["TotalCount"] == 1
+    row = rows[0]
+    assert (row["NetworkInterfaceId"], row["InstanceId"], row["Type"], row["Status"]) == (
+        eni["NetworkInterfaceId"], a, "Primary", "InUse")
+    assert row["PrivateIpAddress"] == eni["PrimaryIpAddress"] and row["MacAddress"] == eni["MacAddress"]
+    assert row["VpcId"] == inst["VpcAttributes"]["VpcId"] and row["Attachment"]["InstanceId"] == a
+    by_instance = c.describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, instance_id=b)).body.to_map()
+    assert [r["InstanceId"] for r in by_instance["NetworkInterfaceSets"]["NetworkInterfaceSet"]] == [b]
+    none = c.describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, type="Secondary")).body.to_map()
+    assert none["TotalCount"] == 0
+    roles = c.describe_instance_ram_role(ecs_models.DescribeInstanceRamRoleRequest(
+        region_id=REGION, instance_ids=f'["{a}"]')).body.to_map()
+    assert roles["TotalCount"] == 0 and roles["InstanceRamRoleSets"]["InstanceRamRoleSet"] == []
+    err = catch(c.describe_instance_ram_role, ecs_models.DescribeInstanceRamRoleRequest(
+        region_id=REGION, instance_ids='["i-nope"]'))
+    assert err.code == "InvalidInstanceId.NotFound"
+
+
+def test_resource_groups(server, tenant):
+    c = tenant.client
+    iid = tenant.run_instance(resource_group_id="rg-lab1")
+    inst = tenant.instance(iid)
+    assert inst["ResourceGroupId"] == "rg-lab1"
+    assert tenant.system_disk(iid)["ResourceGroupId"] == "rg-lab1"
+    did = c.create_disk(ecs_models.CreateDiskRequest(
+        region_id=REGION, zone_id=ZONE, size=20, resource_group_id="rg-data")).body.to_map()["DiskId"]
+    assert tenant.wait_disk(did, "Available")["ResourceGroupId"] == "rg-data"
+    sid = tenant.create_snapshot(did)
+    for kind, rid in (("instance", iid), ("disk", did), ("snapshot", sid)):
+        c.join_resource_group(ecs_models.JoinResourceGroupRequest(
+            region_id=REGION, resource_group_id="rg-moved", resource_type=kind, resource_id=rid))
+    assert tenant.instance(iid)["ResourceGroupId"] == "rg-moved"
+    assert tenant.disk(did)["ResourceGroupId"] == "rg-moved"
+    assert tenant.snapshot(sid)["ResourceGroupId"] == "rg-moved"
+
+    def fails(**kw):
+        err = catch(c.join_resource_group, ecs_models.JoinResourceGroupRequest(region_id=REGION, **kw))
+        return err.status, err.code
+
+    assert fails(resource_group_id="rg-x", resource_type="Disk", resource_id=did) == (
+        400, "InvalidResourceType.NotFound")
+    assert fails(resource_group_id="group1", resource_type="disk", resource_id=did) == (
+        404, "InvalidResourceGroupId.NotFound")
+    assert fails(resource_group_id="rg-x", resource_type="disk", resource_id="d-nope") == (
+        404, "InvalidResourceId.NotFound")
+    assert fails(resource_group_id="rg-x", resource_type="ddh", resource_id="dh-1") == (
+        404, "InvalidResourceId.NotFound")
+    other = server.tenant()
+    err = catch(other.client.join_resource_group, ecs_models.JoinResourceGroupRequest(
+        region_id=REGION, resource_group_id="rg-x", resource_type="instance", resource_id=iid))
+    assert (err.status, err.code) == (404, "InvalidResourceId.NotFound")
+    err = catch(tenant.run_instance, resource_group_id="RG-1")
+    assert err.code == "InvalidResourceGroupId.NotFound"

@@ -13,7 +13,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
+
+/// Version 10: the resource group of instances, disks and snapshots (JoinResourceGroup, and
+/// ResourceGroupId on their creates).
+const SCHEMA_V10: &str = r#"
+ALTER TABLE instances ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE disks ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+"#;
 
 /// Version 9: networks (the VPC API): VPCs and vSwitches, and the VPC of each instance.
 /// A row is `Pending` until `ready_ms`, then `Available`; a deleted one is `released`.
@@ -264,6 +272,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 9 {
             tx.execute_batch(SCHEMA_V9).map_err(wrap)?;
         }
+        if version < 10 {
+            tx.execute_batch(SCHEMA_V10).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -364,7 +375,8 @@ SELECT d.id, d.account_id, d.region_id, d.zone_id, d.name, d.description, d.cate
   CASE WHEN t.id IS NOT NULL AND (d.status = 'Attaching' OR (d.status = 'Creating' AND d.instance_id IS NOT NULL))
        THEN t.due_ms ELSE d.attached_ms END AS attached_ms,
   CASE WHEN t.id IS NOT NULL AND d.status = 'Detaching' THEN t.due_ms ELSE d.detached_ms END AS detached_ms,
-  d.tags, d.serial, d.released, d.delete_auto_snapshot, d.enable_auto_snapshot, d.auto_snapshot_policy_id
+  d.tags, d.serial, d.released, d.delete_auto_snapshot, d.enable_auto_snapshot, d.auto_snapshot_policy_id,
+  d.resource_group_id
 FROM disks d LEFT JOIN transitions t ON t.kind = 'disk' AND t.id = d.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS instances_now AS
@@ -380,7 +392,7 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
-  i.serial, i.released, i.vpc_id
+  i.serial, i.released, i.vpc_id, i.resource_group_id
 FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
@@ -388,7 +400,7 @@ SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type,
   s.description,
   CASE WHEN t.id IS NOT NULL AND s.status = 'progressing' THEN 'accomplished' ELSE s.status END AS status,
   s.created_ms, s.due_ms, s.encrypted, s.kms_key_id, s.retention_days, s.legacy, s.tags, s.released, s.group_id, s.auto,
-  s.source_snapshot_id, s.source_region_id
+  s.source_snapshot_id, s.source_region_id, s.resource_group_id
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS auto_snapshot_policies_now AS

@@ -59,10 +59,12 @@ pub struct Disk<S = String> {
     pub enable_auto_snapshot: Option<bool>,
     /// The automatic snapshot policy applied to the disk (ApplyAutoSnapshotPolicy).
     pub auto_snapshot_policy_id: Option<S>,
+    /// JoinResourceGroup's group ("" for none).
+    pub resource_group_id: S,
 }
 
 impl Disk {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released, delete_auto_snapshot, enable_auto_snapshot, auto_snapshot_policy_id";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, category, size_gib, disk_type, status, instance_id, device, image_id, source_snapshot_id, encrypted, kms_key_id, performance_level, delete_with_instance, charge_type, created_ms, attached_ms, detached_ms, tags, serial, released, delete_auto_snapshot, enable_auto_snapshot, auto_snapshot_policy_id, resource_group_id";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Disk> {
         Disk::read(r)
@@ -101,6 +103,7 @@ impl<S: FromSql> Disk<S> {
             delete_auto_snapshot: r.get(25)?,
             enable_auto_snapshot: r.get(26)?,
             auto_snapshot_policy_id: r.get(27)?,
+            resource_group_id: r.get(28)?,
         })
     }
 }
@@ -139,10 +142,12 @@ pub struct Instance {
     pub released: bool,
     /// The VPC of its vSwitch ("" for instances made before networks existed).
     pub vpc_id: String,
+    /// JoinResourceGroup's group ("" for none).
+    pub resource_group_id: String,
 }
 
 impl Instance {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Instance> {
         Ok(Instance {
@@ -171,6 +176,7 @@ impl Instance {
             serial: r.get(22)?,
             released: r.get(23)?,
             vpc_id: r.get(24)?,
+            resource_group_id: r.get(25)?,
         })
     }
 
@@ -205,10 +211,12 @@ pub struct Snapshot {
     /// CopySnapshot's source snapshot and its region, for a copy.
     pub source_snapshot_id: Option<String>,
     pub source_region_id: Option<String>,
+    /// JoinResourceGroup's group ("" for none).
+    pub resource_group_id: String,
 }
 
 impl Snapshot {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released, auto, source_snapshot_id, source_region_id";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name, description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, legacy, tags, released, auto, source_snapshot_id, source_region_id, resource_group_id";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Snapshot> {
         Ok(Snapshot {
@@ -233,6 +241,7 @@ impl Snapshot {
             auto: r.get(18)?,
             source_snapshot_id: r.get(19)?,
             source_region_id: r.get(20)?,
+            resource_group_id: r.get(21)?,
         })
     }
 

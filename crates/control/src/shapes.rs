@@ -155,7 +155,7 @@ impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
         });
         o.wrapped("OperationLocks", "OperationLock", |_| {});
         tags(o, self.tags.as_ref());
-        o.field("ResourceGroupId", "");
+        o.field("ResourceGroupId", self.resource_group_id.as_ref());
         o.field("SerialNumber", self.serial.as_ref());
         o.field("ProductCode", "");
         o.field("StorageSetId", "");
@@ -217,7 +217,7 @@ impl Emit for Instance {
         o.wrapped("InnerIpAddress", "IpAddress", |_| {});
         o.wrapped("SecurityGroupIds", "SecurityGroupId", |o| sgs.iter().for_each(|s| o.str(s)));
         tags(o, &self.tags);
-        o.field("ResourceGroupId", "");
+        o.field("ResourceGroupId", &self.resource_group_id);
         // Every other documented field, shaped as ECS shapes it when there is nothing to say
         // (clients such as footmark read EipAddress on every instance).
         obj(o, "EipAddress", |o| {
@@ -339,7 +339,7 @@ fn obj(o: &mut dyn Out, k: &'static str, fields: impl FnOnce(&mut dyn Out)) {
 
 /// A stable locally administered MAC address for an instance's primary interface.
 /// (Alibaba's 00:16:3e prefix, then three bytes of SHA-256 of the id.)
-fn mac(id: &str) -> String {
+pub(crate) fn mac(id: &str) -> String {
     use sha2::{Digest, Sha256};
     let b = Sha256::digest(id.as_bytes());
     format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
@@ -383,7 +383,7 @@ impl Emit for SnapshotView {
         o.field("SourceSnapshotId", opt(&s.source_snapshot_id));
         o.field("SnapshotSN", &format!("64472-{}", s.id.trim_start_matches("s-")));
         o.field("ProductCode", "");
-        o.field("ResourceGroupId", "");
+        o.field("ResourceGroupId", &s.resource_group_id);
         o.field("FullSnapshotSizeInBytes", &(s.disk_size_gib << 30));
         tags(o, &s.tags);
         o.end_obj();

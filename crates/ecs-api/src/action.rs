@@ -32,6 +32,7 @@ const FAMILIES: &[&Family] = &[
     &crate::tasks::FAMILY,
     &crate::tagging::FAMILY,
     &crate::vpc::ECS_FAMILY,
+    &crate::instance_settings::FAMILY,
 ];
 
 /// The VPC API's (version 2016-04-28) families: the network family alone.
@@ -272,6 +273,24 @@ pub enum Action {
         vswitch_id: String,
     },
     DescribeRouteTableList(crate::vpc::DescribeRouteTableList),
+    /// Instance settings, ENIs and resource groups (`crate::instance_settings`).
+    ModifyInstanceAttribute(crate::instance_settings::ModifyInstanceAttribute),
+    DescribeInstanceStatus {
+        instance_ids: Option<Vec<String>>,
+        zone_id: Option<String>,
+        paging: crate::params::Paging,
+    },
+    DescribeInstanceRamRole {
+        instance_ids: Option<Vec<String>>,
+        ram_role_name: Option<String>,
+        paging: crate::params::Paging,
+    },
+    DescribeNetworkInterfaces(crate::instance_settings::DescribeNetworkInterfaces),
+    JoinResourceGroup {
+        resource_group_id: String,
+        resource_type: String,
+        resource_id: String,
+    },
 }
 
 impl Action {
@@ -304,6 +323,9 @@ impl Action {
                 | Action::DescribeVSwitches(_)
                 | Action::DescribeVSwitchAttributes { .. }
                 | Action::DescribeRouteTableList(_)
+                | Action::DescribeInstanceStatus { .. }
+                | Action::DescribeInstanceRamRole { .. }
+                | Action::DescribeNetworkInterfaces(_)
         )
     }
 

@@ -55,6 +55,7 @@ fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
                 kms_key_id: p.opt_str("KMSKeyId"),
                 performance_level: p.opt_str("PerformanceLevel"),
                 tags: p.tags()?,
+                resource_group_id: crate::instance_settings::group_param(p)?,
                 dry_run: p.bool_or("DryRun", false)?,
             };
             if c.name.as_deref().is_some_and(|n| !crate::params::valid_name(n, 128)) {
@@ -228,6 +229,8 @@ pub struct CreateDisk {
     pub kms_key_id: Option<String>,
     pub performance_level: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`: the group the disk joins (`rg-…`).
+    pub resource_group_id: Option<String>,
     pub dry_run: bool,
 }
 

@@ -166,6 +166,10 @@ registry! {
     InvalidVSwitchIdZoneMismatch => (400, "InvalidParameter.Mismatch", "Specified virtual switch is not in the specified zone."),
     InvalidVSwitchIpNotEnough => (400, "InvalidVSwitchId.IpNotEnough", "The specified VSwitch has not enough IP address."),
 
+    // Instance settings and resource groups (ModifyInstanceAttribute, JoinResourceGroup).
+    InvalidHostNameMalformed => (400, "InvalidHostName.Malformed", "The specified parameter \"HostName\" is not valid."),
+    InvalidResourceGroupIdNotFound => (404, "InvalidResourceGroupId.NotFound", "The specified ResourceGroupId does not exist."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

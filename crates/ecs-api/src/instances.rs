@@ -194,6 +194,8 @@ pub struct InstanceSpec {
     pub vswitch_id: Option<String>,
     /// `PrivateIpAddress`: inside the vSwitch's block (needs VSwitchId, one instance).
     pub private_ip_address: Option<String>,
+    /// `ResourceGroupId`: the group the instance joins (`rg-…`).
+    pub resource_group_id: Option<String>,
     pub charge_type: String,
     pub system_disk: DiskSpec,
     pub data_disks: Vec<DiskSpec>,
@@ -223,7 +225,7 @@ pub struct DescribeInstances {
 
 /// UserData: base64 (`InvalidUserData.Base64FormatInvalid`) of at most 32 KiB
 /// (`InvalidUserData.SizeExceeded`).
-fn user_data(p: &Params) -> Result<Option<String>, ApiError> {
+pub(crate) fn user_data(p: &Params) -> Result<Option<String>, ApiError> {
     use base64::Engine as _;
     let Some(raw) = p.opt_str("UserData") else {
         return Ok(None);
@@ -320,6 +322,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         host_name: p.opt_str("HostName"),
         security_group_ids,
         vswitch_id: p.opt_str("VSwitchId"),
+        resource_group_id: crate::instance_settings::group_param(p)?,
         private_ip_address: match p.opt_str("PrivateIpAddress") {
             Some(_) if p.opt_str("VSwitchId").is_none() => return Err(ApiError::missing("VSwitchId")),
             ip => ip,

@@ -7,6 +7,7 @@ pub mod disks;
 pub mod error;
 pub mod groups;
 pub mod images;
+pub mod instance_settings;
 pub mod instances;
 pub mod node;
 pub mod params;

@@ -140,6 +140,9 @@ pub(crate) fn create_disk(conn: &mut Connection, env: &Env, c: CreateDisk) -> R<
             tags: &c.tags,
         },
     )?;
+    if let Some(g) = &c.resource_group_id {
+        tx.execute("UPDATE disks SET resource_group_id=?2 WHERE id=?1", [&id, g])?;
+    }
     let response = json!({"DiskId": id, "OrderId": ""});
     idempotency::remember(&tx, env, &response)?;
     tx.commit()?;

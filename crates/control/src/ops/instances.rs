@@ -123,9 +123,9 @@ pub(crate) fn run_instances(
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial, user_data, vpc_id)
+               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-               ?21)",
+               ?21, ?22)",
             params![
                 id,
                 env.account_id,
@@ -147,7 +147,8 @@ pub(crate) fn run_instances(
                 tags_json(&spec.tags),
                 uuid::Uuid::new_v4().to_string(),
                 spec.user_data,
-                placement.vpc_id
+                placement.vpc_id,
+                spec.resource_group_id.clone().unwrap_or_default()
             ],
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
@@ -193,6 +194,10 @@ pub(crate) fn run_instances(
             };
             let (_, iid, intent) = disks::insert(&tx, env, &nd)?;
             intents.push((iid, intent));
+        }
+        if let Some(g) = &spec.resource_group_id {
+            // The disks made with the instance join its group (API reference, RunInstances).
+            tx.execute("UPDATE disks SET resource_group_id=?2 WHERE instance_id=?1", [&id, g])?;
         }
         ids.push(id);
     }

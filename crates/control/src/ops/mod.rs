@@ -7,6 +7,7 @@ mod disks;
 mod groups;
 mod idempotency;
 mod images;
+mod instance_settings;
 mod instances;
 mod listing;
 mod policies;
@@ -16,7 +17,7 @@ mod resize;
 mod snapshots;
 pub(crate) mod storage;
 mod tasks;
-mod vpc;
+pub(crate) mod vpc;
 
 pub(crate) use instances::has_os;
 pub(crate) use snapshots::room_for_snapshot;
@@ -115,6 +116,13 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeVSwitches(d) => vpc::describe_vswitches(conn, env, d),
         Action::DescribeVSwitchAttributes { vswitch_id } => vpc::describe_vswitch_attributes(conn, env, &vswitch_id),
         Action::DescribeRouteTableList(d) => vpc::describe_route_table_list(conn, env, d),
+        Action::DescribeInstanceStatus { instance_ids, zone_id, paging } => {
+            instance_settings::describe_instance_status(conn, env, instance_ids, zone_id, paging)
+        }
+        Action::DescribeInstanceRamRole { instance_ids, paging, .. } => {
+            instance_settings::describe_instance_ram_role(conn, env, instance_ids, paging)
+        }
+        Action::DescribeNetworkInterfaces(d) => instance_settings::describe_network_interfaces(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -211,6 +219,10 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::DeleteVpc { vpc_id, force, dry_run } => vpc::delete_vpc(conn, env, &vpc_id, force, dry_run),
         Action::CreateVSwitch(c) => vpc::create_vswitch(conn, env, c),
         Action::DeleteVSwitch { vswitch_id } => vpc::delete_vswitch(conn, env, &vswitch_id),
+        Action::ModifyInstanceAttribute(m) => instance_settings::modify_instance_attribute(conn, env, m),
+        Action::JoinResourceGroup { resource_group_id, resource_type, resource_id } => {
+            instance_settings::join_resource_group(conn, env, &resource_group_id, &resource_type, &resource_id)
+        }
         // Every other action is read-only (`Action::is_read_only`).
         read => return dispatch_read(conn, env, read),
     };

@@ -143,7 +143,7 @@ impl Vpc {
 }
 
 /// The account's numeric owner id, as ECS shows `OwnerId`: the account id's digits, or 0.
-fn owner_id(env: &Env) -> i64 {
+pub(crate) fn owner_id(env: &Env) -> i64 {
     let digits: String = env.account_id.chars().filter(char::is_ascii_digit).take(16).collect();
     digits.parse().unwrap_or(0)
 }
