@@ -54,9 +54,23 @@ impl Default for Limits {
     }
 }
 
+/// One offered instance type (`serve --instance-types FILE` lists them; the default is
+/// [`DEFAULT_INSTANCE_TYPES`]). An instance records its vCPUs and memory when it is made, so
+/// dropping a type from the list leaves existing instances as they are.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceType {
+    /// `ecs.<family>.<size>`, e.g. `ecs.g7.large`.
+    pub id: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub regions: Vec<Region>,
+    /// The instance types on offer, in the order DescribeInstanceTypes lists them.
+    pub instance_types: Vec<InstanceType>,
     pub timings: Timings,
     pub limits: Limits,
     /// ImportImage's OSS buckets: bucket name → the local directory that holds its objects
@@ -82,6 +96,10 @@ impl Default for Config {
                 region("cn-shanghai", "China (Shanghai)", &["e", "f"]),
                 region("cn-beijing", "China (Beijing)", &["h", "i"]),
             ],
+            instance_types: DEFAULT_INSTANCE_TYPES
+                .iter()
+                .map(|(id, cpus, memory_mib)| InstanceType { id: id.to_string(), cpus: *cpus, memory_mib: *memory_mib })
+                .collect(),
             timings: Timings::default(),
             limits: Limits::default(),
             oss_buckets: Default::default(),
@@ -98,10 +116,36 @@ impl Config {
     pub fn zone(&self, region: &str, zone: &str) -> Option<&Zone> {
         self.region(region)?.zones.iter().find(|z| z.id == zone)
     }
+
+    /// The offered type `id`.
+    pub fn instance_type(&self, id: &str) -> Option<&InstanceType> {
+        self.instance_types.iter().find(|t| t.id == id)
+    }
+
+    /// Refuse a type list that cannot be served: empty, a duplicate, a name not of the form
+    /// `ecs.<family>.<size>`, or no vCPU or memory.
+    pub fn check_instance_types(types: &[InstanceType]) -> Result<(), String> {
+        if types.is_empty() {
+            return Err("the list of instance types is empty".into());
+        }
+        for (i, t) in types.iter().enumerate() {
+            let parts: Vec<&str> = t.id.split('.').collect();
+            if parts.len() != 3 || parts[0] != "ecs" || parts[1].is_empty() || parts[2].is_empty() {
+                return Err(format!("instance type {:?} is not of the form ecs.<family>.<size>", t.id));
+            }
+            if t.cpus == 0 || t.memory_mib == 0 {
+                return Err(format!("instance type {} has no vCPU or no memory", t.id));
+            }
+            if types[..i].iter().any(|o| o.id == t.id) {
+                return Err(format!("instance type {} is listed twice", t.id));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// (name, vCPUs, memory MiB): DescribeInstances reports Cpu/Memory from here.
-pub const INSTANCE_TYPES: &[(&str, u32, u32)] = &[
+/// The default offer: (name, vCPUs, memory MiB).
+pub const DEFAULT_INSTANCE_TYPES: &[(&str, u32, u32)] = &[
     ("ecs.t6-c1m1.large", 2, 2048),
     ("ecs.t6-c1m2.large", 2, 4096),
     ("ecs.s6-c1m1.small", 1, 1024),
@@ -119,10 +163,6 @@ pub const INSTANCE_TYPES: &[(&str, u32, u32)] = &[
     ("ecs.g8i.xlarge", 4, 16384),
     ("ecs.i3.xlarge", 4, 32768),
 ];
-
-pub fn instance_type(name: &str) -> Option<(u32, u32)> {
-    INSTANCE_TYPES.iter().find(|(n, _, _)| *n == name).map(|(_, c, m)| (*c, *m))
-}
 
 /// Disk categories: (name, min GiB, max GiB, local). Local disks live and die with their
 /// instance and support neither snapshots nor ResetDisk.
@@ -158,3 +198,22 @@ pub const DEFAULT_SYSTEM_DISK_CATEGORY: &str = "cloud_essd";
 pub const SNAPSHOT_QUOTA: i64 = 256;
 /// Data disks one instance may hold (plus its system disk).
 pub const MAX_DATA_DISKS: i64 = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_type_lists_are_checked() {
+        let t = |id: &str, cpus, memory_mib| InstanceType { id: id.into(), cpus, memory_mib };
+        assert!(Config::check_instance_types(&Config::default().instance_types).is_ok());
+        assert!(Config::check_instance_types(&[t("ecs.lab.small", 1, 512)]).is_ok());
+        assert!(Config::check_instance_types(&[]).is_err());
+        for bad in ["lab.small", "ecs.small", "ecs..small", "ecs.lab.", "ecs.a.b.c"] {
+            assert!(Config::check_instance_types(&[t(bad, 1, 512)]).is_err(), "{bad}");
+        }
+        assert!(Config::check_instance_types(&[t("ecs.a.b", 0, 512)]).is_err());
+        assert!(Config::check_instance_types(&[t("ecs.a.b", 1, 0)]).is_err());
+        assert!(Config::check_instance_types(&[t("ecs.a.b", 1, 1), t("ecs.a.b", 2, 2)]).is_err());
+    }
+}

@@ -13,7 +13,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
+
+/// Version 11: an instance records its vCPUs and memory (MiB) when it is made, as the offer
+/// is now configurable; existing rows are filled from the types earlier builds offered.
+const SCHEMA_V11: &str = r#"
+ALTER TABLE instances ADD COLUMN cpu INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN memory_mib INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// Version 10: the resource group of instances, disks and snapshots (JoinResourceGroup, and
 /// ResourceGroupId on their creates).
@@ -275,6 +282,16 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 10 {
             tx.execute_batch(SCHEMA_V10).map_err(wrap)?;
         }
+        if version < 11 {
+            tx.execute_batch(SCHEMA_V11).map_err(wrap)?;
+            for (id, cpu, mem) in crate::config::DEFAULT_INSTANCE_TYPES {
+                tx.execute(
+                    "UPDATE instances SET cpu=?2, memory_mib=?3 WHERE instance_type=?1",
+                    rusqlite::params![id, cpu, mem],
+                )
+                .map_err(wrap)?;
+            }
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -392,7 +409,7 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
-  i.serial, i.released, i.vpc_id, i.resource_group_id
+  i.serial, i.released, i.vpc_id, i.resource_group_id, i.cpu, i.memory_mib
 FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
@@ -436,7 +453,13 @@ mod tests {
             c.execute("INSERT INTO meta(key, value) VALUES('schema_version', '2')", []).unwrap();
         }
         c.execute(DISK, []).unwrap();
+        c.execute(INSTANCE, []).unwrap();
     }
+
+    const INSTANCE: &str = "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name,
+        instance_type, image_id, status, charge_type, created_ms, vswitch_id, security_groups, private_ip,
+        deletion_protection, tags, serial) VALUES('i-old', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'h',
+        'ecs.g7.xlarge', 'blank_x64_20G.vhd', 'Stopped', 'PostPaid', 1, '', '[]', '172.16.0.9', 0, '[]', 's')";
 
     #[test]
     fn older_catalogs_migrate_to_the_current_schema() {
@@ -454,6 +477,15 @@ mod tests {
             let n: i64 =
                 c.query_row("SELECT n FROM counts WHERE kind='disk' AND account_id='a'", [], |r| r.get(0)).unwrap();
             assert_eq!(n, 1, "version {version}: counted once");
+            let i = c
+                .query_row(
+                    &format!("SELECT {} FROM instances_now WHERE id='i-old'", crate::model::Instance::COLUMNS),
+                    [],
+                    crate::model::Instance::from_row,
+                )
+                .unwrap();
+            assert_eq!((i.cpu, i.memory_mib), (4, 16384), "version {version}: sized from the types it had");
+            assert_eq!((i.vpc_id.as_str(), i.resource_group_id.as_str()), ("", ""));
             drop(c);
             assert!(open(&path).is_ok(), "reopening a current catalog changes nothing");
         }

@@ -259,19 +259,19 @@ impl Control {
     /// The VM of instance `id`, or `None` while one of its disks is not attached yet.
     fn machine_of(&self, id: &str) -> Result<Option<Machine>, ControlError> {
         let conn = self.lock();
-        let row: Option<(String, Option<String>)> = conn
-            .query_row("SELECT instance_type, user_data FROM instances WHERE id=?1 AND released=0", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        let row: Option<(u32, u32, Option<String>)> = conn
+            .query_row("SELECT cpu, memory_mib, user_data FROM instances WHERE id=?1 AND released=0", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let Some((itype, user_data)) = row else { return Ok(None) };
+        let Some((cpus, memory, user_data)) = row else { return Ok(None) };
         let disks = crate::guards::instance_disks(&conn, id).map_err(|e| ControlError::Invalid(format!("{e:?}")))?;
         if disks.iter().any(|d| d.status != "In_use") {
             return Ok(None);
         }
         let mut ordered: Vec<_> = disks.iter().filter(|d| d.disk_type == "system").collect();
         ordered.extend(disks.iter().filter(|d| d.disk_type != "system"));
-        let (vcpus, memory_mib) = crate::config::instance_type(&itype).unwrap_or((1, 1024));
+        let (vcpus, memory_mib) = (cpus.max(1), if memory == 0 { 1024 } else { memory });
         use base64::Engine as _;
         let user_data = user_data
             .filter(|u| !u.is_empty())

@@ -144,10 +144,13 @@ pub struct Instance {
     pub vpc_id: String,
     /// JoinResourceGroup's group ("" for none).
     pub resource_group_id: String,
+    /// vCPUs and memory (MiB) of its type when it was made.
+    pub cpu: u32,
+    pub memory_mib: u32,
 }
 
 impl Instance {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id, cpu, memory_mib";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Instance> {
         Ok(Instance {
@@ -177,6 +180,8 @@ impl Instance {
             released: r.get(23)?,
             vpc_id: r.get(24)?,
             resource_group_id: r.get(25)?,
+            cpu: r.get(26)?,
+            memory_mib: r.get(27)?,
         })
     }
 

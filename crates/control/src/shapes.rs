@@ -168,7 +168,7 @@ impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
 /// The instance as DescribeInstances shows it.
 impl Emit for Instance {
     fn emit(&self, o: &mut dyn Out) {
-        let (cpu, mem) = config::instance_type(&self.instance_type).unwrap_or((0, 0));
+        let (cpu, mem) = (self.cpu, self.memory_mib);
         let family = self.instance_type.rsplit_once('.').map(|(f, _)| f).unwrap_or_default();
         let sgs: Vec<String> = serde_json::from_str(&self.security_groups).unwrap_or_default();
         let start = self.start_ms.map(TimeText::minutes);

@@ -33,6 +33,7 @@ const FAMILIES: &[&Family] = &[
     &crate::tagging::FAMILY,
     &crate::vpc::ECS_FAMILY,
     &crate::instance_settings::FAMILY,
+    &crate::capacity::FAMILY,
 ];
 
 /// The VPC API's (version 2016-04-28) families: the network family alone.
@@ -291,6 +292,9 @@ pub enum Action {
         resource_type: String,
         resource_id: String,
     },
+    /// What a zone offers (`crate::capacity`).
+    DescribeAvailableResource(crate::capacity::DescribeAvailableResource),
+    DescribeResourcesModification(crate::capacity::DescribeResourcesModification),
 }
 
 impl Action {
@@ -326,6 +330,8 @@ impl Action {
                 | Action::DescribeInstanceStatus { .. }
                 | Action::DescribeInstanceRamRole { .. }
                 | Action::DescribeNetworkInterfaces(_)
+                | Action::DescribeAvailableResource(_)
+                | Action::DescribeResourcesModification(_)
         )
     }
 

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod auth;
+pub mod capacity;
 pub mod disks;
 pub mod error;
 pub mod groups;

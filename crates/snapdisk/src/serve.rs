@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// A JSON file listing regions and zones: [{"id", "local_name", "zones": [{"id", "local_name"}]}].
     #[arg(long)]
     regions: Option<std::path::PathBuf>,
+    /// A JSON file listing the instance types on offer, in order: [{"id": "ecs.g7.large",
+    /// "cpus": 2, "memory_mib": 8192}, ...]. Default: 16 common types (docs/api-compat.md §2.5a).
+    #[arg(long)]
+    instance_types: Option<std::path::PathBuf>,
     /// Signed API requests a second each account may make, sustained; more are answered
     /// Throttling.User with x-acs-retry-after (0: no limit). The operator's account-limits
     /// command overrides this and the next four per account.
@@ -166,6 +170,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             serde_json::from_slice(&raw).with_context(|| format!("parsing {}", path.display()))?;
         anyhow::ensure!(!regions.is_empty(), "{} lists no region", path.display());
         config.regions = regions;
+    }
+    if let Some(path) = &args.instance_types {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let types: Vec<control::config::InstanceType> =
+            serde_json::from_slice(&raw).with_context(|| format!("parsing {}", path.display()))?;
+        Config::check_instance_types(&types).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.instance_types = types;
     }
     if let Some(ms) = args.transition_ms {
         config.timings = Timings { disk_ms: ms, instance_ms: ms, snapshot_ms: ms };

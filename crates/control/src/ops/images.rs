@@ -24,7 +24,7 @@ pub(crate) fn describe_regions(env: &Env) -> R<Value> {
 pub(crate) fn describe_zones(env: &Env) -> R<Value> {
     let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
     let categories: Vec<&str> = config::DISK_CATEGORIES.iter().filter(|c| !c.3).map(|c| c.0).collect();
-    let types: Vec<&str> = config::INSTANCE_TYPES.iter().map(|t| t.0).collect();
+    let types: Vec<&str> = env.config.instance_types.iter().map(|t| t.id.as_str()).collect();
     let zones: Vec<Value> = region
         .zones
         .iter()

@@ -72,7 +72,7 @@ pub(crate) fn run_instances(
 ) -> R<Value> {
     let tx = begin(conn)?;
     let acct = guards::account(&tx, env.account_id)?;
-    config::instance_type(&spec.instance_type).ok_or(Code::InvalidInstanceTypeValueNotSupported)?;
+    let itype = env.config.instance_type(&spec.instance_type).ok_or(Code::InvalidInstanceTypeValueNotSupported)?;
     let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
     // A vSwitch names the zone; without one the instance joins the default vSwitch of its zone.
     let placement = match &spec.vswitch_id {
@@ -123,9 +123,9 @@ pub(crate) fn run_instances(
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id)
+               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id, cpu, memory_mib)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-               ?21, ?22)",
+               ?21, ?22, ?23, ?24)",
             params![
                 id,
                 env.account_id,
@@ -148,7 +148,9 @@ pub(crate) fn run_instances(
                 uuid::Uuid::new_v4().to_string(),
                 spec.user_data,
                 placement.vpc_id,
-                spec.resource_group_id.clone().unwrap_or_default()
+                spec.resource_group_id.clone().unwrap_or_default(),
+                itype.cpus,
+                itype.memory_mib
             ],
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;

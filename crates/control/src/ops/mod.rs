@@ -91,9 +91,9 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeInstanceAttribute { instance_id } => {
             instances::describe_instance_attribute(conn, env, &instance_id)
         }
-        Action::DescribeInstanceTypes(d) => catalog::describe_instance_types(d),
+        Action::DescribeInstanceTypes(d) => catalog::describe_instance_types(env.config, d),
         Action::DescribeInstanceTypeFamilies { generation } => {
-            catalog::describe_instance_type_families(generation.as_deref())
+            catalog::describe_instance_type_families(env.config, generation.as_deref())
         }
         Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
         Action::DescribeSnapshotGroups(d) => groups::describe_snapshot_groups(conn, env, d),
@@ -123,6 +123,8 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
             instance_settings::describe_instance_ram_role(conn, env, instance_ids, paging)
         }
         Action::DescribeNetworkInterfaces(d) => instance_settings::describe_network_interfaces(conn, env, d),
+        Action::DescribeAvailableResource(d) => catalog::describe_available_resource(env, d),
+        Action::DescribeResourcesModification(d) => catalog::describe_resources_modification(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
