@@ -137,10 +137,12 @@ pub struct Instance {
     pub tags: String,
     pub serial: String,
     pub released: bool,
+    /// The SSH key pair bound to the instance (RunInstances, AttachKeyPair).
+    pub key_pair_name: Option<String>,
 }
 
 impl Instance {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, key_pair_name";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Instance> {
         Ok(Instance {
@@ -168,6 +170,7 @@ impl Instance {
             tags: r.get(21)?,
             serial: r.get(22)?,
             released: r.get(23)?,
+            key_pair_name: r.get(24)?,
         })
     }
 

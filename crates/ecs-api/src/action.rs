@@ -4,7 +4,8 @@
 //!
 //! Each resource family parses its own actions in a module of its own ([`crate::disks`],
 //! [`crate::snapshots`], [`crate::instances`], [`crate::images`], [`crate::regions`],
-//! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`], ...), which
+//! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`],
+//! [`crate::keypairs`], ...), which
 //! declares them in a [`Family`]; this module holds the enum, the request around it, the
 //! families' list and the helpers they share.
 
@@ -31,6 +32,7 @@ const FAMILIES: &[&Family] = &[
     &crate::policies::FAMILY,
     &crate::tasks::FAMILY,
     &crate::tagging::FAMILY,
+    &crate::keypairs::FAMILY,
 ];
 
 /// Every action name [`Action::parse`] knows (a test checks each parses to an action), for
@@ -246,6 +248,15 @@ pub enum Action {
         description: Option<String>,
         retention_days: Option<i64>,
     },
+    /// The SSH key pair family (`crate::keypairs`).
+    CreateKeyPair(crate::keypairs::CreateKeyPair),
+    ImportKeyPair(crate::keypairs::ImportKeyPair),
+    DescribeKeyPairs(crate::keypairs::DescribeKeyPairs),
+    AttachKeyPair(crate::keypairs::KeyPairInstances),
+    DetachKeyPair(crate::keypairs::KeyPairInstances),
+    DeleteKeyPairs {
+        names: Vec<String>,
+    },
 }
 
 impl Action {
@@ -273,6 +284,7 @@ impl Action {
                 | Action::DescribeInstanceTypeFamilies { .. }
                 | Action::DescribeInstanceMaintenanceAttributes { .. }
                 | Action::DescribeInstanceAttachmentAttributes { .. }
+                | Action::DescribeKeyPairs(_)
         )
     }
 

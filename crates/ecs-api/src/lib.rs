@@ -8,6 +8,7 @@ pub mod error;
 pub mod groups;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod node;
 pub mod params;
 pub mod policies;

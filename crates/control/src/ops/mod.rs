@@ -8,6 +8,7 @@ mod groups;
 mod idempotency;
 mod images;
 mod instances;
+mod keypairs;
 mod listing;
 mod policies;
 mod replace;
@@ -107,6 +108,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeInstanceAttachmentAttributes { instance_ids, page } => {
             instances::describe_instance_attachment_attributes(conn, env, &instance_ids, page)
         }
+        Action::DescribeKeyPairs(d) => keypairs::describe(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -198,6 +200,11 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::ModifySnapshotAttribute { snapshot_id, name, description, retention_days } => {
             snapshots::modify_snapshot_attribute(conn, env, &snapshot_id, name, description, retention_days)
         }
+        Action::CreateKeyPair(c) => keypairs::create(conn, env, c),
+        Action::ImportKeyPair(i) => keypairs::import(conn, env, i),
+        Action::AttachKeyPair(k) => keypairs::bind(conn, env, k, true),
+        Action::DetachKeyPair(k) => keypairs::bind(conn, env, k, false),
+        Action::DeleteKeyPairs { names } => keypairs::delete(conn, env, &names),
         // Every other action is read-only (`Action::is_read_only`).
         read => return dispatch_read(conn, env, read),
     };
