@@ -13,7 +13,21 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
+
+/// Version 12: SSH key pairs (CreateKeyPair, ImportKeyPair), unique by name among an
+/// account's pairs in a region, and the key pair each instance is bound to. Deleting a pair
+/// deletes its row; `released` is there for `Listing`.
+const SCHEMA_V12: &str = r#"
+CREATE TABLE IF NOT EXISTS key_pairs(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, name TEXT NOT NULL,
+  fingerprint TEXT NOT NULL, public_key TEXT NOT NULL, created_ms INTEGER NOT NULL, tags TEXT NOT NULL,
+  released INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX IF NOT EXISTS key_pairs_name ON key_pairs(account_id, region_id, name);
+CREATE INDEX IF NOT EXISTS key_pairs_page ON key_pairs(account_id, region_id, released, created_ms, id);
+ALTER TABLE instances ADD COLUMN key_pair_name TEXT;
+CREATE INDEX IF NOT EXISTS instances_key_pair ON instances(account_id, region_id, key_pair_name);
+"#;
 
 /// Version 11: an instance records its vCPUs and memory (MiB) when it is made, as the offer
 /// is now configurable; existing rows are filled from the types earlier builds offered.
@@ -292,6 +306,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
                 .map_err(wrap)?;
             }
         }
+        if version < 12 {
+            tx.execute_batch(SCHEMA_V12).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -409,7 +426,7 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
-  i.serial, i.released, i.vpc_id, i.resource_group_id, i.cpu, i.memory_mib
+  i.serial, i.released, i.vpc_id, i.resource_group_id, i.cpu, i.memory_mib, i.key_pair_name
 FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS
@@ -443,6 +460,35 @@ mod tests {
         VALUES('d-old', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'cloud_essd', 20, 'data', 'Available', 0, 0,
         'PostPaid', 1, '[]', 's')";
 
+    const INSTANCE: &str = "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name,
+        instance_type, image_id, status, charge_type, created_ms, vswitch_id, security_groups, private_ip,
+        deletion_protection, tags, serial)
+        VALUES('i-old', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'h', 'ecs.g7.large', 'img', 'Stopped',
+        'PostPaid', 1, '', '[\"sg-old\"]', '172.16.0.2', 0, '[]', 's')";
+
+    #[test]
+    fn version_12_adds_key_pairs_unique_by_name_per_account_and_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        old_catalog(&path, 2);
+        Connection::open(&path).unwrap().execute(INSTANCE, []).unwrap();
+        let c = open(&path).unwrap();
+        let bound: Option<String> =
+            c.query_row("SELECT key_pair_name FROM instances_now WHERE id='i-old'", [], |r| r.get(0)).unwrap();
+        assert_eq!(bound, None, "an older instance has no key pair");
+        let add = |id: &str, account: &str, region: &str| {
+            c.execute(
+                "INSERT INTO key_pairs(id, account_id, region_id, name, fingerprint, public_key, created_ms, tags)
+                 VALUES(?1, ?2, ?3, 'k', 'f', 'p', 1, '[]')",
+                [id, account, region],
+            )
+        };
+        add("skp-1", "a", "cn-hangzhou").unwrap();
+        assert!(add("skp-2", "a", "cn-hangzhou").is_err(), "one name per account and region");
+        add("skp-3", "b", "cn-hangzhou").unwrap();
+        add("skp-4", "a", "cn-shanghai").unwrap();
+    }
+
     /// A catalog as an older build left it: `version` 1 (no version row) or 2.
     fn old_catalog(path: &Path, version: i64) {
         let c = Connection::open(path).unwrap();
@@ -453,12 +499,12 @@ mod tests {
             c.execute("INSERT INTO meta(key, value) VALUES('schema_version', '2')", []).unwrap();
         }
         c.execute(DISK, []).unwrap();
-        c.execute(INSTANCE, []).unwrap();
+        c.execute(SIZED_INSTANCE, []).unwrap();
     }
 
-    const INSTANCE: &str = "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name,
-        instance_type, image_id, status, charge_type, created_ms, vswitch_id, security_groups, private_ip,
-        deletion_protection, tags, serial) VALUES('i-old', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'h',
+    const SIZED_INSTANCE: &str = "INSERT INTO instances(id, account_id, region_id, zone_id, name, description,
+        host_name, instance_type, image_id, status, charge_type, created_ms, vswitch_id, security_groups, private_ip,
+        deletion_protection, tags, serial) VALUES('i-sized', 'a', 'cn-hangzhou', 'cn-hangzhou-h', 'n', '', 'h',
         'ecs.g7.xlarge', 'blank_x64_20G.vhd', 'Stopped', 'PostPaid', 1, '', '[]', '172.16.0.9', 0, '[]', 's')";
 
     #[test]
@@ -479,7 +525,7 @@ mod tests {
             assert_eq!(n, 1, "version {version}: counted once");
             let i = c
                 .query_row(
-                    &format!("SELECT {} FROM instances_now WHERE id='i-old'", crate::model::Instance::COLUMNS),
+                    &format!("SELECT {} FROM instances_now WHERE id='i-sized'", crate::model::Instance::COLUMNS),
                     [],
                     crate::model::Instance::from_row,
                 )

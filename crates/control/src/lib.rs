@@ -19,6 +19,7 @@ pub mod machines;
 pub mod model;
 mod ops;
 pub mod shapes;
+mod sshkeys;
 mod transitions;
 pub mod volumes;
 

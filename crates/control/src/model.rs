@@ -147,10 +147,12 @@ pub struct Instance {
     /// vCPUs and memory (MiB) of its type when it was made.
     pub cpu: u32,
     pub memory_mib: u32,
+    /// The SSH key pair bound to the instance (RunInstances, AttachKeyPair).
+    pub key_pair_name: Option<String>,
 }
 
 impl Instance {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id, cpu, memory_mib";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Instance> {
         Ok(Instance {
@@ -182,6 +184,7 @@ impl Instance {
             resource_group_id: r.get(25)?,
             cpu: r.get(26)?,
             memory_mib: r.get(27)?,
+            key_pair_name: r.get(28)?,
         })
     }
 

@@ -307,7 +307,7 @@ impl Emit for Instance {
         o.field("ISP", "");
         o.field("InternetMaxBandwidthIn", &0i64);
         o.field("InternetMaxBandwidthOut", &0i64);
-        o.field("KeyPairName", "");
+        o.field("KeyPairName", self.key_pair_name.as_deref().unwrap_or_default());
         o.field("LocalStorageAmount", &0i64);
         o.field("LocalStorageCapacity", &0i64);
         o.field("OSNameEn", "Linux");

@@ -4,7 +4,8 @@
 //!
 //! Each resource family parses its own actions in a module of its own ([`crate::disks`],
 //! [`crate::snapshots`], [`crate::instances`], [`crate::images`], [`crate::regions`],
-//! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`], ...), which
+//! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`],
+//! [`crate::keypairs`], ...), which
 //! declares them in a [`Family`]; this module holds the enum, the request around it, the
 //! families' list and the helpers they share.
 
@@ -34,6 +35,7 @@ const FAMILIES: &[&Family] = &[
     &crate::vpc::ECS_FAMILY,
     &crate::instance_settings::FAMILY,
     &crate::capacity::FAMILY,
+    &crate::keypairs::FAMILY,
 ];
 
 /// The VPC API's (version 2016-04-28) families: the network family alone.
@@ -295,6 +297,15 @@ pub enum Action {
     /// What a zone offers (`crate::capacity`).
     DescribeAvailableResource(crate::capacity::DescribeAvailableResource),
     DescribeResourcesModification(crate::capacity::DescribeResourcesModification),
+    /// The SSH key pair family (`crate::keypairs`).
+    CreateKeyPair(crate::keypairs::CreateKeyPair),
+    ImportKeyPair(crate::keypairs::ImportKeyPair),
+    DescribeKeyPairs(crate::keypairs::DescribeKeyPairs),
+    AttachKeyPair(crate::keypairs::KeyPairInstances),
+    DetachKeyPair(crate::keypairs::KeyPairInstances),
+    DeleteKeyPairs {
+        names: Vec<String>,
+    },
 }
 
 impl Action {
@@ -332,6 +343,7 @@ impl Action {
                 | Action::DescribeNetworkInterfaces(_)
                 | Action::DescribeAvailableResource(_)
                 | Action::DescribeResourcesModification(_)
+                | Action::DescribeKeyPairs(_)
         )
     }
 

@@ -190,6 +190,22 @@ registry! {
     InvalidResourceTypeNotFound => (400, "InvalidResourceType.NotFound", "The ResourceType provided does not exist in our records."),
     InvalidResourceIdNotFound => (404, "InvalidResourceId.NotFound", "The specified ResourceIds are not found in our records."),
     InvalidResourceIdNotSupported => (403, "InvalidResourceId.NotSupported", "The specified ResourceId does not support tagging."),
+
+    // SSH key pairs (the error tables of CreateKeyPair, ImportKeyPair, AttachKeyPair,
+    // DetachKeyPair, DeleteKeyPairs and the KeyPairName row of RunInstances).
+    InvalidKeyPairNameMalformed => (400, "InvalidKeyPairName.Malformed", "Specified Key Pair name is not valid."),
+    KeyPairAlreadyExist => (400, "KeyPair.AlreadyExist", "The key pair already exist."),
+    QuotaExceedKeyPair => (403, "QuotaExceed.KeyPair", "The key pair quota exceeds."),
+    InvalidPublicKeyBodyMalformed => (400, "InvalidPublicKeyBody.Malformed", "The PublicKeyBody format is not supported."),
+    InvalidKeyPairNameNotFound => (400, "InvalidKeyPairName.NotFound", "The specified KeyPairName does not exist in our records."),
+    RunKeyPairNameNotFound => (404, "InvalidKeyPairName.NotFound", "The specified parameter \"KeyPairName\" does not exist in our records."),
+    InvalidInstanceIdsValueNotSupported => (400, "InvalidInstanceIds.ValueNotSupported", "The specified parameter InstanceIds is not valid."),
+    InstanceKeyPairLimitExceeded => (403, "InstanceKeyPairLimitExceeded", "The specified instances are beyond the permitted range."),
+    DeleteKeyPairsLimitExceeded => (403, "InstanceKeyPairLimitExceeded", "Exceeding the allowed amount of instance which will be deleted."),
+    InvalidKeyPairNamesValueNotSupported => (400, "InvalidKeyPairNames.ValueNotSupported", "The specified parameter \"KeyPairNames\" is not valid."),
+    KeypairAlreadyAttachedInstance => (400, "InvalidParameter.KeypairAlreadyAttachedInstance", "The specified parameter \"KeyPairNames\" attached to instances can not be deleted."),
+    // Not in DeleteKeyPairs' table; the code the Terraform provider takes as "already gone".
+    InvalidKeyPairNotFound => (404, "InvalidKeyPair.NotFound", "The specified KeyPair does not exist."),
 }
 
 /// The most of a request an error message repeats (a parameter name, a string to sign), in

@@ -203,6 +203,8 @@ pub struct InstanceSpec {
     pub tags: Vec<(String, String)>,
     /// Base64, as given (at most 32 KiB once decoded).
     pub user_data: Option<String>,
+    /// `KeyPairName`: a key pair of the caller's in the region (checked by the handler).
+    pub key_pair_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -333,6 +335,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         deletion_protection: p.bool_or("DeletionProtection", false)?,
         tags: p.tags()?,
         user_data: user_data(p)?,
+        key_pair_name: p.opt_str("KeyPairName"),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod groups;
 pub mod images;
 pub mod instance_settings;
 pub mod instances;
+pub mod keypairs;
 pub mod node;
 pub mod params;
 pub mod policies;

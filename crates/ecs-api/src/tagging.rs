@@ -34,8 +34,8 @@ impl TagResourceType {
             "disk" => Ok(TagResourceType::Disk),
             "snapshot" => Ok(TagResourceType::Snapshot),
             "image" => Ok(TagResourceType::Image),
-            // Other documented types (securitygroup, eni, keypair, ...) are resources this
-            // server does not have.
+            // Other documented types (securitygroup, eni, keypair, ...) are not taggable here
+            // (key pairs and security groups keep the tags they were created with).
             "securitygroup"
             | "volume"
             | "eni"

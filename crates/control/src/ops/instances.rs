@@ -86,6 +86,7 @@ pub(crate) fn run_instances(
     };
     guards::zone(env, &zone)?;
     let (image_size, image_snapshot) = image(&tx, env, &spec.image_id, env.region_id.unwrap_or_default())?;
+    super::keypairs::check_for_new_instance(&tx, env, spec.key_pair_name.as_deref())?;
     let sys_category = spec.system_disk.category.clone().unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
     let sys_size = spec.system_disk.size_gib.unwrap_or(image_size.max(20));
     if sys_size < image_size {
@@ -123,9 +124,9 @@ pub(crate) fn run_instances(
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id, cpu, memory_mib)
+               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-               ?21, ?22, ?23, ?24)",
+               ?21, ?22, ?23, ?24, ?25)",
             params![
                 id,
                 env.account_id,
@@ -150,7 +151,8 @@ pub(crate) fn run_instances(
                 placement.vpc_id,
                 spec.resource_group_id.clone().unwrap_or_default(),
                 itype.cpus,
-                itype.memory_mib
+                itype.memory_mib,
+                spec.key_pair_name
             ],
         )?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;

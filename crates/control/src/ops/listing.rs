@@ -259,6 +259,18 @@ impl<T: Emit + 'static> Page<T> {
     }
 }
 
+impl<T: Emit + 'static> Page<T> {
+    /// As [`Page::render`], for the actions that page by number only and answer no NextToken
+    /// (DescribeKeyPairs, DescribeSecurityGroups' PageNumber form): the list, TotalCount,
+    /// PageNumber and PageSize.
+    pub fn render_numbered(self, page: (u32, u32), list: (&'static str, &'static str), out: &mut Node) {
+        out.push(list.0, Node::emit(Items { inner: list.1, items: self.items }));
+        out.push("TotalCount", self.total);
+        out.push("PageNumber", page.0);
+        out.push("PageSize", page.1);
+    }
+}
+
 /// `{inner: [items]}`, the ECS list shape, written item by item.
 struct Items<T> {
     inner: &'static str,

@@ -9,6 +9,7 @@ mod idempotency;
 mod images;
 mod instance_settings;
 mod instances;
+mod keypairs;
 mod listing;
 mod policies;
 mod replace;
@@ -125,6 +126,7 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeNetworkInterfaces(d) => instance_settings::describe_network_interfaces(conn, env, d),
         Action::DescribeAvailableResource(d) => catalog::describe_available_resource(env, d),
         Action::DescribeResourcesModification(d) => catalog::describe_resources_modification(conn, env, d),
+        Action::DescribeKeyPairs(d) => keypairs::describe(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -225,6 +227,11 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::JoinResourceGroup { resource_group_id, resource_type, resource_id } => {
             instance_settings::join_resource_group(conn, env, &resource_group_id, &resource_type, &resource_id)
         }
+        Action::CreateKeyPair(c) => keypairs::create(conn, env, c),
+        Action::ImportKeyPair(i) => keypairs::import(conn, env, i),
+        Action::AttachKeyPair(k) => keypairs::bind(conn, env, k, true),
+        Action::DetachKeyPair(k) => keypairs::bind(conn, env, k, false),
+        Action::DeleteKeyPairs { names } => keypairs::delete(conn, env, &names),
         // Every other action is read-only (`Action::is_read_only`).
         read => return dispatch_read(conn, env, read),
     };
