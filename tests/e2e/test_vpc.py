@@ -78,6 +78,13 @@ def test_vpc_vswitch_and_instance_lifecycle(server, v2):
         vpc_id, ZONE, "192.168.1.0/24", "web", "web tier")
     assert sw["AvailableIpAddressCount"] == 252 and sw["RouteTable"]["RouteTableId"] == created["RouteTableId"]
 
+    vpc.modify_vswitch_attribute(vpc_models.ModifyVSwitchAttributeRequest(
+        v_switch_id=vsw, v_switch_name="web2", description="web tier 2"))
+    sw = m(vpc.describe_vswitch_attributes(vpc_models.DescribeVSwitchAttributesRequest(v_switch_id=vsw)))
+    assert (sw["VSwitchName"], sw["Description"]) == ("web2", "web tier 2")
+    err = catch(vpc.modify_vswitch_attribute, vpc_models.ModifyVSwitchAttributeRequest(
+        v_switch_id=vsw, v_switch_name="https://x"))
+    assert (err.status, err.code) == (400, "InvalidVSwitchName.Malformed")
     listed = m(vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(region_id=REGION, vpc_id=vpc_id)))
     assert listed["TotalCount"] == 1 and listed["VSwitches"]["VSwitch"][0]["VSwitchId"] == vsw
     vpcs = m(vpc.describe_vpcs(vpc_models.DescribeVpcsRequest(region_id=REGION, vpc_id=vpc_id)))

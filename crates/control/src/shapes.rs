@@ -159,6 +159,9 @@ impl<S: AsRef<str> + Send + Sync> Emit for Disk<S> {
         o.field("SerialNumber", self.serial.as_ref());
         o.field("ProductCode", "");
         o.field("StorageSetId", "");
+        o.field("StorageSetPartitionNumber", &0i64);
+        o.field("StorageClusterId", "");
+        o.field("ProvisionedIops", &0i64);
         o.field("BdfId", "");
         o.field("BurstingEnabled", &false);
         o.end_obj();

@@ -275,6 +275,11 @@ pub enum Action {
     DeleteVSwitch {
         vswitch_id: String,
     },
+    ModifyVSwitchAttribute {
+        vswitch_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    },
     DescribeRouteTableList(crate::vpc::DescribeRouteTableList),
     /// Instance settings, ENIs and resource groups (`crate::instance_settings`).
     ModifyInstanceAttribute(crate::instance_settings::ModifyInstanceAttribute),

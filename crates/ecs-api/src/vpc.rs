@@ -4,7 +4,8 @@
 //! [`Action`] variants; CIDR blocks are parsed into [`Ipv4Cidr`].
 //!
 //! API reference: CreateVpc, DescribeVpcs, DescribeVpcAttribute, ModifyVpcAttribute,
-//! DeleteVpc, CreateVSwitch, DescribeVSwitches, DescribeVSwitchAttributes, DeleteVSwitch,
+//! DeleteVpc, CreateVSwitch, DescribeVSwitches, DescribeVSwitchAttributes,
+//! ModifyVSwitchAttribute, DeleteVSwitch,
 //! DescribeRouteTableList (VPC 2016-04-28); CreateVpc, DescribeVpcs, ModifyVpcAttribute,
 //! DeleteVpc, CreateVSwitch, DescribeVSwitches, DeleteVSwitch (ECS 2014-05-26).
 
@@ -173,6 +174,7 @@ pub(crate) const FAMILY: Family = Family {
         "CreateVSwitch",
         "DescribeVSwitches",
         "DescribeVSwitchAttributes",
+        "ModifyVSwitchAttribute",
         "DeleteVSwitch",
         "DescribeRouteTableList",
     ],
@@ -182,6 +184,7 @@ pub(crate) const FAMILY: Family = Family {
         "DeleteVpc",
         "CreateVSwitch",
         "DescribeVSwitchAttributes",
+        "ModifyVSwitchAttribute",
         "DeleteVSwitch",
     ],
     parse,
@@ -197,15 +200,16 @@ pub(crate) const ECS_FAMILY: Family = Family {
         "DeleteVpc",
         "CreateVSwitch",
         "DescribeVSwitches",
+        "ModifyVSwitchAttribute",
         "DeleteVSwitch",
     ],
-    region_optional: &["ModifyVpcAttribute", "DeleteVpc", "CreateVSwitch", "DeleteVSwitch"],
+    region_optional: &["ModifyVpcAttribute", "DeleteVpc", "CreateVSwitch", "ModifyVSwitchAttribute", "DeleteVSwitch"],
     parse,
 };
 
 /// The family's parse: `None` when `name` is not one of its actions.
-fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
-    Some(match name {
+fn parse(action: &str, p: &Params) -> Option<Result<Action, ApiError>> {
+    Some(match action {
         "CreateVpc" => create_vpc(p).map(Action::CreateVpc),
         "DescribeVpcs" => describe_vpcs(p).map(Action::DescribeVpcs),
         "DescribeVpcAttribute" => {
@@ -226,6 +230,13 @@ fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
             p.req_str("VSwitchId").map(|vswitch_id| Action::DescribeVSwitchAttributes { vswitch_id })
         }
         "DeleteVSwitch" => p.req_str("VSwitchId").map(|vswitch_id| Action::DeleteVSwitch { vswitch_id }),
+        "ModifyVSwitchAttribute" => (|| {
+            Ok(Action::ModifyVSwitchAttribute {
+                vswitch_id: p.req_str("VSwitchId")?,
+                name: name(p, "VSwitchName", Code::InvalidVSwitchNameMalformed)?,
+                description: description(p, Code::InvalidVSwitchDescriptionMalformed)?,
+            })
+        })(),
         "DescribeRouteTableList" => (|| {
             Ok(Action::DescribeRouteTableList(DescribeRouteTableList {
                 vpc_id: p.opt_str("VpcId"),

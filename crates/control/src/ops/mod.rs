@@ -223,6 +223,9 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::DeleteVpc { vpc_id, force, dry_run } => vpc::delete_vpc(conn, env, &vpc_id, force, dry_run),
         Action::CreateVSwitch(c) => vpc::create_vswitch(conn, env, c),
         Action::DeleteVSwitch { vswitch_id } => vpc::delete_vswitch(conn, env, &vswitch_id),
+        Action::ModifyVSwitchAttribute { vswitch_id, name, description } => {
+            vpc::modify_vswitch_attribute(conn, env, &vswitch_id, name, description)
+        }
         Action::ModifyInstanceAttribute(m) => instance_settings::modify_instance_attribute(conn, env, m),
         Action::JoinResourceGroup { resource_group_id, resource_type, resource_id } => {
             instance_settings::join_resource_group(conn, env, &resource_group_id, &resource_type, &resource_id)

@@ -495,6 +495,26 @@ pub(crate) fn describe_vswitch_attributes(conn: &Connection, env: &Env, id: &str
     Ok(flat(move |o| v.fields(o)))
 }
 
+pub(crate) fn modify_vswitch_attribute(
+    conn: &mut Connection,
+    env: &Env,
+    id: &str,
+    name: Option<String>,
+    description: Option<String>,
+) -> R<Value> {
+    let tx = begin(conn)?;
+    let v = vswitch(&tx, env, id)?;
+    if v.status != "Available" {
+        return Err(Code::IncorrectVSwitchStatus.into());
+    }
+    tx.execute(
+        "UPDATE vswitches SET name=COALESCE(?2, name), description=COALESCE(?3, description) WHERE id=?1",
+        params![id, name, description],
+    )?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
 pub(crate) fn delete_vswitch(conn: &mut Connection, env: &Env, id: &str) -> R<Value> {
     let tx = begin(conn)?;
     let v = vswitch(&tx, env, id)?;
