@@ -146,3 +146,13 @@ def test_resource_groups(server, tenant):
     assert (err.status, err.code) == (404, "InvalidResourceId.NotFound")
     err = catch(tenant.run_instance, resource_group_id="RG-1")
     assert err.code == "InvalidResourceGroupId.NotFound"
+
+
+def test_run_instances_refuses_what_it_cannot_honour(tenant):
+    for kw, want in (({"host_name": "-x"}, (400, "InvalidHostName.Malformed")),
+                     ({"password": "weak"}, (400, "InvalidPassword.Malformed")),
+                     ({"launch_template_id": "lt-1"}, (404, "InvalidLaunchTemplate.NotFound"))):
+        err = catch(tenant.run_instance, **kw)
+        assert (err.status, err.code) == want, kw
+    iid = tenant.run_instance(host_name="node-1.lab", password="Passw0rd!")
+    assert tenant.instance(iid)["HostName"] == "node-1.lab"

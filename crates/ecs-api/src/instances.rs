@@ -304,6 +304,17 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
     if p.opt_str("Description").is_some_and(|d| !crate::params::valid_description(&d)) {
         return Err(Code::InvalidInstanceDescriptionMalformed.into());
     }
+    if p.opt_str("HostName").is_some_and(|h| !crate::instance_settings::valid_host_name(&h)) {
+        return Err(Code::InvalidHostNameMalformed.into());
+    }
+    // Checked like ModifyInstanceAttribute's; there is no guest agent to set it.
+    if p.opt_str("Password").is_some_and(|pw| !crate::instance_settings::valid_password(&pw)) {
+        return Err(Code::InvalidPasswordMalformed.into());
+    }
+    // There are no launch templates here, so none can be found.
+    if p.opt_str("LaunchTemplateId").is_some() || p.opt_str("LaunchTemplateName").is_some() {
+        return Err(Code::InvalidLaunchTemplateNotFound.into());
+    }
     let system_disk = disk_spec(&system, "SystemDisk.")?;
     if std::iter::once(&system_disk)
         .chain(&data_disks)
