@@ -5,7 +5,7 @@
 //! Each resource family parses its own actions in a module of its own ([`crate::disks`],
 //! [`crate::snapshots`], [`crate::instances`], [`crate::images`], [`crate::regions`],
 //! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`],
-//! [`crate::keypairs`], ...), which
+//! [`crate::keypairs`], [`crate::secgroups`]), which
 //! declares them in a [`Family`]; this module holds the enum, the request around it, the
 //! families' list and the helpers they share.
 
@@ -33,6 +33,7 @@ const FAMILIES: &[&Family] = &[
     &crate::tasks::FAMILY,
     &crate::tagging::FAMILY,
     &crate::keypairs::FAMILY,
+    &crate::secgroups::FAMILY,
 ];
 
 /// Every action name [`Action::parse`] knows (a test checks each parses to an action), for
@@ -257,6 +258,23 @@ pub enum Action {
     DeleteKeyPairs {
         names: Vec<String>,
     },
+    /// The security group family (`crate::secgroups`). Authorize and Revoke carry their
+    /// direction (the `…Egress` actions are egress).
+    CreateSecurityGroup(crate::secgroups::CreateSecurityGroup),
+    DescribeSecurityGroups(crate::secgroups::DescribeSecurityGroups),
+    DescribeSecurityGroupAttribute(crate::secgroups::DescribeSecurityGroupAttribute),
+    ModifySecurityGroupAttribute {
+        group_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    },
+    DeleteSecurityGroup {
+        group_id: String,
+    },
+    AuthorizeSecurityGroup(crate::secgroups::RuleChange),
+    RevokeSecurityGroup(crate::secgroups::RuleChange),
+    JoinSecurityGroup(crate::secgroups::Membership),
+    LeaveSecurityGroup(crate::secgroups::Membership),
 }
 
 impl Action {
@@ -285,6 +303,8 @@ impl Action {
                 | Action::DescribeInstanceMaintenanceAttributes { .. }
                 | Action::DescribeInstanceAttachmentAttributes { .. }
                 | Action::DescribeKeyPairs(_)
+                | Action::DescribeSecurityGroups(_)
+                | Action::DescribeSecurityGroupAttribute(_)
         )
     }
 
@@ -302,6 +322,7 @@ impl Action {
                 | Action::CreateSnapshotGroup(_)
                 | Action::ReplaceSystemDisk { .. }
                 | Action::CopySnapshot { .. }
+                | Action::CreateSecurityGroup(_)
         )
     }
 

@@ -132,6 +132,7 @@ fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
             instance_type: p.opt_str("InstanceType"),
             image_id: p.opt_str("ImageId"),
             lock_reason: p.opt_str("LockReason"),
+            security_group_id: p.opt_str("SecurityGroupId"),
             tags: p.tag_filter()?,
             paging: Paging::parse(p, 100)?,
         }),
@@ -203,6 +204,8 @@ pub struct DescribeInstances {
     pub instance_type: Option<String>,
     pub image_id: Option<String>,
     pub lock_reason: Option<String>,
+    /// `SecurityGroupId`: instances in that group.
+    pub security_group_id: Option<String>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,

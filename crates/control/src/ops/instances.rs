@@ -82,6 +82,7 @@ pub(crate) fn run_instances(
     guards::zone(env, &zone)?;
     let (image_size, image_snapshot) = image(&tx, env, &spec.image_id, env.region_id.unwrap_or_default())?;
     super::keypairs::check_for_new_instance(&tx, env, spec.key_pair_name.as_deref())?;
+    let groups = super::secgroups::for_new_instances(&tx, env, &spec.security_group_ids, &region.id, amount)?;
     let sys_category = spec.system_disk.category.clone().unwrap_or_else(|| config::DEFAULT_SYSTEM_DISK_CATEGORY.into());
     let sys_size = spec.system_disk.size_gib.unwrap_or(image_size.max(20));
     if sys_size < image_size {
@@ -134,7 +135,7 @@ pub(crate) fn run_instances(
                 expired,
                 env.now,
                 spec.vswitch_id.clone().unwrap_or_default(),
-                serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()),
                 ip,
                 spec.deletion_protection,
                 tags_json(&spec.tags),
@@ -143,6 +144,7 @@ pub(crate) fn run_instances(
                 spec.key_pair_name
             ],
         )?;
+        super::secgroups::set_members(&tx, &id, &groups)?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
         let sys = NewDisk {
             region_id: env.region_id.unwrap_or_default(),
@@ -396,6 +398,12 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("image_id", d.image_id)
         .eq("lock_reason", d.lock_reason)
         .tags(&d.tags);
+    if let Some(g) = d.security_group_id {
+        q.clause(
+            "EXISTS (SELECT 1 FROM instance_security_groups m WHERE m.instance_id = instances_now.id AND m.group_id = ?)",
+            [g.into()],
+        );
+    }
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Node::obj();
     page.render(&d.paging, ("Instances", "Instance"), &mut out);
