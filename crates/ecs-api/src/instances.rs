@@ -133,6 +133,7 @@ fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
             image_id: p.opt_str("ImageId"),
             lock_reason: p.opt_str("LockReason"),
             security_group_id: p.opt_str("SecurityGroupId"),
+            key_pair_name: p.opt_str("KeyPairName"),
             tags: p.tag_filter()?,
             paging: Paging::parse(p, 100)?,
         }),
@@ -206,6 +207,8 @@ pub struct DescribeInstances {
     pub lock_reason: Option<String>,
     /// `SecurityGroupId`: instances in that group.
     pub security_group_id: Option<String>,
+    /// `KeyPairName`: instances that key pair is bound to.
+    pub key_pair_name: Option<String>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,

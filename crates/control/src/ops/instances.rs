@@ -397,6 +397,7 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("instance_type", d.instance_type)
         .eq("image_id", d.image_id)
         .eq("lock_reason", d.lock_reason)
+        .eq("key_pair_name", d.key_pair_name)
         .tags(&d.tags);
     if let Some(g) = d.security_group_id {
         q.clause(
