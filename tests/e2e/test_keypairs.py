@@ -151,6 +151,7 @@ def test_run_attach_detach_and_what_instances_show(tenant):
     b = tenant.run_instance()
     assert tenant.instance(a)["KeyPairName"] == "boot-key"
     assert tenant.instance(b)["KeyPairName"] == ""
+    assert [i["InstanceId"] for i in tenant.instances(key_pair_name="boot-key")["Instances"]["Instance"]] == [a]
 
     # Running and Stopped instances both take a pair; a new one replaces the old.
     tenant.stop(b)
@@ -249,3 +250,16 @@ def test_xml_shapes(server, tenant):
     res = root.findall("./Results/Result")
     assert [(x.findtext("InstanceId"), x.findtext("Success"), x.findtext("Code")) for x in res] == [(iid, "true", "200")]
     assert (root.findtext("TotalCount"), root.findtext("FailCount")) == ("1", "0")
+
+
+@pytest.mark.skipif(KEYGEN is None, reason="needs ssh-keygen")
+def test_five_hundred_pairs_a_region(tenant, tmp_path):
+    line = keygen(tmp_path).with_suffix(".pub").read_text().strip()
+    for n in range(500):
+        import_(tenant, f"k{n}", line)
+    err = catch(import_, tenant, "k500", line)
+    assert err.triple == (403, "QuotaExceed.KeyPair", "The key pair quota exceeds.")
+    err = catch(create, tenant, "k500")
+    assert err.code == "QuotaExceed.KeyPair"
+    body = describe(tenant, page_number=50, page_size=10)
+    assert body["TotalCount"] == 500 and names(body) == [f"k{n}" for n in range(490, 500)]

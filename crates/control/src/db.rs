@@ -13,7 +13,33 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
+
+/// Version 13: security groups, their rules, and which groups each instance is in
+/// (`instance_security_groups`, kept together with the instance's ordered `security_groups`
+/// list by `ops::secgroups::set_members`). Instances of older catalogs keep the group ids they
+/// were made with, as memberships.
+const SCHEMA_V13: &str = r#"
+CREATE TABLE IF NOT EXISTS security_groups(
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region_id TEXT NOT NULL, name TEXT NOT NULL,
+  description TEXT NOT NULL, vpc_id TEXT NOT NULL, group_type TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  tags TEXT NOT NULL, system_default INTEGER NOT NULL DEFAULT 0, released INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS security_groups_page ON security_groups(account_id, region_id, released, created_ms, id);
+CREATE TABLE IF NOT EXISTS security_group_rules(
+  id TEXT PRIMARY KEY, group_id TEXT NOT NULL, direction TEXT NOT NULL, ip_protocol TEXT NOT NULL,
+  port_range TEXT NOT NULL, source_port_range TEXT NOT NULL, source_cidr_ip TEXT NOT NULL,
+  dest_cidr_ip TEXT NOT NULL, ipv6_source_cidr_ip TEXT NOT NULL, ipv6_dest_cidr_ip TEXT NOT NULL,
+  source_group_id TEXT NOT NULL, dest_group_id TEXT NOT NULL, policy TEXT NOT NULL, priority INTEGER NOT NULL,
+  nic_type TEXT NOT NULL, description TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS security_group_rules_group ON security_group_rules(group_id, direction, created_ms, id);
+CREATE INDEX IF NOT EXISTS security_group_rules_source ON security_group_rules(source_group_id);
+CREATE INDEX IF NOT EXISTS security_group_rules_dest ON security_group_rules(dest_group_id);
+CREATE TABLE IF NOT EXISTS instance_security_groups(
+  instance_id TEXT NOT NULL, group_id TEXT NOT NULL, PRIMARY KEY(instance_id, group_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS instance_security_groups_group ON instance_security_groups(group_id, instance_id);
+INSERT OR IGNORE INTO instance_security_groups(instance_id, group_id)
+  SELECT i.id, j.value FROM instances i, json_each(i.security_groups) j WHERE i.released = 0;
+"#;
 
 /// Version 12: SSH key pairs (CreateKeyPair, ImportKeyPair), unique by name among an
 /// account's pairs in a region, and the key pair each instance is bound to. Deleting a pair
@@ -309,6 +335,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 12 {
             tx.execute_batch(SCHEMA_V12).map_err(wrap)?;
         }
+        if version < 13 {
+            tx.execute_batch(SCHEMA_V13).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -437,6 +466,15 @@ SELECT s.id, s.account_id, s.region_id, s.disk_id, s.disk_size_gib, s.disk_type,
   s.source_snapshot_id, s.source_region_id, s.resource_group_id
 FROM snapshots s LEFT JOIN transitions t ON t.kind = 'snapshot' AND t.id = s.id AND t.due_ms <= snapdisk_now();
 
+CREATE TEMP VIEW IF NOT EXISTS security_groups_now AS
+SELECT g.*,
+  (SELECT COUNT(*) FROM instance_security_groups m JOIN instances i ON i.id = m.instance_id
+   WHERE m.group_id = g.id AND i.released = 0) AS ecs_count,
+  (SELECT COUNT(*) FROM security_group_rules r WHERE r.group_id = g.id) AS rule_count,
+  (SELECT COUNT(*) FROM security_group_rules r WHERE r.group_id = g.id
+   AND (r.source_group_id != '' OR r.dest_group_id != '')) AS group_rule_count
+FROM security_groups g;
+
 CREATE TEMP VIEW IF NOT EXISTS auto_snapshot_policies_now AS
 SELECT p.*, (SELECT COUNT(*) FROM disks d WHERE d.auto_snapshot_policy_id = p.id AND d.released = 0) AS disk_nums
 FROM auto_snapshot_policies p;
@@ -487,6 +525,28 @@ mod tests {
         assert!(add("skp-2", "a", "cn-hangzhou").is_err(), "one name per account and region");
         add("skp-3", "b", "cn-hangzhou").unwrap();
         add("skp-4", "a", "cn-shanghai").unwrap();
+    }
+
+    #[test]
+    fn version_10_keeps_the_groups_instances_were_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        old_catalog(&path, 2);
+        Connection::open(&path).unwrap().execute(INSTANCE, []).unwrap();
+        let c = open(&path).unwrap();
+        let member: String = c
+            .query_row("SELECT group_id FROM instance_security_groups WHERE instance_id='i-old'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(member, "sg-old");
+        c.execute(
+            "INSERT INTO security_groups(id, account_id, region_id, name, description, vpc_id, group_type, created_ms, tags)
+             VALUES('sg-old', 'a', 'cn-hangzhou', 'n', '', '', 'normal', 1, '[]')",
+            [],
+        )
+        .unwrap();
+        let n: i64 =
+            c.query_row("SELECT ecs_count FROM security_groups_now WHERE id='sg-old'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "the older instance counts as a member");
     }
 
     /// A catalog as an older build left it: `version` 1 (no version row) or 2.

@@ -5,7 +5,7 @@
 //! Each resource family parses its own actions in a module of its own ([`crate::disks`],
 //! [`crate::snapshots`], [`crate::instances`], [`crate::images`], [`crate::regions`],
 //! [`crate::groups`], [`crate::policies`], [`crate::tasks`], [`crate::tagging`],
-//! [`crate::keypairs`], ...), which
+//! [`crate::keypairs`], [`crate::secgroups`]), which
 //! declares them in a [`Family`]; this module holds the enum, the request around it, the
 //! families' list and the helpers they share.
 
@@ -36,6 +36,7 @@ const FAMILIES: &[&Family] = &[
     &crate::instance_settings::FAMILY,
     &crate::capacity::FAMILY,
     &crate::keypairs::FAMILY,
+    &crate::secgroups::FAMILY,
 ];
 
 /// The VPC API's (version 2016-04-28) families: the network family alone.
@@ -311,6 +312,23 @@ pub enum Action {
     DeleteKeyPairs {
         names: Vec<String>,
     },
+    /// The security group family (`crate::secgroups`). Authorize and Revoke carry their
+    /// direction (the `…Egress` actions are egress).
+    CreateSecurityGroup(crate::secgroups::CreateSecurityGroup),
+    DescribeSecurityGroups(crate::secgroups::DescribeSecurityGroups),
+    DescribeSecurityGroupAttribute(crate::secgroups::DescribeSecurityGroupAttribute),
+    ModifySecurityGroupAttribute {
+        group_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    },
+    DeleteSecurityGroup {
+        group_id: String,
+    },
+    AuthorizeSecurityGroup(crate::secgroups::RuleChange),
+    RevokeSecurityGroup(crate::secgroups::RuleChange),
+    JoinSecurityGroup(crate::secgroups::Membership),
+    LeaveSecurityGroup(crate::secgroups::Membership),
 }
 
 impl Action {
@@ -349,6 +367,8 @@ impl Action {
                 | Action::DescribeAvailableResource(_)
                 | Action::DescribeResourcesModification(_)
                 | Action::DescribeKeyPairs(_)
+                | Action::DescribeSecurityGroups(_)
+                | Action::DescribeSecurityGroupAttribute(_)
         )
     }
 
@@ -368,6 +388,7 @@ impl Action {
                 | Action::CopySnapshot { .. }
                 | Action::CreateVpc(_)
                 | Action::CreateVSwitch(_)
+                | Action::CreateSecurityGroup(_)
         )
     }
 

@@ -207,6 +207,51 @@ registry! {
     KeypairAlreadyAttachedInstance => (400, "InvalidParameter.KeypairAlreadyAttachedInstance", "The specified parameter \"KeyPairNames\" attached to instances can not be deleted."),
     // Not in DeleteKeyPairs' table; the code the Terraform provider takes as "already gone".
     InvalidKeyPairNotFound => (404, "InvalidKeyPair.NotFound", "The specified KeyPair does not exist."),
+
+    // Security groups (the error tables of CreateSecurityGroup, DeleteSecurityGroup,
+    // Authorize/RevokeSecurityGroup(Egress), Join/LeaveSecurityGroup). The Description row is
+    // `InvalidInstanceDescriptionMalformed` (the same code and message).
+    InvalidSecurityGroupIdNotFound => (404, "InvalidSecurityGroupId.NotFound", "The specified SecurityGroupId does not exist."),
+    InvalidSecurityGroupNameMalformed => (400, "InvalidSecurityGroupName.Malformed", "Specified security group name is not valid."),
+    QuotaExceedSecurityGroup => (403, "QuotaExceed.SecurityGroup", "The maximum number of security groups is reached."),
+    InvalidParamsGroupType => (400, "InvalidParams.GroupType", "The specified security group type is not valid."),
+    DependencyViolationInstances => (403, "DependencyViolation", "There is still instance(s) in the specified security group."),
+    DependencyViolationReferenced => (403, "DependencyViolation", "The specified security group has been authorized in another one."),
+    InvalidIpProtocolValueNotSupported => (400, "InvalidIpProtocol.ValueNotSupported", "The specified IpProtocol does not exist."),
+    InvalidIpPortRangeMalformed => (400, "InvalidIpPortRange.Malformed", "The specified parameter \"PortRange\" is not valid."),
+    OperationDeniedProtocolPort => (400, "OperationDenied", "The specified IpProtocol does not exist or IpProtocol and PortRange do not match."),
+    InvalidSourceCidrIpMalformed => (400, "InvalidSourceCidrIp.Malformed", "The specified parameter \"SourceCidrIp\" is not valid."),
+    InvalidDestCidrIpMalformed => (400, "InvalidDestCidrIp.Malformed", "The specified parameter \"DestCidrIp\" is not valid."),
+    InvalidParameterIpv6CidrIp => (400, "InvalidParameter.Ipv6CidrIp", "The specified Ipv6CidrIp is not valid."),
+    InvalidPrefixListIdNotFound => (404, "InvalidPrefixListId.NotFound", "The specified prefix list was not found."),
+    InvalidPortRangeListIdNotFound => (400, "InvalidPortRangeListId.NotFound", "The specified port range list was not found."),
+    InvalidPolicyMalformed => (400, "InvalidPolicy.Malformed", "The specified parameter \"Policy\" is not valid."),
+    InvalidPriorityMalformed => (400, "InvalidPriority.Malformed", "The specified parameter \"Priority\" is not valid."),
+    InvalidNicTypeValueNotSupported => (400, "InvalidNicType.ValueNotSupported", "The specified NicType does not exist."),
+    InvalidSecurityGroupDiscriptionMalformed => (400, "InvalidSecurityGroupDiscription.Malformed", "The specified security group rule description is not valid."),
+    MissingSourceGroupOrCidr => (400, "MissingParameter", "The input parameter \"SourceGroupId\" or \"SourceCidrIp\" cannot be both blank."),
+    // Egress's counterpart of the row above (its tables name only the ingress wording).
+    MissingDestGroupOrCidr => (400, "MissingParameter", "The input parameter \"DestGroupId\" or \"DestCidrIp\" cannot be both blank."),
+    InvalidParamPermissions => (400, "InvalidParam.Permissions", "The specified parameter Permissions cannot coexist with other parameters."),
+    InvalidParamDuplicatePermissions => (400, "InvalidParam.DuplicatePermissions", "There are duplicate permissions in the specified parameter Permissions."),
+    InvalidParamSecurityGroupRuleIdRepeated => (400, "InvalidParam.SecurityGroupRuleIdRepeated", "The specified parameter SecurityGroupRuleId is repeated."),
+    InvalidParamterConflict => (400, "InvalidParamter.Conflict", "The specified SecurityGroupId should be different from the SourceGroupId."),
+    InvalidSourceGroupIdNotFound => (404, "InvalidSourceGroupId.NotFound", "The SourceGroupId provided does not exist in our records."),
+    InvalidDestGroupIdNotFound => (404, "InvalidDestGroupId.NotFound", "The DestGroupId provided does not exist in our records."),
+    InvalidSourceGroupIdMismatch => (400, "InvalidSourceGroupId.Mismatch", "Specified security group and source group are not in the same VPC."),
+    InvalidDestGroupIdMismatch => (400, "InvalidDestGroupId.Mismatch", "Specified security group and destination group are not in the same VPC."),
+    AuthorizationLimitExceed => (403, "AuthorizationLimitExceed", "The maximum number of authorization rules in the security group is exceeded."),
+    InvalidGroupAuthItemNotFound => (403, "InvalidGroupAuthItem.NotFound", "Specified group authorized item does not exist in our records."),
+    InvalidSecurityGroupRuleIdNotFound => (404, "InvalidSecurityGroupRuleId.NotFound", "The specified SecurityGroupRuleId is not exists."),
+    InvalidGroupParameterOperationDenied => (400, "InvalidGroupParameter.OperationDenied", "The attributes Policy, SourceGroupId, DestGroupId of enterprise level security groups are not allowed to be set or modified."),
+    InstanceSecurityGroupLimitExceeded => (400, "InstanceSecurityGroupLimitExceeded", "Exceeding the allowed amount of security groups that an instance can be in."),
+    SecurityGroupInstanceLimitExceeded => (403, "SecurityGroupInstanceLimitExceeded", "The maximum number of instances in a security group is exceeded."),
+    InvalidInstanceIdAlreadyExists => (403, "InvalidInstanceId.AlreadyExists", "The specified instance already exists in the specified security group."),
+    InvalidSecurityGroupIdVpcMismatch => (400, "InvalidSecurityGroupId.VPCMismatch", "The specified security group and virtual switch are not in the same VPC."),
+    InvalidInstanceIdMismatch => (400, "InvalidInstanceId.Mismatch", "Specified instance and security group are not in the same VPC."),
+    InstanceLastSecurityGroup => (403, "InstanceLastSecurityGroup", "The specified security group is the last security group for the instance."),
+    InstanceNotInSecurityGroup => (403, "InstanceNotInSecurityGroup", "The instance not in the group."),
+    InstanceLockedForSecurityReasons => (403, "InstanceLockedForSecurity", "The specified operation is denied as your instance is locked for security reasons."),
 }
 
 /// The most of a request an error message repeats (a parameter name, a string to sign), in
@@ -343,6 +388,6 @@ mod tests {
     #[test]
     fn registry_never_shrinks() {
         // Raise this number when adding codes; lowering it means a client-visible code vanished.
-        assert!(Code::ALL.len() >= 60, "{}", Code::ALL.len());
+        assert!(Code::ALL.len() >= 150, "{}", Code::ALL.len());
     }
 }

@@ -139,6 +139,8 @@ fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
             vpc_id: p.opt_str("VpcId"),
             vswitch_id: p.opt_str("VSwitchId"),
             private_ips: p.json_list("PrivateIpAddresses", 100)?,
+            security_group_id: p.opt_str("SecurityGroupId"),
+            key_pair_name: p.opt_str("KeyPairName"),
             tags: p.tag_filter()?,
             paging: Paging::parse(p, 100)?,
         }),
@@ -220,6 +222,10 @@ pub struct DescribeInstances {
     pub vswitch_id: Option<String>,
     /// `PrivateIpAddresses`: a JSON list of up to 100.
     pub private_ips: Option<Vec<String>>,
+    /// `SecurityGroupId`: instances in that group.
+    pub security_group_id: Option<String>,
+    /// `KeyPairName`: instances that key pair is bound to.
+    pub key_pair_name: Option<String>,
     /// `Tag.N.Key`/`Tag.N.Value`: every pair must match; a key alone matches any value.
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,

@@ -16,6 +16,8 @@ pub mod params;
 pub mod policies;
 pub mod regions;
 pub mod render;
+pub mod secgroups;
+pub mod secrules;
 pub mod snapshots;
 pub mod tagging;
 pub mod tasks;

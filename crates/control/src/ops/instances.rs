@@ -110,6 +110,8 @@ pub(crate) fn run_instances(
         Some(p) => p,
         None => super::vpc::place_default(&tx, env, &zone)?,
     };
+    let groups =
+        super::secgroups::for_new_instances(&tx, env, &spec.security_group_ids, &region.id, &placement.vpc_id, amount)?;
     let ips = placement.addresses(&tx, spec.private_ip_address.as_deref(), amount)?;
     if dry_run {
         return Err(dry_run_ok());
@@ -142,7 +144,7 @@ pub(crate) fn run_instances(
                 expired,
                 env.now,
                 placement.vswitch_id,
-                serde_json::to_string(&spec.security_group_ids).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()),
                 ip,
                 spec.deletion_protection,
                 tags_json(&spec.tags),
@@ -155,6 +157,7 @@ pub(crate) fn run_instances(
                 spec.key_pair_name
             ],
         )?;
+        super::secgroups::set_members(&tx, &id, &groups)?;
         transitions::schedule(&tx, "instance", &id, env.now + env.timings.instance_ms as i64)?;
         let sys = NewDisk {
             region_id: env.region_id.unwrap_or_default(),
@@ -414,7 +417,14 @@ pub(crate) fn describe_instances(conn: &Connection, env: &Env, d: DescribeInstan
         .eq("vpc_id", d.vpc_id)
         .eq("vswitch_id", d.vswitch_id)
         .any_of("private_ip", d.private_ips.as_deref())
+        .eq("key_pair_name", d.key_pair_name)
         .tags(&d.tags);
+    if let Some(g) = d.security_group_id {
+        q.clause(
+            "EXISTS (SELECT 1 FROM instance_security_groups m WHERE m.instance_id = instances_now.id AND m.group_id = ?)",
+            [g.into()],
+        );
+    }
     let page = q.fetch(conn, &d.paging, Instance::from_row)?;
     let mut out = Node::obj();
     page.render(&d.paging, ("Instances", "Instance"), &mut out);

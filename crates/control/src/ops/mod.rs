@@ -15,6 +15,8 @@ mod policies;
 mod replace;
 mod reset;
 mod resize;
+mod secgroups;
+mod secrules;
 mod snapshots;
 pub(crate) mod storage;
 mod tasks;
@@ -127,6 +129,8 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeAvailableResource(d) => catalog::describe_available_resource(env, d),
         Action::DescribeResourcesModification(d) => catalog::describe_resources_modification(conn, env, d),
         Action::DescribeKeyPairs(d) => keypairs::describe(conn, env, d),
+        Action::DescribeSecurityGroups(d) => secgroups::describe(conn, env, d),
+        Action::DescribeSecurityGroupAttribute(d) => secrules::attribute(conn, env, d),
         other => {
             tracing::error!(?other, "a write action reached the read path");
             Err(Code::InternalFailure.into())
@@ -235,6 +239,15 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::AttachKeyPair(k) => keypairs::bind(conn, env, k, true),
         Action::DetachKeyPair(k) => keypairs::bind(conn, env, k, false),
         Action::DeleteKeyPairs { names } => keypairs::delete(conn, env, &names),
+        Action::CreateSecurityGroup(c) => secgroups::create(conn, env, c),
+        Action::ModifySecurityGroupAttribute { group_id, name, description } => {
+            secgroups::modify(conn, env, &group_id, name, description)
+        }
+        Action::DeleteSecurityGroup { group_id } => secgroups::delete(conn, env, &group_id),
+        Action::AuthorizeSecurityGroup(rc) => secrules::authorize(conn, env, rc),
+        Action::RevokeSecurityGroup(rc) => secrules::revoke(conn, env, rc),
+        Action::JoinSecurityGroup(m) => secgroups::join(conn, env, m),
+        Action::LeaveSecurityGroup(m) => secgroups::leave(conn, env, m),
         // Every other action is read-only (`Action::is_read_only`).
         read => return dispatch_read(conn, env, read),
     };
