@@ -476,8 +476,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
         old_catalog(&path, 2);
-        Connection::open(&path).unwrap().execute("UPDATE meta SET value='999' WHERE key='schema_version'", []).unwrap();
-        assert!(matches!(open(&path), Err(OpenError::Version { found: 999 })));
+        Connection::open(&path).unwrap().execute("UPDATE meta SET value='99' WHERE key='schema_version'", []).unwrap();
+        assert!(matches!(open(&path), Err(OpenError::Version { found: 99 })));
     }
 
     #[test]
