@@ -13,7 +13,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
+
+/// Version 14: image copies and sharing (CopyImage, ModifyImageSharePermission). A share is
+/// one row per (image, account it is shared with) with the time it was shared; a copy names
+/// its source image (IsCopied) and images carry tags (CopyImage's Tag.N).
+const SCHEMA_V14: &str = r#"
+CREATE TABLE IF NOT EXISTS image_shares(
+  image_id TEXT NOT NULL, account_id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  PRIMARY KEY(image_id, account_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_shares_account ON image_shares(account_id, image_id);
+ALTER TABLE images ADD COLUMN source_image_id TEXT;
+ALTER TABLE images ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+"#;
 
 /// Version 13: security groups, their rules, and which groups each instance is in
 /// (`instance_security_groups`, kept together with the instance's ordered `security_groups`
@@ -338,6 +350,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 13 {
             tx.execute_batch(SCHEMA_V13).map_err(wrap)?;
         }
+        if version < 14 {
+            tx.execute_batch(SCHEMA_V14).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -407,17 +422,30 @@ fn images_view() -> String {
         .iter()
         .map(|(id, name, size, _)| {
             format!(
-                "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0, 'Available', 100, NULL",
+                "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0, 'Available', 100, NULL, NULL,
+                   '[]', 0",
                 quote(id),
                 quote(name),
                 quote(PUBLIC_IMAGE_DESCRIPTION)
             )
         })
         .collect();
+    // A copy (CopyImage) is Creating until its transition is due, with a Progress from the
+    // time gone by; then Available, as `transitions::complete_due` makes it.
     format!(
         "CREATE TEMP VIEW IF NOT EXISTS images_now AS
-         SELECT id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms, released,
-           status, progress, import_json FROM images
+         SELECT m.id, m.account_id, m.region_id, m.name, m.description, m.snapshot_id, m.size_gib, m.created_ms,
+           m.released,
+           CASE WHEN t.id IS NOT NULL AND t.due_ms <= snapdisk_now() AND m.status = 'Creating' THEN 'Available'
+                ELSE m.status END AS status,
+           CASE WHEN t.id IS NULL OR m.status != 'Creating' THEN m.progress
+                WHEN t.due_ms <= snapdisk_now() THEN 100
+                WHEN t.due_ms <= m.created_ms THEN 99
+                ELSE MIN(99, MAX(0, (snapdisk_now() - m.created_ms) * 100 / (t.due_ms - m.created_ms))) END
+             AS progress,
+           m.import_json, m.source_image_id, m.tags,
+           EXISTS(SELECT 1 FROM image_shares s WHERE s.image_id = m.id) AS shared
+         FROM images m LEFT JOIN transitions t ON t.kind = 'image' AND t.id = m.id
          UNION ALL {};",
         public.join(" UNION ALL ")
     )
@@ -600,5 +628,34 @@ mod tests {
         old_catalog(&path, 2);
         Connection::open(&path).unwrap().execute("UPDATE meta SET value='99' WHERE key='schema_version'", []).unwrap();
         assert!(matches!(open(&path), Err(OpenError::Version { found: 99 })));
+    }
+
+    #[test]
+    fn version_14_adds_image_shares_and_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        {
+            // A version 13 catalog with one image, as the previous build left it.
+            let c = open(&path).unwrap();
+            c.execute_batch(
+                "DROP VIEW temp.images_now; DROP TABLE image_shares; ALTER TABLE images DROP COLUMN source_image_id;
+                 ALTER TABLE images DROP COLUMN tags; UPDATE meta SET value='13' WHERE key='schema_version';
+                 INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms)
+                 VALUES('m-old', 'a', 'cn-hangzhou', 'n', '', 's-1', 20, 1);",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let v: String = c.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION.to_string());
+        c.execute("INSERT INTO image_shares(image_id, account_id, created_ms) VALUES('m-old', 'b', 2)", []).unwrap();
+        let (tags, copied, shared): (String, Option<String>, bool) = c
+            .query_row("SELECT tags, source_image_id, shared FROM images_now WHERE id='m-old'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((tags.as_str(), copied, shared), ("[]", None, true));
+        let dup = c.execute("INSERT INTO image_shares(image_id, account_id, created_ms) VALUES('m-old', 'b', 3)", []);
+        assert!(dup.is_err(), "one share per image and account");
     }
 }

@@ -54,7 +54,7 @@ impl Control {
             let conn = self.lock();
             let mut stmt = conn.prepare_cached(
                 "SELECT id, account_id, region_id, snapshot_id, name, import_json FROM images
-                 WHERE status='Creating' AND released=0 AND import_json IS NOT NULL",
+                 WHERE status='Creating' AND released=0 AND import_json IS NOT NULL AND source_image_id IS NULL",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))

@@ -279,6 +279,12 @@ pub struct Image {
     pub progress: i64,
     /// ImportImage's source while importing, else `None`.
     pub import: Option<ImportSource>,
+    /// Made by CopyImage (IsCopied).
+    pub copied: bool,
+    /// The image's tags, JSON as `tags_json` writes them.
+    pub tags: String,
+    /// Shared with at least one account (ModifyImageSharePermission).
+    pub shared: bool,
 }
 
 /// Where an imported image comes from (kept on the image while it is Creating).
@@ -297,8 +303,7 @@ pub struct ImportSource {
 
 impl Image {
     /// Columns of `images_now` in [`Image::from_row`] order.
-    pub const COLUMNS: &'static str =
-        "id, account_id, name, description, snapshot_id, size_gib, created_ms, status, progress, import_json";
+    pub const COLUMNS: &'static str = "id, account_id, name, description, snapshot_id, size_gib, created_ms, status, progress, import_json, source_image_id, tags, shared";
 
     /// A public image has `account_id = ''` in `images_now`.
     pub fn from_row(r: &Row) -> rusqlite::Result<Image> {
@@ -314,6 +319,9 @@ impl Image {
             status: r.get(7)?,
             progress: r.get(8)?,
             import: r.get::<_, Option<String>>(9)?.and_then(|j| serde_json::from_str(&j).ok()),
+            copied: r.get::<_, Option<String>>(10)?.is_some(),
+            tags: r.get(11)?,
+            shared: r.get(12)?,
         })
     }
 }

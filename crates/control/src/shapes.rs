@@ -393,10 +393,18 @@ impl Emit for SnapshotView {
     }
 }
 
-/// An image as DescribeImages shows it in `region`.
+/// An image as DescribeImages shows it in `region` to the account `viewer`: its own images
+/// are `self`, those shared with it `others` (API reference DescribeImages, ImageOwnerAlias).
 pub struct ImageView {
     pub image: Image,
     pub region: String,
+    pub viewer: String,
+}
+
+/// An account id as ECS shows `OwnerId` / `ImageOwnerId`: accounts are numbered (16 digits,
+/// `account-create`), so the id itself; 0 for what no account owns.
+pub fn owner_number(account_id: Option<&str>) -> i64 {
+    account_id.and_then(|a| a.parse().ok()).unwrap_or(0)
 }
 
 impl Emit for ImageView {
@@ -427,8 +435,28 @@ impl Emit for ImageView {
         o.field("OSNameEn", os);
         o.field("Platform", platform);
         o.field("Architecture", imported.map_or("x86_64", |m| m.architecture.as_str()));
-        o.field("ImageOwnerAlias", if public { "system" } else { "self" });
-        o.field("IsSelfShared", "");
+        let own = i.account_id.as_deref() == Some(self.viewer.as_str());
+        let alias = match (public, own) {
+            (true, _) => "system",
+            (false, true) => "self",
+            (false, false) => "others",
+        };
+        o.field("ImageOwnerAlias", alias);
+        o.field("ImageOwnerId", &owner_number(i.account_id.as_deref()));
+        // The reference's example writes "True"/"False" (a string); it says whether the
+        // caller's own image is shared with other accounts.
+        o.field(
+            "IsSelfShared",
+            if public {
+                ""
+            } else if own && i.shared {
+                "True"
+            } else {
+                "False"
+            },
+        );
+        o.field("IsCopied", &i.copied);
+        o.field("IsPublic", &false);
         o.field("IsSupportCloudinit", &true);
         o.field("IsSupportIoOptimized", &true);
         o.field("Usage", "instance");
@@ -448,7 +476,7 @@ impl Emit for ImageView {
                 o.end_obj();
             }
         });
-        o.wrapped("Tags", "Tag", |_| {});
+        tags(o, &i.tags);
         o.end_obj();
     }
 }

@@ -38,6 +38,13 @@ pub(crate) fn complete_due_conn(conn: &Connection, now: i64) -> rusqlite::Result
             "snapshot" => {
                 tx.execute("UPDATE snapshots SET status='accomplished' WHERE id=?1 AND status='progressing'", [&id])?;
             }
+            // CopyImage: the copy is Available once its snapshot is.
+            "image" => {
+                tx.execute(
+                    "UPDATE images SET status='Available', progress=100 WHERE id=?1 AND status='Creating'",
+                    [&id],
+                )?;
+            }
             other => tracing::warn!(kind = other, "unknown transition kind"),
         }
     }

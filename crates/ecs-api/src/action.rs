@@ -206,6 +206,16 @@ pub enum Action {
         image_id: String,
         force: bool,
     },
+    /// CopyImage: a custom image copied to a region (its bytes shared, not copied).
+    CopyImage(crate::images::CopyImage),
+    /// ModifyImageSharePermission: share an image with accounts, or stop sharing it.
+    ModifyImageSharePermission(crate::images::ModifyImageSharePermission),
+    /// DescribeImageSharePermission: the accounts an image is shared with, a page of them.
+    DescribeImageSharePermission {
+        image_id: String,
+        page_number: u32,
+        page_size: u32,
+    },
     TagResources(crate::tagging::TagResources),
     UntagResources(crate::tagging::UntagResources),
     ListTagResources(crate::tagging::ListTagResources),
@@ -341,6 +351,7 @@ impl Action {
                 | Action::DescribeSnapshots(_)
                 | Action::DescribeInstances(_)
                 | Action::DescribeImages(_)
+                | Action::DescribeImageSharePermission { .. }
                 | Action::DescribeRegions
                 | Action::DescribeZones
                 | Action::ListTagResources(_)
@@ -383,6 +394,7 @@ impl Action {
                 | Action::CreateInstance { .. }
                 | Action::CreateImage { .. }
                 | Action::ImportImage(_)
+                | Action::CopyImage(_)
                 | Action::CreateSnapshotGroup(_)
                 | Action::ReplaceSystemDisk { .. }
                 | Action::CopySnapshot { .. }

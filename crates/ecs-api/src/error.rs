@@ -171,6 +171,22 @@ registry! {
     InvalidHostNameMalformed => (400, "InvalidHostName.Malformed", "The specified parameter \"HostName\" is not valid."),
     InvalidResourceGroupIdNotFound => (404, "InvalidResourceGroupId.NotFound", "The specified ResourceGroupId does not exist."),
 
+    // Image copies and sharing (API reference CopyImage, ModifyImageSharePermission and
+    // DeleteImage, error codes; "Forbbiden" and "Deined" are spelled as documented).
+    InvalidDestinationImageNameMalformed => (400, "InvalidImageName.Malformed", "The specified destination Image name is wrongly formed."),
+    InvalidDestinationDescriptionMalformed => (400, "InvalidDescription.Malformed", "The specified destination description is wrongly formed."),
+    InvalidParameterEncryptedIllegal => (400, "InvalidParameter.EncryptedIllegal", "The specified parameter Encrypted must be true when kmsKeyId is not empty."),
+    DestinationRegionNotFound => (400, "DestinationRegion.NotFound", "The destination region not found"),
+    IncorrectImageStatusCopy => (400, "IncorrectImageStatus", "The image not available."),
+    OperationDeniedSameRegionOnly => (403, "OperationDenied.SameRegionOnly", "The image shared from others can not be copied to another region directly."),
+    OperationDeniedImageCopying => (403, "OperationDenied.ImageCopying", "The Image is coping."),
+    ImageUseShared => (403, "ImageUseShared", "The specified image has been shared to others."),
+    IncorrectImageStatusShare => (400, "IncorrectImageStatus", "The image is not available."),
+    InvalidAccountNotFound => (404, "InvalidAccount.NotFound", "The specified parameter \"AddAccount.n\" or \"RemoveAccount.n\" does not exist."),
+    InvalidAccountForbbiden => (404, "InvalidAccount.Forbbiden", "The specified Account does not yourself."),
+    QuotaExceedShareImageUser => (403, "QuotaExceed.ShareImageUser", "The shared Image user Quota exceeds."),
+    OperationDeinedEncryptedSnapshot => (403, "OperationDeined.EncryptedSnapshot", "The image contains encrypted snapshots, which do not support share."),
+
     // Idempotence (notes §3.3, ECS "How to ensure idempotence"): a ClientToken reused with
     // other parameters.
     IdempotentParameterMismatch => (400, "IdempotentParameterMismatch", "The request is retried with updated parameters."),

@@ -1,4 +1,5 @@
 //! DescribeRegions, DescribeZones, DescribeImages, CreateImage, ImportImage, DeleteImage.
+//! Copies and sharing are in `image_sharing`.
 
 use super::listing::{Listing, Scope};
 use super::{R, begin, idempotency};
@@ -8,7 +9,7 @@ use crate::{Env, config, guards, new_id};
 use ecs_api::Code;
 use ecs_api::Node;
 use ecs_api::images::DescribeImages;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 pub(crate) fn describe_regions(env: &Env) -> R<Value> {
@@ -43,29 +44,39 @@ pub(crate) fn describe_zones(env: &Env) -> R<Value> {
     Ok(json!({"Zones": {"Zone": zones}}))
 }
 
-/// DescribeImages: the public images and the account's own, filtered in SQL, one page read.
+/// DescribeImages: the public images, the account's own and those shared with it (API
+/// reference DescribeImages: no ImageOwnerAlias lists system, self and others), filtered in
+/// SQL, one page read.
 pub(crate) fn describe_images(conn: &Connection, env: &Env, d: DescribeImages) -> R<Node> {
-    let public_rows = config::PUBLIC_IMAGES.len() as i64;
-    let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnAndPublic { public_rows });
+    use rusqlite::types::Value as V;
+    let mut q = Listing::new("image", "images_now", Image::COLUMNS, env, Scope::OwnSharedAndPublic);
     q.any_of("id", d.image_ids.as_deref())
         .eq("name", d.image_name)
         .eq("snapshot_id", d.snapshot_id)
-        .any_of("status", Some(&d.status));
-    if !d.tags.is_empty() {
-        // Images carry no tags here, so a tag filter matches none.
-        q.any_of("id", Some(&[]));
-    }
+        .any_of("status", Some(&d.status))
+        .tags(&d.tags);
+    let me = || V::Text(env.account_id.to_string());
     match d.owner_alias.as_deref() {
         Some("system") => q.clause("account_id = ''", []),
-        Some("self") => q.clause("account_id != ''", []),
+        Some("self") => q.clause("account_id = ?", [me()]),
+        Some("others") => q.clause("account_id NOT IN ('', ?)", [me()]),
         Some(_) => q.any_of("id", Some(&[])),
         None => &mut q,
     };
+    if let Some(owner) = d.owner_id {
+        // Documented to apply to shared images only: the others are kept as they are.
+        q.clause("(account_id IN ('', ?) OR account_id = ?)", [me(), V::Text(owner)]);
+    }
     let page = q.fetch(conn, &d.paging, Image::from_row)?;
     let region = env.region_id.unwrap_or_default();
     let mut out = Node::obj();
     out.push("RegionId", region.to_string());
-    let items = page.items.into_iter().map(|image| ImageView { image, region: region.to_string() }).collect();
+    let viewer = env.account_id.to_string();
+    let items = page
+        .items
+        .into_iter()
+        .map(|image| ImageView { image, region: region.to_string(), viewer: viewer.clone() })
+        .collect();
     let page = super::listing::Page { items, total: page.total, next_token: page.next_token };
     page.render(&d.paging, ("Images", "Image"), &mut out);
     Ok(out)
@@ -108,8 +119,30 @@ pub(crate) fn create_image(
     Ok(response)
 }
 
+/// DeleteImage: one of the caller's images. As documented, an image that instances still
+/// run from (any account's, shared images included) or that is shared with other accounts
+/// (`ImageUseShared`) is deleted only with Force, which also ends its shares; a copy still
+/// being made is refused (`OperationDenied.ImageCopying`). Instances already made keep their
+/// disks: those are clones of their own.
 pub(crate) fn delete_image(conn: &mut Connection, env: &Env, image_id: &str, force: bool) -> R<Value> {
     let tx = begin(conn)?;
+    let row: Option<(String, bool, i64)> = tx
+        .query_row(
+            "SELECT status, source_image_id IS NOT NULL,
+               (SELECT COUNT(*) FROM image_shares s WHERE s.image_id = images.id)
+             FROM images WHERE id=?1 AND account_id=?2 AND released=0",
+            [image_id, env.account_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (status, copied, shares) = row.ok_or(Code::InvalidImageIdNotFound)?;
+    if copied && status == "Creating" {
+        return Err(Code::OperationDeniedImageCopying.into());
+    }
+    if shares > 0 && !force {
+        return Err(Code::ImageUseShared.into());
+    }
+    tx.execute("DELETE FROM image_shares WHERE image_id=?1", [image_id])?;
     // As documented: an image that instances still run from is deleted only with Force.
     let users: i64 = tx.query_row(
         "SELECT COUNT(*) FROM instances i JOIN images m ON m.id = i.image_id

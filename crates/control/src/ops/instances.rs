@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 /// Prepaid instances are bought for a month unless the operator expires them sooner.
 const PREPAID_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// An image an instance can boot from, in `region`: (size GiB, backing snapshot).
+/// An image an instance can boot from, in `region`: (size GiB, backing snapshot). Besides the
+/// public images, the caller's own and those shared with it (ModifyImageSharePermission): the
+/// system disk is a clone of the owner's snapshot either way.
 pub(crate) fn image(tx: &Transaction, env: &Env, id: &str, region: &str) -> R<(i64, Option<String>)> {
     if let Some((_, _, size, _)) = config::PUBLIC_IMAGES.iter().find(|(i, ..)| *i == id) {
         return Ok((*size, None));
@@ -25,7 +27,8 @@ pub(crate) fn image(tx: &Transaction, env: &Env, id: &str, region: &str) -> R<(i
     let row: Option<(i64, String, String)> = tx
         .query_row(
             "SELECT size_gib, snapshot_id, status FROM images
-             WHERE id=?1 AND account_id=?2 AND region_id=?3 AND released=0",
+             WHERE id=?1 AND region_id=?3 AND released=0
+               AND (account_id=?2 OR id IN (SELECT image_id FROM image_shares WHERE account_id=?2))",
             [id, env.account_id, region],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

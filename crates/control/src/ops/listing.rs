@@ -30,8 +30,9 @@ use subtle::ConstantTimeEq;
 pub(crate) enum Scope {
     /// The caller's own resources in the request's region.
     Own,
-    /// Also rows shared by every account and region (public images: `account_id = ''`).
-    OwnAndPublic { public_rows: i64 },
+    /// Also rows shared by every account and region (public images: `account_id = ''`) and
+    /// the images other accounts share with the caller (`image_shares`) in the region.
+    OwnSharedAndPublic,
 }
 
 /// One Describe* query being built: its source view, its filters, then [`Listing::fetch`].
@@ -117,9 +118,12 @@ impl<'a> Listing<'a> {
         let region = SqlValue::Text(self.env.region_id.unwrap_or_default().to_string());
         match self.scope {
             Scope::Own => ("account_id = ? AND region_id = ? AND released = 0".into(), vec![acct, region]),
-            Scope::OwnAndPublic { .. } => {
-                ("account_id IN (?, '') AND region_id IN (?, '') AND released = 0".into(), vec![acct, region])
-            }
+            Scope::OwnSharedAndPublic => (
+                "(account_id IN (?, '') OR id IN (SELECT image_id FROM image_shares WHERE account_id = ?))
+                 AND region_id IN (?, '') AND released = 0"
+                    .into(),
+                vec![acct.clone(), acct, region],
+            ),
         }
     }
 
@@ -225,17 +229,14 @@ impl<'a> Listing<'a> {
 
     fn count(&self, conn: &Connection, filter: &str, params: &[SqlValue]) -> R<i64> {
         // Kinds without trigger-kept counts (snapshot groups, policies, tasks) are counted.
+        // Shared rows are nobody's count: a listing that has them is counted too.
         let tracked = crate::db::COUNTED.iter().any(|(_, kind)| *kind == self.kind);
-        if self.clauses.is_empty() && tracked {
+        if self.clauses.is_empty() && tracked && matches!(self.scope, Scope::Own) {
             let own: Option<i64> = conn
                 .prepare_cached("SELECT n FROM counts WHERE kind = ?1 AND account_id = ?2 AND region_id = ?3")?
                 .query_row([self.kind, self.env.account_id, self.env.region_id.unwrap_or_default()], |r| r.get(0))
                 .optional()?;
-            let public = match self.scope {
-                Scope::Own => 0,
-                Scope::OwnAndPublic { public_rows } => public_rows,
-            };
-            return Ok(own.unwrap_or(0) + public);
+            return Ok(own.unwrap_or(0));
         }
         let sql = format!("SELECT COUNT(*) FROM {} WHERE {filter}", self.source);
         Ok(conn.prepare_cached(&sql)?.query_row(params_from_iter(params.iter()), |r| r.get(0))?)

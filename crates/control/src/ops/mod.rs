@@ -6,6 +6,7 @@ mod catalog;
 mod disks;
 mod groups;
 mod idempotency;
+mod image_sharing;
 mod images;
 mod instance_settings;
 mod instances;
@@ -22,6 +23,7 @@ pub(crate) mod storage;
 mod tasks;
 pub(crate) mod vpc;
 
+pub(crate) use image_sharing::usable as image_usable;
 pub(crate) use instances::has_os;
 pub(crate) use snapshots::room_for_snapshot;
 mod tags;
@@ -89,6 +91,9 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeRegions => images::describe_regions(env).map(Node::from),
         Action::DescribeZones => images::describe_zones(env).map(Node::from),
         Action::DescribeImages(d) => images::describe_images(conn, env, d),
+        Action::DescribeImageSharePermission { image_id, page_number, page_size } => {
+            image_sharing::describe_image_share_permission(conn, env, &image_id, page_number, page_size)
+        }
         Action::ListTagResources(l) => tags::list_tag_resources(conn, env, l),
         Action::DescribeTags(d) => tags::describe_tags(conn, env, d),
         Action::DescribeInstanceAttribute { instance_id } => {
@@ -214,6 +219,8 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::DeleteSnapshotGroup { id } => groups::delete_snapshot_group(conn, env, &id),
         Action::ResetDisks(r) => groups::reset_disks(conn, env, r),
         Action::DeleteImage { image_id, force } => images::delete_image(conn, env, &image_id, force),
+        Action::CopyImage(c) => image_sharing::copy_image(conn, env, c),
+        Action::ModifyImageSharePermission(m) => image_sharing::modify_image_share_permission(conn, env, m),
         Action::TagResources(t) => tags::tag_resources(conn, env, t),
         Action::UntagResources(u) => tags::untag_resources(conn, env, u),
         Action::RemoveTags { resource_type, resource_id, tags: remove } => {

@@ -127,10 +127,10 @@ pub(crate) fn reinit_disk(conn: &mut Connection, env: &Env, r: ReInitDisk) -> R<
     let source = if disk.disk_type == "system" {
         let image = disk.image_id.as_deref().unwrap_or_default();
         if !config::PUBLIC_IMAGES.iter().any(|(id, ..)| *id == image) {
-            let live: Option<i64> = tx
-                .query_row("SELECT 1 FROM images WHERE id=?1 AND released=0", [image], |row| row.get(0))
-                .optional()?;
-            if live.is_none() {
+            // Its own image, or one still shared with it: after the owner deletes or unshares
+            // an image, the disks made from it cannot return to it (API reference
+            // ModifyImageSharePermission).
+            if !super::image_usable(&tx, env.account_id, image)? {
                 return Err(Code::InvalidDiskIdOperationNotSupported.into());
             }
         }
