@@ -67,12 +67,18 @@ def instance_groups(api, iid):
     return api.instance(iid)["SecurityGroupIds"]["SecurityGroupId"]
 
 
+def new_vpc(api, cidr: str = "10.0.0.0/16") -> str:
+    """A VPC of the tenant's (the ECS-endpoint CreateVpc)."""
+    return api.call("CreateVpc", {"RegionId": REGION, "CidrBlock": cidr})["VpcId"]
+
+
 def test_groups_and_rules_round_trip(tenant):
     tag = [M.CreateSecurityGroupRequestTag(key="env", value="prod")]
-    gid = create(tenant, "web", description="web tier", vpc_id="vpc-abc", tag=tag)
+    vpc_abc = new_vpc(tenant)
+    gid = create(tenant, "web", description="web tier", vpc_id=vpc_abc, tag=tag)
     assert gid.startswith("sg-")
     g = groups(tenant)["SecurityGroups"]["SecurityGroup"][0]
-    assert (g["SecurityGroupId"], g["SecurityGroupName"], g["Description"], g["VpcId"]) == (gid, "web", "web tier", "vpc-abc")
+    assert (g["SecurityGroupId"], g["SecurityGroupName"], g["Description"], g["VpcId"]) == (gid, "web", "web tier", vpc_abc)
     assert (g["SecurityGroupType"], g["EcsCount"], g["RuleCount"], g["AvailableInstanceAmount"]) == ("normal", 0, 0, 1000)
     assert g["Tags"]["Tag"] == [{"TagKey": "env", "TagValue": "prod"}] and g["CreationTime"].endswith("Z")
 
@@ -88,7 +94,7 @@ def test_groups_and_rules_round_trip(tenant):
 
     body = attr(tenant, gid)
     assert (body["SecurityGroupId"], body["SecurityGroupName"], body["VpcId"], body["InnerAccessPolicy"]) == (
-        gid, "web", "vpc-abc", "Accept")
+        gid, "web", vpc_abc, "Accept")
     perms = body["Permissions"]["Permission"]
     assert [(p["Direction"], p["IpProtocol"], p["PortRange"]) for p in perms] == [
         ("ingress", "TCP", "22/22"), ("ingress", "TCP", "80/443"), ("ingress", "ICMP", "-1/-1"), ("egress", "ALL", "-1/-1")]
@@ -215,7 +221,8 @@ def test_groups_are_per_account(server, tenant):
 
 
 def test_describe_pages_both_ways(tenant):
-    made = [create(tenant, f"p{n}", vpc_id="vpc-1" if n % 2 else None) for n in range(5)]
+    vpc_1 = new_vpc(tenant)
+    made = [create(tenant, f"p{n}", vpc_id=vpc_1 if n % 2 else None) for n in range(5)]
     seen = []
     for page in (1, 2, 3):
         body = groups(tenant, page_number=page, page_size=2)
@@ -229,7 +236,7 @@ def test_describe_pages_both_ways(tenant):
             break
         body = groups(tenant, max_results=2, next_token=body["NextToken"])
     assert seen == made
-    assert ids(groups(tenant, vpc_id="vpc-1")) == made[1::2]
+    assert ids(groups(tenant, vpc_id=vpc_1)) == made[1::2]
     assert ids(groups(tenant, network_type="classic")) == made[0::2]
     assert ids(groups(tenant, security_group_name="p3")) == [made[3]]
     assert ids(groups(tenant, security_group_name="p", fuzzy_query=True)) == made
@@ -241,8 +248,10 @@ def test_describe_pages_both_ways(tenant):
 
 
 def test_documented_error_rows(tenant):
-    gid = create(tenant, "errs", vpc_id="vpc-1")
-    other_vpc = create(tenant, "elsewhere", vpc_id="vpc-2")
+    gid = create(tenant, "errs", vpc_id=new_vpc(tenant))
+    other_vpc = create(tenant, "elsewhere", vpc_id=new_vpc(tenant, "10.1.0.0/16"))
+    err = catch(create, tenant, "nowhere", vpc_id="vpc-nope")
+    assert err.triple == (404, "InvalidVpcId.NotFound", "Specified VPC does not exist.")
     for bad, want in [
         ({"security_group_name": "1bad"}, (400, "InvalidSecurityGroupName.Malformed", "Specified security group name is not valid.")),
         ({"description": "x"}, (400, "InvalidDescription.Malformed", 'The specified parameter "Description" is not valid.')),
@@ -310,7 +319,8 @@ def test_documented_error_rows(tenant):
 
 
 def test_xml_shapes(server, tenant):
-    gid = create(tenant, "xml", vpc_id="vpc-x")
+    vpc_x = new_vpc(tenant)
+    gid = create(tenant, "xml", vpc_id=vpc_x)
     authorize(tenant, gid, ip_protocol="tcp", port_range="22/22", source_cidr_ip="10.0.0.0/8")
 
     def xml(action, params):
@@ -322,7 +332,7 @@ def test_xml_shapes(server, tenant):
 
     root = xml("DescribeSecurityGroups", {})
     sg = root.findall("./SecurityGroups/SecurityGroup")
-    assert len(sg) == 1 and sg[0].findtext("SecurityGroupId") == gid and sg[0].findtext("VpcId") == "vpc-x"
+    assert len(sg) == 1 and sg[0].findtext("SecurityGroupId") == gid and sg[0].findtext("VpcId") == vpc_x
     assert (root.findtext("TotalCount"), root.findtext("RegionId")) == ("1", REGION)
     root = xml("DescribeSecurityGroupAttribute", {"SecurityGroupId": gid})
     perm = root.findall("./Permissions/Permission")

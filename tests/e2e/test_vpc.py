@@ -295,3 +295,40 @@ def test_xml_list_shapes(server, tenant):
     root = xml("DescribeVpcAttribute", {"RegionId": REGION, "VpcId": vpc_id})
     assert root.findtext("VpcId") == vpc_id
     assert {r.findtext("ResourceType") for r in root.findall("./CloudResources/CloudResourceSetType")} >= {"VSwitch"}
+
+
+def test_security_groups_belong_to_a_vpc(server, tenant):
+    from alibabacloud_ecs20140526 import models as ecs_models
+    vpc = vpc_client(tenant)
+    a = make_vpc(vpc, cidr="10.10.0.0/16")["VpcId"]
+    b = make_vpc(vpc, cidr="10.20.0.0/16")["VpcId"]
+    vsw_a = make_vswitch(vpc, a, "10.10.1.0/24")
+    c = tenant.client
+
+    def group(vpc_id):
+        return c.create_security_group(ecs_models.CreateSecurityGroupRequest(
+            region_id=REGION, vpc_id=vpc_id)).body.to_map()["SecurityGroupId"]
+
+    sg_a, sg_b = group(a), group(b)
+    err = catch(tenant.run_instance, v_switch_id=vsw_a, security_group_ids=[sg_b])
+    assert (err.status, err.code) == (400, "InvalidSecurityGroupId.VPCMismatch"), err.data
+    iid = tenant.run_instance(v_switch_id=vsw_a, security_group_ids=[sg_a])
+    err = catch(c.join_security_group, ecs_models.JoinSecurityGroupRequest(instance_id=iid, security_group_id=sg_b))
+    assert (err.status, err.code) == (400, "InvalidInstanceId.Mismatch"), err.data
+    # Without a group, an instance joins its VPC's default group.
+    plain = tenant.run_instance(v_switch_id=vsw_a)
+    default = tenant.instance(plain)["SecurityGroupIds"]["SecurityGroupId"]
+    assert len(default) == 1 and default[0] not in (sg_a, sg_b)
+    for i in (iid, plain):
+        tenant.stop(i)
+        tenant.delete_instance(i)
+    vpc.delete_vswitch(vpc_models.DeleteVSwitchRequest(v_switch_id=vsw_a))
+    err = catch(vpc.delete_vpc, vpc_models.DeleteVpcRequest(region_id=REGION, vpc_id=a))
+    assert (err.status, err.code) == (400, "DependencyViolation.SecurityGroup"), err.data
+    c.delete_security_group(ecs_models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=sg_a))
+    vpc.delete_vpc(vpc_models.DeleteVpcRequest(region_id=REGION, vpc_id=a))
+    listed = c.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
+        region_id=REGION, vpc_id=a)).body.to_map()
+    assert listed["TotalCount"] == 0, "the VPC's default group went with it"
+    err = catch(c.create_security_group, ecs_models.CreateSecurityGroupRequest(region_id=REGION, vpc_id=a))
+    assert (err.status, err.code) == (404, "InvalidVpcId.NotFound")

@@ -154,6 +154,7 @@ registry! {
     IncorrectVSwitchStatus => (400, "IncorrectVSwitchStatus", "The current virtual switch status does not support this operation."),
     DependencyViolationVSwitch => (400, "DependencyViolation", "Specified object has dependent resources."),
     DependencyViolationVpc => (400, "DependencyViolation.VSwitch", "Specified object has dependent resources"),
+    DependencyViolationSecurityGroup => (400, "DependencyViolation.SecurityGroup", "Specified object has dependent resources"),
     DependencyViolationVpcInstance => (400, "DependencyViolation.Instance", "Specified object has dependent resources"),
     InvalidVSwitchMaskLength => (400, "InvalidCirdrBlock.MaskLength", "Specified CIDR block is not valid ."),
     InvalidVpcIdNumberNotSupported => (400, "InvalidVpcIdNumber.NotSupported", "The number of vpcIds exceeds the limit."),

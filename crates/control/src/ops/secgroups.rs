@@ -98,6 +98,10 @@ pub(crate) fn create(conn: &mut Connection, env: &Env, c: CreateSecurityGroup) -
     if held >= MAX_PER_REGION {
         return Err(Code::QuotaExceedSecurityGroup.into());
     }
+    // A VpcId names one of the caller's VPCs in the region (InvalidVpcId.NotFound).
+    if let Some(vpc) = &c.vpc_id {
+        super::vpc::check_vpc(&tx, env, vpc)?;
+    }
     let id = insert(&tx, env, region, &c, false)?;
     let response = json!({"SecurityGroupId": id});
     idempotency::remember(&tx, env, &response)?;

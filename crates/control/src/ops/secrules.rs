@@ -56,7 +56,7 @@ fn rule(r: &Row) -> rusqlite::Result<Rule> {
 
 fn rules(conn: &Connection, group_id: &str, direction: Direction) -> R<Vec<Rule>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM security_group_rules WHERE group_id=?1 AND direction=?2 ORDER BY created_ms, id"
+        "SELECT {COLUMNS} FROM security_group_rules WHERE group_id=?1 AND direction=?2 ORDER BY created_ms, rowid"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![group_id, direction.as_str()], rule)?.collect::<Result<Vec<_>, _>>()?;

@@ -93,6 +93,12 @@ fn vpc(conn: &Connection, env: &Env, id: &str) -> R<Vpc> {
         .ok_or_else(|| Code::InvalidVpcIdNotFound.into())
 }
 
+/// The caller's live VPC `id` exists (in the request's region when it names one), else
+/// `InvalidVpcId.NotFound`.
+pub(crate) fn check_vpc(conn: &Connection, env: &Env, id: &str) -> R<()> {
+    vpc(conn, env, id).map(drop)
+}
+
 /// Tags as the VPC API shapes them: `{"Tags": {"Tag": [{"Key", "Value"}]}}`.
 fn emit_tags(o: &mut dyn Out, raw: &str) {
     let tags: Vec<(String, String)> = serde_json::from_str(raw).unwrap_or_default();
@@ -310,9 +316,20 @@ pub(crate) fn delete_vpc(conn: &mut Connection, env: &Env, id: &str, force: bool
     if !v.vswitch_ids.is_empty() && !force {
         return Err(Code::DependencyViolationVpc.into());
     }
+    // The caller's own security groups must go first; the default group the VPC was given
+    // goes with it.
+    let groups: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM security_groups WHERE vpc_id=?1 AND released=0 AND system_default=0",
+        [id],
+        |r| r.get(0),
+    )?;
+    if groups > 0 {
+        return Err(Code::DependencyViolationSecurityGroup.into());
+    }
     if dry_run {
         return Err(dry_run_ok());
     }
+    tx.execute("UPDATE security_groups SET released=1 WHERE vpc_id=?1 AND system_default=1", [id])?;
     tx.execute("UPDATE vswitches SET released=1 WHERE vpc_id=?1", [id])?;
     tx.execute("UPDATE vpcs SET released=1 WHERE id=?1", [id])?;
     tx.commit()?;
