@@ -140,6 +140,37 @@ def test_resource_groups(server, tenant):
         404, "InvalidResourceId.NotFound")
     assert fails(resource_group_id="rg-x", resource_type="ddh", resource_id="dh-1") == (
         404, "InvalidResourceId.NotFound")
+    # Security groups, key pairs (by name) and the caller's own images carry a group too, from
+    # their creates or from JoinResourceGroup.
+    sg = c.create_security_group(ecs_models.CreateSecurityGroupRequest(
+        region_id=REGION, resource_group_id="rg-net")).body.to_map()["SecurityGroupId"]
+    c.create_key_pair(ecs_models.CreateKeyPairRequest(region_id=REGION, key_pair_name="lab-key",
+                                                      resource_group_id="rg-keys"))
+    image = tenant.create_image(sid, "rg-image")
+
+    def sg_group():
+        got = c.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
+            region_id=REGION, security_group_ids=f'["{sg}"]')).body.to_map()
+        return got["SecurityGroups"]["SecurityGroup"][0]["ResourceGroupId"]
+
+    def key_group():
+        got = c.describe_key_pairs(ecs_models.DescribeKeyPairsRequest(
+            region_id=REGION, key_pair_name="lab-key")).body.to_map()
+        return got["KeyPairs"]["KeyPair"][0]["ResourceGroupId"]
+
+    def image_group():
+        got = c.describe_images(ecs_models.DescribeImagesRequest(region_id=REGION, image_id=image)).body.to_map()
+        return got["Images"]["Image"][0]["ResourceGroupId"]
+
+    assert (sg_group(), key_group(), image_group()) == ("rg-net", "rg-keys", "")
+    for kind, rid in (("securitygroup", sg), ("keypair", "lab-key"), ("image", image)):
+        c.join_resource_group(ecs_models.JoinResourceGroupRequest(
+            region_id=REGION, resource_group_id="rg-all", resource_type=kind, resource_id=rid))
+    assert (sg_group(), key_group(), image_group()) == ("rg-all", "rg-all", "rg-all")
+    assert fails(resource_group_id="rg-x", resource_type="image", resource_id="blank_x64_20G.vhd") == (
+        404, "InvalidResourceId.NotFound")
+    assert fails(resource_group_id="rg-x", resource_type="keypair", resource_id="no-such-key") == (
+        404, "InvalidResourceId.NotFound")
     other = server.tenant()
     err = catch(other.client.join_resource_group, ecs_models.JoinResourceGroupRequest(
         region_id=REGION, resource_group_id="rg-x", resource_type="instance", resource_id=iid))

@@ -53,3 +53,34 @@ def test_xml_list_shapes(server, tenant):
     nic = root.find("./Instances/Instance/NetworkInterfaces/NetworkInterface")
     assert nic.findtext("Type") == "Primary"
     assert nic.findtext("./PrivateIpSets/PrivateIpSet/Primary") == "true"
+
+
+def test_xml_instance_settings_and_capacity_shapes(server, tenant):
+    iid = tenant.run_instance()
+    root = _xml(server, tenant, "DescribeInstanceStatus", {"RegionId": REGION, "InstanceId.1": iid})
+    st = root.findall("./InstanceStatuses/InstanceStatus")
+    assert [(s.findtext("InstanceId"), s.findtext("Status")) for s in st] == [(iid, "Running")]
+    assert root.findtext("TotalCount") == "1"
+
+    root = _xml(server, tenant, "DescribeNetworkInterfaces", {"RegionId": REGION, "InstanceId": iid})
+    eni = root.find("./NetworkInterfaceSets/NetworkInterfaceSet")
+    assert eni.findtext("InstanceId") == iid and eni.findtext("Type") == "Primary"
+    assert eni.findtext("./PrivateIpSets/PrivateIpSet/Primary") == "true"
+    assert eni.findtext("./Attachment/InstanceId") == iid
+
+    root = _xml(server, tenant, "DescribeInstanceRamRole", {"RegionId": REGION, "InstanceIds": f'["{iid}"]'})
+    assert root.find("./InstanceRamRoleSets") is not None and root.findall("./InstanceRamRoleSets/InstanceRamRoleSet") == []
+
+    root = _xml(server, tenant, "DescribeAvailableResource",
+                {"RegionId": REGION, "DestinationResource": "SystemDisk", "ZoneId": "cn-hangzhou-h"})
+    zone = root.find("./AvailableZones/AvailableZone")
+    assert zone.findtext("ZoneId") == "cn-hangzhou-h"
+    res = zone.find("./AvailableResources/AvailableResource")
+    assert res.findtext("Type") == "SystemDisk"
+    values = [s.findtext("Value") for s in res.findall("./SupportedResources/SupportedResource")]
+    assert "cloud_essd" in values
+
+    root = _xml(server, tenant, "DescribeResourcesModification",
+                {"RegionId": REGION, "ResourceId": iid, "DestinationResource": "InstanceType"})
+    res = root.find("./AvailableZones/AvailableZone/AvailableResources/AvailableResource")
+    assert res.findtext("Type") == "InstanceType" and res.findall("./SupportedResources/SupportedResource")

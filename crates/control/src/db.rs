@@ -13,7 +13,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
+
+/// Version 15: the resource group of security groups, key pairs and images
+/// (JoinResourceGroup, and ResourceGroupId on CreateSecurityGroup, CreateKeyPair, ImportKeyPair).
+const SCHEMA_V15: &str = r#"
+ALTER TABLE security_groups ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE key_pairs ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+"#;
 
 /// Version 14: image copies and sharing (CopyImage, ModifyImageSharePermission). A share is
 /// one row per (image, account it is shared with) with the time it was shared; a copy names
@@ -353,6 +361,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 14 {
             tx.execute_batch(SCHEMA_V14).map_err(wrap)?;
         }
+        if version < 15 {
+            tx.execute_batch(SCHEMA_V15).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -423,7 +434,7 @@ fn images_view() -> String {
         .map(|(id, name, size, _)| {
             format!(
                 "SELECT {}, '', '', {}, {}, NULL, {size}, {PUBLIC_IMAGE_CREATED_MS}, 0, 'Available', 100, NULL, NULL,
-                   '[]', 0",
+                   '[]', 0, ''",
                 quote(id),
                 quote(name),
                 quote(PUBLIC_IMAGE_DESCRIPTION)
@@ -444,7 +455,7 @@ fn images_view() -> String {
                 ELSE MIN(99, MAX(0, (snapdisk_now() - m.created_ms) * 100 / (t.due_ms - m.created_ms))) END
              AS progress,
            m.import_json, m.source_image_id, m.tags,
-           EXISTS(SELECT 1 FROM image_shares s WHERE s.image_id = m.id) AS shared
+           EXISTS(SELECT 1 FROM image_shares s WHERE s.image_id = m.id) AS shared, m.resource_group_id
          FROM images m LEFT JOIN transitions t ON t.kind = 'image' AND t.id = m.id
          UNION ALL {};",
         public.join(" UNION ALL ")
@@ -638,8 +649,12 @@ mod tests {
             // A version 13 catalog with one image, as the previous build left it.
             let c = open(&path).unwrap();
             c.execute_batch(
-                "DROP VIEW temp.images_now; DROP TABLE image_shares; ALTER TABLE images DROP COLUMN source_image_id;
-                 ALTER TABLE images DROP COLUMN tags; UPDATE meta SET value='13' WHERE key='schema_version';
+                "DROP VIEW temp.images_now; DROP VIEW temp.security_groups_now; DROP TABLE image_shares;
+                 ALTER TABLE images DROP COLUMN source_image_id; ALTER TABLE images DROP COLUMN tags;
+                 ALTER TABLE images DROP COLUMN resource_group_id;
+                 ALTER TABLE security_groups DROP COLUMN resource_group_id;
+                 ALTER TABLE key_pairs DROP COLUMN resource_group_id;
+                 UPDATE meta SET value='13' WHERE key='schema_version';
                  INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms)
                  VALUES('m-old', 'a', 'cn-hangzhou', 'n', '', 's-1', 20, 1);",
             )

@@ -285,6 +285,8 @@ pub struct Image {
     pub tags: String,
     /// Shared with at least one account (ModifyImageSharePermission).
     pub shared: bool,
+    /// JoinResourceGroup's group ("" for none).
+    pub resource_group_id: String,
 }
 
 /// Where an imported image comes from (kept on the image while it is Creating).
@@ -303,7 +305,7 @@ pub struct ImportSource {
 
 impl Image {
     /// Columns of `images_now` in [`Image::from_row`] order.
-    pub const COLUMNS: &'static str = "id, account_id, name, description, snapshot_id, size_gib, created_ms, status, progress, import_json, source_image_id, tags, shared";
+    pub const COLUMNS: &'static str = "id, account_id, name, description, snapshot_id, size_gib, created_ms, status, progress, import_json, source_image_id, tags, shared, resource_group_id";
 
     /// A public image has `account_id = ''` in `images_now`.
     pub fn from_row(r: &Row) -> rusqlite::Result<Image> {
@@ -322,6 +324,7 @@ impl Image {
             copied: r.get::<_, Option<String>>(10)?.is_some(),
             tags: r.get(11)?,
             shared: r.get(12)?,
+            resource_group_id: r.get(13)?,
         })
     }
 }

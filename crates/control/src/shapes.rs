@@ -456,6 +456,7 @@ impl Emit for ImageView {
             },
         );
         o.field("IsCopied", &i.copied);
+        o.field("ResourceGroupId", &i.resource_group_id);
         o.field("IsPublic", &false);
         o.field("IsSupportCloudinit", &true);
         o.field("IsSupportIoOptimized", &true);

@@ -29,6 +29,8 @@ pub const MAX_PAGE_SIZE: i64 = 50;
 pub struct CreateKeyPair {
     pub name: String,
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`: the group it joins (`rg-…`).
+    pub resource_group_id: Option<String>,
 }
 
 /// ImportKeyPair (API reference ImportKeyPair): a public key made elsewhere, as given
@@ -38,6 +40,8 @@ pub struct ImportKeyPair {
     pub name: String,
     pub public_key_body: String,
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`: the group it joins (`rg-…`).
+    pub resource_group_id: Option<String>,
 }
 
 /// DescribeKeyPairs (API reference DescribeKeyPairs): filters and PageNumber/PageSize paging.
@@ -110,11 +114,20 @@ fn parse(name: &str, p: &Params) -> Option<Result<Action, ApiError>> {
 
 fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
     Ok(Some(match name {
-        "CreateKeyPair" => Action::CreateKeyPair(CreateKeyPair { name: key_pair_name(p)?, tags: p.tags()? }),
+        "CreateKeyPair" => Action::CreateKeyPair(CreateKeyPair {
+            name: key_pair_name(p)?,
+            tags: p.tags()?,
+            resource_group_id: crate::instance_settings::group_param(p)?,
+        }),
         "ImportKeyPair" => {
             let name = key_pair_name(p)?;
             let public_key_body = p.req_str("PublicKeyBody")?;
-            Action::ImportKeyPair(ImportKeyPair { name, public_key_body, tags: p.tags()? })
+            Action::ImportKeyPair(ImportKeyPair {
+                name,
+                public_key_body,
+                tags: p.tags()?,
+                resource_group_id: crate::instance_settings::group_param(p)?,
+            })
         }
         "DescribeKeyPairs" => {
             let number = p.opt_range("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
@@ -175,7 +188,14 @@ mod tests {
     #[test]
     fn key_pair_names_follow_the_documented_rules() {
         let ok = parse("CreateKeyPair", &[R, ("KeyPairName", "testKeyPairName:v1_a-b")]).unwrap();
-        assert_eq!(ok, Action::CreateKeyPair(CreateKeyPair { name: "testKeyPairName:v1_a-b".into(), tags: vec![] }));
+        assert_eq!(
+            ok,
+            Action::CreateKeyPair(CreateKeyPair {
+                name: "testKeyPairName:v1_a-b".into(),
+                tags: vec![],
+                resource_group_id: None
+            })
+        );
         for bad in ["1abc", "a", "http://x", "has space", &format!("a{}", "b".repeat(128))] {
             let e = parse("CreateKeyPair", &[R, ("KeyPairName", bad)]).unwrap_err();
             assert_eq!(e.code, Code::InvalidKeyPairNameMalformed, "{bad}");

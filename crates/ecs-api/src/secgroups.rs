@@ -34,11 +34,13 @@ pub(crate) const FAMILY: Family = Family {
 pub struct CreateSecurityGroup {
     pub name: Option<String>,
     pub description: Option<String>,
-    /// Stored as given (VPCs are another API's).
+    /// One of the caller's VPCs in the region (checked by the handler).
     pub vpc_id: Option<String>,
     /// `normal` (default) or `enterprise`.
     pub group_type: String,
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`: the group it joins (`rg-…`).
+    pub resource_group_id: Option<String>,
 }
 
 /// DescribeSecurityGroups (API reference DescribeSecurityGroups): filters, and NextToken /
@@ -200,6 +202,7 @@ fn action(action_name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
             vpc_id: p.opt_str("VpcId"),
             group_type: group_type(p, Some("normal"))?.unwrap_or_else(|| "normal".into()),
             tags: p.tags()?,
+            resource_group_id: crate::instance_settings::group_param(p)?,
         }),
         "DescribeSecurityGroups" => Action::DescribeSecurityGroups(describe(p)?),
         "DescribeSecurityGroupAttribute" => Action::DescribeSecurityGroupAttribute(attribute(p)?),

@@ -189,8 +189,9 @@ pub(crate) fn describe_network_interfaces(conn: &Connection, env: &Env, d: Descr
     Ok(out)
 }
 
-/// JoinResourceGroup: instances, disks and snapshots carry a group; the other documented
-/// types have no resource of that id here.
+/// JoinResourceGroup: instances, disks, snapshots, security groups, key pairs (by name) and
+/// the caller's own images carry a group; the other documented types (ddh, ddhcluster, eni,
+/// launchtemplate) have no resource of that id here.
 pub(crate) fn join_resource_group(
     conn: &mut Connection,
     env: &Env,
@@ -219,9 +220,39 @@ pub(crate) fn join_resource_group(
             found(guards::snapshot(&tx, env, id).map(drop))?;
             "snapshots"
         }
+        "securitygroup" => {
+            found(super::secgroups::group(&tx, env, id, None, Code::InvalidResourceIdNotFound).map(drop))?;
+            "security_groups"
+        }
+        "image" => "images",
+        // A key pair is named by its name (API reference, JoinResourceGroup ResourceId).
+        "keypair" => {
+            let changed = tx.execute(
+                "UPDATE key_pairs SET resource_group_id=?4 WHERE name=?1 AND account_id=?2 AND region_id=?3",
+                params![id, env.account_id, env.region_id.unwrap_or_default(), group],
+            )?;
+            if changed == 0 {
+                return Err(Code::InvalidResourceIdNotFound.into());
+            }
+            tx.commit()?;
+            return Ok(json!({}));
+        }
         _ => return Err(Code::InvalidResourceIdNotFound.into()),
     };
-    tx.execute(&format!("UPDATE {table} SET resource_group_id=?2 WHERE id=?1"), [id, group])?;
+    // Images: only the caller's own (not public, not shared with it), in the request's region
+    // when it names one; the other kinds were looked up above.
+    let changed = if table == "images" {
+        tx.execute(
+            "UPDATE images SET resource_group_id=?2 WHERE id=?1 AND account_id=?3 AND released=0
+               AND (?4 = '' OR region_id = ?4)",
+            params![id, group, env.account_id, env.region_id.unwrap_or_default()],
+        )?
+    } else {
+        tx.execute(&format!("UPDATE {table} SET resource_group_id=?2 WHERE id=?1"), [id, group])?
+    };
+    if changed == 0 {
+        return Err(Code::InvalidResourceIdNotFound.into());
+    }
     tx.commit()?;
     Ok(json!({}))
 }

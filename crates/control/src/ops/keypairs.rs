@@ -46,6 +46,7 @@ fn insert(
     public_openssh: &str,
     fingerprint: &str,
     tags: &[(String, String)],
+    group: Option<&str>,
 ) -> R<String> {
     if exists(tx, env, name)? {
         return Err(Code::KeyPairAlreadyExist.into());
@@ -60,9 +61,19 @@ fn insert(
     }
     let id = new_id("skp-");
     tx.execute(
-        "INSERT INTO key_pairs(id, account_id, region_id, name, fingerprint, public_key, created_ms, tags)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, env.account_id, region(env), name, fingerprint, public_openssh, env.now, tags_json(tags)],
+        "INSERT INTO key_pairs(id, account_id, region_id, name, fingerprint, public_key, created_ms, tags,
+           resource_group_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id,
+            env.account_id,
+            region(env),
+            name,
+            fingerprint,
+            public_openssh,
+            env.now,
+            tags_json(tags),
+            group.unwrap_or_default()
+        ],
     )?;
     Ok(id)
 }
@@ -77,7 +88,7 @@ pub(crate) fn create(conn: &mut Connection, env: &Env, c: CreateKeyPair) -> R<Va
     // Made before the transaction: a refused name costs one key, not a longer lock.
     let key = sshkeys::generate().map_err(key_fault)?;
     let tx = begin(conn)?;
-    let id = insert(&tx, env, &c.name, &key.public_openssh, &key.fingerprint, &c.tags)?;
+    let id = insert(&tx, env, &c.name, &key.public_openssh, &key.fingerprint, &c.tags, c.resource_group_id.as_deref())?;
     tx.commit()?;
     Ok(json!({
         "KeyPairId": id,
@@ -94,7 +105,7 @@ pub(crate) fn import(conn: &mut Connection, env: &Env, i: ImportKeyPair) -> R<Va
         other => key_fault(other),
     })?;
     let tx = begin(conn)?;
-    let id = insert(&tx, env, &i.name, &key.public_openssh, &key.fingerprint, &i.tags)?;
+    let id = insert(&tx, env, &i.name, &key.public_openssh, &key.fingerprint, &i.tags, i.resource_group_id.as_deref())?;
     tx.commit()?;
     Ok(json!({"KeyPairId": id, "KeyPairName": i.name, "KeyPairFingerPrint": key.fingerprint}))
 }
@@ -106,6 +117,7 @@ struct KeyPairView {
     /// Only when IncludePublicKey asked for it.
     public_key: Option<String>,
     tags: String,
+    resource_group_id: String,
     created_ms: i64,
 }
 
@@ -118,7 +130,7 @@ impl Emit for KeyPairView {
         if let Some(k) = &self.public_key {
             o.field("PublicKey", k);
         }
-        o.field("ResourceGroupId", "");
+        o.field("ResourceGroupId", &self.resource_group_id);
         crate::shapes::tags(o, &self.tags);
         o.end_obj();
     }
@@ -127,7 +139,13 @@ impl Emit for KeyPairView {
 /// DescribeKeyPairs: the caller's pairs in the region, oldest first, filtered in SQL (name
 /// exact or with `*` wildcards, fingerprint, tags) and read a page at a time.
 pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeKeyPairs) -> R<Node> {
-    let mut q = Listing::new("key_pair", "key_pairs", "name, fingerprint, public_key, tags", env, Scope::Own);
+    let mut q = Listing::new(
+        "key_pair",
+        "key_pairs",
+        "name, fingerprint, public_key, tags, resource_group_id",
+        env,
+        Scope::Own,
+    );
     match d.name {
         Some(n) if n.contains('*') => {
             q.clause("name GLOB ?", [ecs_api::keypairs::name_glob(&n).into()]);
@@ -145,7 +163,8 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeKeyPairs) -> R<N
             fingerprint: r.get(1)?,
             public_key: if include { Some(r.get(2)?) } else { None },
             tags: r.get(3)?,
-            created_ms: r.get(4)?,
+            resource_group_id: r.get(4)?,
+            created_ms: r.get(5)?,
         })
     })?;
     let mut out = Node::obj();

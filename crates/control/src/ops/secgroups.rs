@@ -69,7 +69,7 @@ fn insert(tx: &Transaction, env: &Env, region: &str, c: &CreateSecurityGroup, sy
     let id = new_id("sg-");
     tx.execute(
         "INSERT INTO security_groups(id, account_id, region_id, name, description, vpc_id, group_type, created_ms,
-           tags, system_default) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+           tags, system_default, resource_group_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             id,
             env.account_id,
@@ -80,7 +80,8 @@ fn insert(tx: &Transaction, env: &Env, region: &str, c: &CreateSecurityGroup, sy
             c.group_type,
             env.now,
             tags_json(&c.tags),
-            system_default
+            system_default,
+            c.resource_group_id.clone().unwrap_or_default()
         ],
     )?;
     Ok(id)
@@ -120,6 +121,7 @@ struct GroupView {
     ecs_count: i64,
     rule_count: i64,
     group_rule_count: i64,
+    resource_group_id: String,
     created_ms: i64,
 }
 
@@ -136,7 +138,7 @@ impl Emit for GroupView {
         o.field("AvailableInstanceAmount", &(MAX_INSTANCES_PER_GROUP - self.ecs_count).max(0));
         o.field("RuleCount", &self.rule_count);
         o.field("GroupToGroupRuleCount", &self.group_rule_count);
-        o.field("ResourceGroupId", "");
+        o.field("ResourceGroupId", &self.resource_group_id);
         o.field("ServiceManaged", &false);
         crate::shapes::tags(o, &self.tags);
         o.end_obj();
@@ -149,7 +151,7 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeSecurityGroups) 
     let mut q = Listing::new(
         "security_group",
         "security_groups_now",
-        "id, name, description, vpc_id, group_type, tags, ecs_count, rule_count, group_rule_count",
+        "id, name, description, vpc_id, group_type, tags, ecs_count, rule_count, group_rule_count, resource_group_id",
         env,
         Scope::Own,
     );
@@ -182,7 +184,8 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeSecurityGroups) 
             ecs_count: r.get(6)?,
             rule_count: r.get(7)?,
             group_rule_count: r.get(8)?,
-            created_ms: r.get(9)?,
+            resource_group_id: r.get(9)?,
+            created_ms: r.get(10)?,
         })
     })?;
     let mut out = Node::obj();
@@ -294,6 +297,7 @@ pub(crate) fn for_new_instances(
                     name: Some("default".into()),
                     description: Some("System created security group.".into()),
                     vpc_id: Some(vpc.to_string()),
+                    resource_group_id: None,
                     group_type: "normal".into(),
                     tags: Vec::new(),
                 };
