@@ -108,29 +108,19 @@ pub(crate) fn copy_image(conn: &mut Connection, env: &Env, c: CopyImage) -> R<Va
     let due = env.now + env.timings.snapshot_ms as i64;
     let (encrypted, kms_key_id) =
         if c.encrypted { (true, c.kms_key_id.clone()) } else { (src.encrypted, src.kms_key_id) };
-    tx.execute(
-        "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
-           description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags,
-           source_snapshot_id, source_region_id)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, NULL, '[]', ?14, ?15)",
-        params![
-            snapshot,
-            env.account_id,
-            destination,
-            src.disk_id,
-            src.disk_size_gib,
-            src.disk_type,
-            src.disk_category,
-            format!("copyimage-{id}"),
-            format!("The system disk of image {id}, copied by CopyImage from {}", c.image_id),
-            env.now,
-            due,
-            encrypted,
-            kms_key_id,
-            source_snapshot,
-            source_region
-        ],
-    )?;
+    let row = super::snapshots::CopyRow {
+        id: &snapshot,
+        destination: &destination,
+        name: &format!("copyimage-{id}"),
+        description: &format!("The system disk of image {id}, copied by CopyImage from {}", c.image_id),
+        due,
+        encrypted,
+        kms_key_id: kms_key_id.as_deref(),
+        retention_days: None,
+        tags: "[]",
+        source: (&source_snapshot, &source_region, &src.disk_id, src.disk_size_gib, &src.disk_type, &src.disk_category),
+    };
+    super::snapshots::insert_copy(&tx, env, &row)?;
     tx.execute(
         "INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms,
            status, progress, import_json, source_image_id, tags)

@@ -194,6 +194,53 @@ pub(crate) struct CopyRequest {
     pub tags: Vec<(String, String)>,
 }
 
+/// A snapshot row that copies a frozen layer (CopySnapshot, and CopyImage's system disk): the
+/// source's disk fields, `progressing` from now until `due` (ms), naming its source.
+pub(crate) struct CopyRow<'a> {
+    pub id: &'a str,
+    pub destination: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub due: i64,
+    pub encrypted: bool,
+    pub kms_key_id: Option<&'a str>,
+    pub retention_days: Option<i64>,
+    /// Tags as the catalog keeps them (JSON).
+    pub tags: &'a str,
+    /// The source snapshot: its id, region, disk id, size (GiB), type and category.
+    pub source: (&'a str, &'a str, &'a str, i64, &'a str, &'a str),
+}
+
+pub(crate) fn insert_copy(tx: &Connection, env: &Env, row: &CopyRow) -> R<()> {
+    let (source_id, source_region, disk_id, size_gib, disk_type, category) = row.source;
+    tx.execute(
+        "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
+           description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags,
+           source_snapshot_id, source_region_id)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        params![
+            row.id,
+            env.account_id,
+            row.destination,
+            disk_id,
+            size_gib,
+            disk_type,
+            category,
+            row.name,
+            row.description,
+            env.now,
+            row.due,
+            row.encrypted,
+            row.kms_key_id,
+            row.retention_days,
+            row.tags,
+            source_id,
+            source_region
+        ],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn copy_snapshot(conn: &mut Connection, env: &Env, c: CopyRequest) -> R<Value> {
     let CopyRequest { snapshot_id, destination, name, description, retention_days, tags } = c;
     let (snapshot_id, destination) = (snapshot_id.as_str(), destination.as_str());
@@ -209,31 +256,19 @@ pub(crate) fn copy_snapshot(conn: &mut Connection, env: &Env, c: CopyRequest) ->
     fairness::quota(&tx, env.account_id, &env.config.limits, Quota::Snapshots, 1)?;
     let id = new_id("s-");
     let due = env.now + env.timings.snapshot_ms as i64;
-    tx.execute(
-        "INSERT INTO snapshots(id, account_id, region_id, disk_id, disk_size_gib, disk_type, disk_category, name,
-           description, status, created_ms, due_ms, encrypted, kms_key_id, retention_days, tags,
-           source_snapshot_id, source_region_id)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'progressing', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        params![
-            id,
-            env.account_id,
-            destination,
-            src.disk_id,
-            src.disk_size_gib,
-            src.disk_type,
-            src.disk_category,
-            name.unwrap_or_default(),
-            description.unwrap_or_default(),
-            env.now,
-            due,
-            src.encrypted,
-            src.kms_key_id,
-            retention_days,
-            tags_json(&tags),
-            src.id,
-            src.region_id
-        ],
-    )?;
+    let row = CopyRow {
+        id: &id,
+        destination,
+        name: name.as_deref().unwrap_or_default(),
+        description: description.as_deref().unwrap_or_default(),
+        due,
+        encrypted: src.encrypted,
+        kms_key_id: src.kms_key_id.as_deref(),
+        retention_days,
+        tags: &tags_json(&tags),
+        source: (&src.id, &src.region_id, &src.disk_id, src.disk_size_gib, &src.disk_type, &src.disk_category),
+    };
+    insert_copy(&tx, env, &row)?;
     let intent = Intent::CopySnapshot { from: src.id.clone(), to: id.clone() };
     let (run, response) = accept(tx, env, &id, due, intent)?;
     storage::run(conn, env.volumes, &[run])?;
