@@ -35,6 +35,7 @@ def test_describe_available_resource(tenant):
     assert list(offered(ask(destination_resource="Zone", instance_type="ecs.g7.large"))) == [
         "cn-hangzhou-h", "cn-hangzhou-i"]
     assert offered(ask(destination_resource="Zone", instance_type="ecs.nope.large")) == {}
+    assert offered(ask(destination_resource="Zone", cores=999)) == {}
     types = offered(ask(destination_resource="InstanceType", zone_id=ZONE))[ZONE]
     assert "ecs.g7.large" in types and len(types) == 16
     assert offered(ask(destination_resource="InstanceType", zone_id=ZONE, cores=4, memory=16.0))[ZONE] == [

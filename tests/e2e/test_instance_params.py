@@ -167,6 +167,15 @@ def test_resource_groups(server, tenant):
         c.join_resource_group(ecs_models.JoinResourceGroupRequest(
             region_id=REGION, resource_group_id="rg-all", resource_type=kind, resource_id=rid))
     assert (sg_group(), key_group(), image_group()) == ("rg-all", "rg-all", "rg-all")
+    got = c.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
+        region_id=REGION, resource_group_id="rg-all")).body.to_map()
+    assert [g["SecurityGroupId"] for g in got["SecurityGroups"]["SecurityGroup"]] == [sg]
+    got = c.describe_key_pairs(ecs_models.DescribeKeyPairsRequest(
+        region_id=REGION, resource_group_id="rg-none")).body.to_map()
+    assert got["TotalCount"] == 0
+    err = catch(tenant.call, "JoinResourceGroup", {"ResourceGroupId": "rg-x", "ResourceType": "keypair",
+                                                   "ResourceId": "lab-key"})
+    assert (err.status, err.code) == (400, "MissingParameter")
     assert fails(resource_group_id="rg-x", resource_type="image", resource_id="blank_x64_20G.vhd") == (
         404, "InvalidResourceId.NotFound")
     assert fails(resource_group_id="rg-x", resource_type="keypair", resource_id="no-such-key") == (

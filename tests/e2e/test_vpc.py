@@ -319,6 +319,12 @@ def test_security_groups_belong_to_a_vpc(server, tenant):
     plain = tenant.run_instance(v_switch_id=vsw_a)
     default = tenant.instance(plain)["SecurityGroupIds"]["SecurityGroupId"]
     assert len(default) == 1 and default[0] not in (sg_a, sg_b)
+    # A rule of another group naming the default group keeps the VPC (and so that group) alive.
+    loose = c.create_security_group(ecs_models.CreateSecurityGroupRequest(region_id=REGION)).body.to_map()[
+        "SecurityGroupId"]
+    c.authorize_security_group(ecs_models.AuthorizeSecurityGroupRequest(
+        region_id=REGION, security_group_id=loose, ip_protocol="tcp", port_range="22/22",
+        source_group_id=default[0]))
     for i in (iid, plain):
         tenant.stop(i)
         tenant.delete_instance(i)
@@ -326,6 +332,9 @@ def test_security_groups_belong_to_a_vpc(server, tenant):
     err = catch(vpc.delete_vpc, vpc_models.DeleteVpcRequest(region_id=REGION, vpc_id=a))
     assert (err.status, err.code) == (400, "DependencyViolation.SecurityGroup"), err.data
     c.delete_security_group(ecs_models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=sg_a))
+    err = catch(vpc.delete_vpc, vpc_models.DeleteVpcRequest(region_id=REGION, vpc_id=a))
+    assert (err.status, err.code) == (403, "DependencyViolation"), err.data
+    c.delete_security_group(ecs_models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=loose))
     vpc.delete_vpc(vpc_models.DeleteVpcRequest(region_id=REGION, vpc_id=a))
     listed = c.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
         region_id=REGION, vpc_id=a)).body.to_map()

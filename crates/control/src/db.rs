@@ -13,7 +13,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
+
+/// Version 16: indexes that keep DescribeVpcAttribute's and DeleteVpc's counts of a VPC's
+/// instances and groups proportional to that VPC.
+const SCHEMA_V16: &str = r#"
+CREATE INDEX IF NOT EXISTS instances_vpc ON instances(vpc_id, released);
+CREATE INDEX IF NOT EXISTS security_groups_vpc ON security_groups(vpc_id, released, system_default);
+"#;
 
 /// Version 15: the resource group of security groups, key pairs and images
 /// (JoinResourceGroup, and ResourceGroupId on CreateSecurityGroup, CreateKeyPair, ImportKeyPair).
@@ -90,7 +97,8 @@ ALTER TABLE disks ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
 "#;
 
-/// Version 9: networks (the VPC API): VPCs and vSwitches, and the VPC of each instance.
+/// Version 9: networks (the VPC API): VPCs and vSwitches, and the VPC of each instance
+/// (for instances made before, the `vpc-` id that was shown for their stored VSwitchId).
 /// A row is `Pending` until `ready_ms`, then `Available`; a deleted one is `released`.
 const SCHEMA_V9: &str = r#"
 CREATE TABLE IF NOT EXISTS vpcs(
@@ -108,6 +116,7 @@ CREATE TABLE IF NOT EXISTS vswitches(
 CREATE INDEX IF NOT EXISTS vswitches_page ON vswitches(account_id, region_id, released, created_ms, id);
 CREATE INDEX IF NOT EXISTS vswitches_vpc ON vswitches(vpc_id, released);
 ALTER TABLE instances ADD COLUMN vpc_id TEXT NOT NULL DEFAULT '';
+UPDATE instances SET vpc_id = 'vpc-' || substr(vswitch_id, 5) WHERE vswitch_id LIKE 'vsw-%';
 CREATE INDEX IF NOT EXISTS instances_vswitch ON instances(vswitch_id, released);
 "#;
 
@@ -363,6 +372,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         }
         if version < 15 {
             tx.execute_batch(SCHEMA_V15).map_err(wrap)?;
+        }
+        if version < 16 {
+            tx.execute_batch(SCHEMA_V16).map_err(wrap)?;
         }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",

@@ -69,6 +69,9 @@ pub(crate) struct Env<'a> {
     pub client_token: Option<&'a str>,
     /// What makes two calls with one ClientToken "the same" ([`Request::fingerprint`]).
     pub fingerprint: &'a str,
+    /// CreateKeyPair's new key, made before the catalog lock is taken (RSA key generation
+    /// takes tens of milliseconds, which no other write should wait for).
+    pub new_key: std::cell::Cell<Option<Result<sshkeys::Generated, sshkeys::KeyError>>>,
 }
 
 impl Env<'_> {
@@ -231,6 +234,9 @@ impl Control {
             paging_key: &self.paging_key,
             client_token: req.client_token.as_deref(),
             fingerprint: &req.fingerprint,
+            new_key: std::cell::Cell::new(
+                matches!(req.action, ecs_api::Action::CreateKeyPair(_)).then(sshkeys::generate),
+            ),
         };
         if req.action.is_read_only() {
             return self.read(env.now, |conn| ops::dispatch_read(conn, &env, req.action)).map_err(|e| {

@@ -53,6 +53,7 @@ pub struct DescribeKeyPairs {
     pub fingerprint: Option<String>,
     /// `IncludePublicKey` (default false): answer each pair's PublicKey.
     pub include_public_key: bool,
+    pub resource_group_id: Option<String>,
     pub tags: Vec<(String, Option<String>)>,
     /// (PageNumber from 1, PageSize 1–50, default 10).
     pub page: (u32, u32),
@@ -136,6 +137,7 @@ fn action(name: &str, p: &Params) -> Result<Option<Action>, ApiError> {
                 name: p.opt_str("KeyPairName"),
                 fingerprint: p.opt_str("KeyPairFingerPrint"),
                 include_public_key: p.bool_or("IncludePublicKey", false)?,
+                resource_group_id: p.opt_str("ResourceGroupId"),
                 tags: p.tag_filter()?,
                 page: (number, size),
             })

@@ -56,6 +56,7 @@ pub struct DescribeSecurityGroups {
     pub group_type: Option<String>,
     /// `NetworkType`: `vpc` (groups with a VpcId) or `classic` (without).
     pub network_type: Option<String>,
+    pub resource_group_id: Option<String>,
     pub tags: Vec<(String, Option<String>)>,
     pub paging: Paging,
 }
@@ -140,6 +141,7 @@ fn describe(p: &Params) -> Result<DescribeSecurityGroups, ApiError> {
         vpc_id: p.opt_str("VpcId"),
         group_type: group_type(p, None)?,
         network_type,
+        resource_group_id: p.opt_str("ResourceGroupId"),
         tags: p.tag_filter()?,
         paging,
     })

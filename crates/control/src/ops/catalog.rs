@@ -224,7 +224,8 @@ pub(crate) fn describe_available_resource(env: &crate::Env, d: DescribeAvailable
     let types = types_matching(env.config, d.instance_type.as_deref(), d.cores, d.memory_gib);
     // Filters that rule everything out: a type not offered, classic network, non-optimized
     // I/O, dedicated hosts.
-    let none = (d.instance_type.is_some() && types.is_empty())
+    let narrowed = d.instance_type.is_some() || d.cores.is_some() || d.memory_gib.is_some();
+    let none = (narrowed && types.is_empty())
         || d.network_category.as_deref().is_some_and(|n| n != "vpc")
         || d.io_optimized.as_deref().is_some_and(|i| i != "optimized")
         || d.resource_type == "ddh";

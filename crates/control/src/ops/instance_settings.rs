@@ -227,9 +227,11 @@ pub(crate) fn join_resource_group(
         "image" => "images",
         // A key pair is named by its name (API reference, JoinResourceGroup ResourceId).
         "keypair" => {
+            // Key pair names are unique per region only, so the region must be named.
+            let region = env.region_id.ok_or_else(|| ecs_api::ApiError::missing("RegionId"))?;
             let changed = tx.execute(
                 "UPDATE key_pairs SET resource_group_id=?4 WHERE name=?1 AND account_id=?2 AND region_id=?3",
-                params![id, env.account_id, env.region_id.unwrap_or_default(), group],
+                params![id, env.account_id, region, group],
             )?;
             if changed == 0 {
                 return Err(Code::InvalidResourceIdNotFound.into());

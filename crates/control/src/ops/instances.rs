@@ -225,6 +225,7 @@ pub(crate) fn run_instances(
         for id in &ids {
             tx.execute("DELETE FROM transitions WHERE kind='instance' AND id=?1", [id])?;
             tx.execute("DELETE FROM instances WHERE id=?1", [id])?;
+            tx.execute("DELETE FROM instance_security_groups WHERE instance_id=?1", [id])?;
             tx.execute("UPDATE disks SET released=1 WHERE instance_id=?1", [id])?;
         }
         tx.commit()?;

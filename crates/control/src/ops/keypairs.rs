@@ -85,8 +85,11 @@ fn key_fault(e: KeyError) -> super::Fail {
 
 /// CreateKeyPair: a fresh 2048-bit RSA pair; the private key is answered once and not kept.
 pub(crate) fn create(conn: &mut Connection, env: &Env, c: CreateKeyPair) -> R<Value> {
-    // Made before the transaction: a refused name costs one key, not a longer lock.
-    let key = sshkeys::generate().map_err(key_fault)?;
+    // Made before the catalog lock was taken (`Env::new_key`), so no other write waits for it.
+    let key = match env.new_key.take() {
+        Some(made) => made.map_err(key_fault)?,
+        None => sshkeys::generate().map_err(key_fault)?,
+    };
     let tx = begin(conn)?;
     let id = insert(&tx, env, &c.name, &key.public_openssh, &key.fingerprint, &c.tags, c.resource_group_id.as_deref())?;
     tx.commit()?;
@@ -154,7 +157,7 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeKeyPairs) -> R<N
             q.eq("name", n);
         }
     }
-    q.eq("fingerprint", d.fingerprint).tags(&d.tags);
+    q.eq("fingerprint", d.fingerprint).eq("resource_group_id", d.resource_group_id).tags(&d.tags);
     let paging = Paging::Pages { number: d.page.0, size: d.page.1 };
     let include = d.include_public_key;
     let page = q.fetch(conn, &paging, |r| {

@@ -92,7 +92,7 @@ pub(crate) fn create(conn: &mut Connection, env: &Env, c: CreateSecurityGroup) -
     let tx = begin(conn)?;
     let region = env.region_id.unwrap_or_default();
     let held: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM security_groups WHERE account_id=?1 AND region_id=?2 AND released=0",
+        "SELECT COUNT(*) FROM security_groups WHERE account_id=?1 AND region_id=?2 AND released=0 AND system_default=0",
         params![env.account_id, region],
         |r| r.get(0),
     )?;
@@ -155,7 +155,11 @@ pub(crate) fn describe(conn: &Connection, env: &Env, d: DescribeSecurityGroups) 
         env,
         Scope::Own,
     );
-    q.any_of("id", d.group_ids.as_deref()).eq("vpc_id", d.vpc_id).eq("group_type", d.group_type).tags(&d.tags);
+    q.any_of("id", d.group_ids.as_deref())
+        .eq("vpc_id", d.vpc_id)
+        .eq("group_type", d.group_type)
+        .eq("resource_group_id", d.resource_group_id)
+        .tags(&d.tags);
     match (d.name, d.fuzzy) {
         (Some(n), true) => {
             q.clause("instr(name, ?) > 0", [SqlValue::Text(n)]);
@@ -220,9 +224,19 @@ pub(crate) fn delete(conn: &mut Connection, env: &Env, id: &str) -> R<Value> {
     if members(&tx, id)? > 0 {
         return Err(Code::DependencyViolationInstances.into());
     }
+    release(&tx, id)?;
+    tx.commit()?;
+    Ok(json!({}))
+}
+
+/// Release group `id` with its rules and memberships, unless a rule of another live group
+/// names it (`DependencyViolation`, "authorized in another one"). Shared by DeleteSecurityGroup
+/// and DeleteVpc, which takes the VPC's default group with it.
+pub(crate) fn release(tx: &Connection, id: &str) -> R<()> {
     let referenced = tx
         .query_row(
-            "SELECT 1 FROM security_group_rules WHERE (source_group_id=?1 OR dest_group_id=?1) AND group_id != ?1 LIMIT 1",
+            "SELECT 1 FROM security_group_rules r JOIN security_groups g ON g.id = r.group_id
+             WHERE (r.source_group_id=?1 OR r.dest_group_id=?1) AND r.group_id != ?1 AND g.released = 0 LIMIT 1",
             [id],
             |_| Ok(()),
         )
@@ -233,8 +247,7 @@ pub(crate) fn delete(conn: &mut Connection, env: &Env, id: &str) -> R<Value> {
     tx.execute("UPDATE security_groups SET released=1 WHERE id=?1", [id])?;
     tx.execute("DELETE FROM security_group_rules WHERE group_id=?1", [id])?;
     tx.execute("DELETE FROM instance_security_groups WHERE group_id=?1", [id])?;
-    tx.commit()?;
-    Ok(json!({}))
+    Ok(())
 }
 
 /// Put `instance` in exactly `groups` (in this order): its shown list and the membership rows.

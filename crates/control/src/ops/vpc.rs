@@ -187,7 +187,7 @@ pub(crate) fn create_vpc(conn: &mut Connection, env: &Env, c: CreateVpc) -> R<Va
     guards::account(&tx, env.account_id)?;
     let region = env.region_id.unwrap_or_default();
     let count: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM vpcs WHERE account_id=?1 AND region_id=?2 AND released=0",
+        "SELECT COUNT(*) FROM vpcs WHERE account_id=?1 AND region_id=?2 AND released=0 AND is_default=0",
         [env.account_id, region],
         |r| r.get(0),
     )?;
@@ -326,10 +326,18 @@ pub(crate) fn delete_vpc(conn: &mut Connection, env: &Env, id: &str, force: bool
     if groups > 0 {
         return Err(Code::DependencyViolationSecurityGroup.into());
     }
+    // The default group goes with the VPC (refused while another group's rule names it);
+    // a DryRun checks that too, and its transaction is dropped.
+    let defaults: Vec<String> = tx
+        .prepare("SELECT id FROM security_groups WHERE vpc_id=?1 AND released=0 AND system_default=1")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for group in &defaults {
+        super::secgroups::release(&tx, group)?;
+    }
     if dry_run {
         return Err(dry_run_ok());
     }
-    tx.execute("UPDATE security_groups SET released=1 WHERE vpc_id=?1 AND system_default=1", [id])?;
     tx.execute("UPDATE vswitches SET released=1 WHERE vpc_id=?1", [id])?;
     tx.execute("UPDATE vpcs SET released=1 WHERE id=?1", [id])?;
     tx.commit()?;
