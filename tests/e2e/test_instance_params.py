@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from support import IMAGE, ITYPE, REGION, ZONE, catch
+from support import IMAGE, ITYPE, REGION, ZONE, catch, raw_v1
 
 
 def test_disk_descriptions_are_kept(tenant):
@@ -196,3 +196,20 @@ def test_run_instances_refuses_what_it_cannot_honour(tenant):
         assert (err.status, err.code) == want, kw
     iid = tenant.run_instance(host_name="node-1.lab", password="Passw0rd!")
     assert tenant.instance(iid)["HostName"] == "node-1.lab"
+
+
+def test_internet_settings_are_kept_and_eip_comes_before_public_ip(server, tenant):
+    iid = tenant.run_instance(internet_charge_type="PayByBandwidth", internet_max_bandwidth_out=5,
+                              internet_max_bandwidth_in=10)
+    inst = tenant.instance(iid)
+    assert (inst["InternetChargeType"], inst["InternetMaxBandwidthOut"], inst["InternetMaxBandwidthIn"]) == (
+        "PayByBandwidth", 5, 10)
+    err = catch(tenant.run_instance, internet_charge_type="PayByHour")
+    assert (err.status, err.code) == (400, "InvalidInternetChargeType.ValueNotSupported")
+    err = catch(tenant.run_instance, internet_max_bandwidth_out=101)
+    assert (err.status, err.code) == (400, "InvalidParameter")
+    # footmark's instance model reads the fields in order and needs EipAddress first.
+    r = raw_v1(server, "DescribeInstances", {"RegionId": REGION, "InstanceIds": f'["{iid}"]'},
+               ak=tenant.ak, secret=tenant.secret)
+    keys = list(r.json()["Instances"]["Instance"][0])
+    assert keys.index("EipAddress") < keys.index("PublicIpAddress")

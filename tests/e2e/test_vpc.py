@@ -87,6 +87,11 @@ def test_vpc_vswitch_and_instance_lifecycle(server, v2):
     assert (err.status, err.code) == (400, "InvalidVSwitchName.Malformed")
     listed = m(vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(region_id=REGION, vpc_id=vpc_id)))
     assert listed["TotalCount"] == 1 and listed["VSwitches"]["VSwitch"][0]["VSwitchId"] == vsw
+    # "At least one of RegionId and VpcId": VpcId alone lists that VPC's region (npm aliyun-sdk).
+    alone = m(vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(vpc_id=vpc_id)))
+    assert [s["VSwitchId"] for s in alone["VSwitches"]["VSwitch"]] == [vsw]
+    err = catch(vpc.describe_vswitches, vpc_models.DescribeVSwitchesRequest())
+    assert (err.status, err.code) == (400, "MissingParameter")
     vpcs = m(vpc.describe_vpcs(vpc_models.DescribeVpcsRequest(region_id=REGION, vpc_id=vpc_id)))
     assert vpcs["TotalCount"] == 1
     row = vpcs["Vpcs"]["Vpc"][0]

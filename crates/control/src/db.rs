@@ -13,7 +13,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// paging indexes, the `counts` table kept by triggers, and `client_tokens`; version 3 the
 /// disks' DeleteAutoSnapshot and EnableAutoSnapshot (ModifyDiskAttribute) and the instances'
 /// UserData.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
+
+/// Version 17: an instance keeps its InternetChargeType and InternetMaxBandwidthIn/Out (Mbit/s)
+/// as RunInstances was given them (there is no public network; they are shown, not applied).
+const SCHEMA_V17: &str = r#"
+ALTER TABLE instances ADD COLUMN internet_charge_type TEXT NOT NULL DEFAULT 'PayByTraffic';
+ALTER TABLE instances ADD COLUMN bandwidth_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN bandwidth_in INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// Version 16: indexes that keep DescribeVpcAttribute's and DeleteVpc's counts of a VPC's
 /// instances and groups proportional to that VPC.
@@ -376,6 +384,9 @@ pub fn open(path: &Path) -> Result<Connection, OpenError> {
         if version < 16 {
             tx.execute_batch(SCHEMA_V16).map_err(wrap)?;
         }
+        if version < 17 {
+            tx.execute_batch(SCHEMA_V17).map_err(wrap)?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -506,7 +517,8 @@ SELECT i.id, i.account_id, i.region_id, i.zone_id, i.name, i.description, i.host
   i.charge_type, i.expired_ms, i.created_ms,
   CASE WHEN t.id IS NOT NULL AND i.status = 'Starting' THEN t.due_ms ELSE i.start_ms END AS start_ms,
   i.vswitch_id, i.security_groups, i.private_ip, i.lock_reason, i.lock_msg, i.deletion_protection, i.tags,
-  i.serial, i.released, i.vpc_id, i.resource_group_id, i.cpu, i.memory_mib, i.key_pair_name
+  i.serial, i.released, i.vpc_id, i.resource_group_id, i.cpu, i.memory_mib, i.key_pair_name,
+  i.internet_charge_type, i.bandwidth_out, i.bandwidth_in
 FROM instances i LEFT JOIN transitions t ON t.kind = 'instance' AND t.id = i.id AND t.due_ms <= snapdisk_now();
 
 CREATE TEMP VIEW IF NOT EXISTS snapshots_now AS

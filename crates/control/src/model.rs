@@ -149,10 +149,15 @@ pub struct Instance {
     pub memory_mib: u32,
     /// The SSH key pair bound to the instance (RunInstances, AttachKeyPair).
     pub key_pair_name: Option<String>,
+    /// `PayByTraffic` or `PayByBandwidth` (RunInstances' InternetChargeType).
+    pub internet_charge_type: String,
+    /// InternetMaxBandwidthOut / In, Mbit/s, as given.
+    pub bandwidth_out: i64,
+    pub bandwidth_in: i64,
 }
 
 impl Instance {
-    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name";
+    pub const COLUMNS: &'static str = "id, account_id, region_id, zone_id, name, description, host_name, instance_type, image_id, status, pending_target, charge_type, expired_ms, created_ms, start_ms, vswitch_id, security_groups, private_ip, lock_reason, lock_msg, deletion_protection, tags, serial, released, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name, internet_charge_type, bandwidth_out, bandwidth_in";
 
     pub fn from_row(r: &Row) -> rusqlite::Result<Instance> {
         Ok(Instance {
@@ -185,6 +190,9 @@ impl Instance {
             cpu: r.get(26)?,
             memory_mib: r.get(27)?,
             key_pair_name: r.get(28)?,
+            internet_charge_type: r.get(29)?,
+            bandwidth_out: r.get(30)?,
+            bandwidth_in: r.get(31)?,
         })
     }
 

@@ -195,7 +195,7 @@ impl Emit for Instance {
         o.field("StartTime", start.as_ref().map(TimeText::as_str).unwrap_or_default());
         o.field("ExpiredTime", expired.as_ref().map(TimeText::as_str).unwrap_or("2099-12-31T15:59Z"));
         o.field("InstanceChargeType", &self.charge_type);
-        o.field("InternetChargeType", "PayByTraffic");
+        o.field("InternetChargeType", &self.internet_charge_type);
         o.field("StoppedMode", if self.status == "Stopped" { "KeepCharging" } else { "Not-applicable" });
         o.field("InstanceNetworkType", "vpc");
         o.field("IoOptimized", &true);
@@ -216,13 +216,9 @@ impl Emit for Instance {
         o.wrapped("PrivateIpAddress", "IpAddress", |o| o.str(&self.private_ip));
         o.field("NatIpAddress", "");
         o.end_obj();
-        o.wrapped("PublicIpAddress", "IpAddress", |_| {});
-        o.wrapped("InnerIpAddress", "IpAddress", |_| {});
-        o.wrapped("SecurityGroupIds", "SecurityGroupId", |o| sgs.iter().for_each(|s| o.str(s)));
-        tags(o, &self.tags);
-        o.field("ResourceGroupId", &self.resource_group_id);
-        // Every other documented field, shaped as ECS shapes it when there is nothing to say
-        // (clients such as footmark read EipAddress on every instance).
+        // EipAddress before PublicIpAddress: footmark's instance model reads them in the order
+        // they come and needs EipAddress first (every other documented field is shaped as ECS
+        // shapes it when there is nothing to say).
         obj(o, "EipAddress", |o| {
             o.field("AllocationId", "");
             o.field("Bandwidth", &0i64);
@@ -230,6 +226,11 @@ impl Emit for Instance {
             o.field("IpAddress", "");
             o.field("IsSupportUnassociate", &false);
         });
+        o.wrapped("PublicIpAddress", "IpAddress", |_| {});
+        o.wrapped("InnerIpAddress", "IpAddress", |_| {});
+        o.wrapped("SecurityGroupIds", "SecurityGroupId", |o| sgs.iter().for_each(|s| o.str(s)));
+        tags(o, &self.tags);
+        o.field("ResourceGroupId", &self.resource_group_id);
         o.wrapped("NetworkInterfaces", "NetworkInterface", |o| {
             o.begin_obj();
             o.field("NetworkInterfaceId", &format!("eni-{}", self.id.trim_start_matches("i-")));
@@ -308,8 +309,8 @@ impl Emit for Instance {
         o.field("GPUSpec", "");
         o.field("HpcClusterId", "");
         o.field("ISP", "");
-        o.field("InternetMaxBandwidthIn", &0i64);
-        o.field("InternetMaxBandwidthOut", &0i64);
+        o.field("InternetMaxBandwidthIn", &self.bandwidth_in);
+        o.field("InternetMaxBandwidthOut", &self.bandwidth_out);
         o.field("KeyPairName", self.key_pair_name.as_deref().unwrap_or_default());
         o.field("LocalStorageAmount", &0i64);
         o.field("LocalStorageCapacity", &0i64);

@@ -168,6 +168,7 @@ registry! {
     InvalidVSwitchIpNotEnough => (400, "InvalidVSwitchId.IpNotEnough", "The specified VSwitch has not enough IP address."),
 
     // Instance settings and resource groups (ModifyInstanceAttribute, JoinResourceGroup).
+    InvalidInternetChargeTypeValueNotSupported => (400, "InvalidInternetChargeType.ValueNotSupported", "The specified InternetChargeType is invalid."),
     InvalidLaunchTemplateNotFound => (404, "InvalidLaunchTemplate.NotFound", "The specified launch template does not exist."),
     InvalidHostNameMalformed => (400, "InvalidHostName.Malformed", "The specified parameter \"HostName\" is not valid."),
     InvalidResourceGroupIdNotFound => (404, "InvalidResourceGroupId.NotFound", "The specified ResourceGroupId does not exist."),

@@ -198,6 +198,12 @@ pub struct InstanceSpec {
     pub private_ip_address: Option<String>,
     /// `ResourceGroupId`: the group the instance joins (`rg-…`).
     pub resource_group_id: Option<String>,
+    /// `InternetChargeType`: `PayByTraffic` (default) or `PayByBandwidth`.
+    pub internet_charge_type: String,
+    /// `InternetMaxBandwidthOut` (0–100) and `InternetMaxBandwidthIn` (1–200, 0 when not given),
+    /// Mbit/s.
+    pub bandwidth_out: i64,
+    pub bandwidth_in: i64,
     pub charge_type: String,
     pub system_disk: DiskSpec,
     pub data_disks: Vec<DiskSpec>,
@@ -342,6 +348,13 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         security_group_ids,
         vswitch_id: p.opt_str("VSwitchId"),
         resource_group_id: crate::instance_settings::group_param(p)?,
+        internet_charge_type: match p.opt_str("InternetChargeType") {
+            None => "PayByTraffic".into(),
+            Some(t) if t == "PayByTraffic" || t == "PayByBandwidth" => t,
+            Some(_) => return Err(Code::InvalidInternetChargeTypeValueNotSupported.into()),
+        },
+        bandwidth_out: p.opt_range("InternetMaxBandwidthOut", 0, 100)?.unwrap_or(0),
+        bandwidth_in: p.opt_range("InternetMaxBandwidthIn", 1, 200)?.unwrap_or(0),
         private_ip_address: match p.opt_str("PrivateIpAddress") {
             Some(_) if p.opt_str("VSwitchId").is_none() => return Err(ApiError::missing("VSwitchId")),
             ip => ip,

@@ -183,6 +183,7 @@ pub(crate) const FAMILY: Family = Family {
         "ModifyVpcAttribute",
         "DeleteVpc",
         "CreateVSwitch",
+        "DescribeVSwitches",
         "DescribeVSwitchAttributes",
         "ModifyVSwitchAttribute",
         "DeleteVSwitch",
@@ -203,7 +204,14 @@ pub(crate) const ECS_FAMILY: Family = Family {
         "ModifyVSwitchAttribute",
         "DeleteVSwitch",
     ],
-    region_optional: &["ModifyVpcAttribute", "DeleteVpc", "CreateVSwitch", "ModifyVSwitchAttribute", "DeleteVSwitch"],
+    region_optional: &[
+        "ModifyVpcAttribute",
+        "DeleteVpc",
+        "CreateVSwitch",
+        "DescribeVSwitches",
+        "ModifyVSwitchAttribute",
+        "DeleteVSwitch",
+    ],
     parse,
 };
 
@@ -360,6 +368,10 @@ fn create_vswitch(p: &Params) -> Result<CreateVSwitch, ApiError> {
 }
 
 fn describe_vswitches(p: &Params) -> Result<DescribeVSwitches, ApiError> {
+    // "You must set at least one of RegionId and VpcId" (API reference).
+    if p.opt_str("RegionId").is_none() && p.opt_str("VpcId").is_none() {
+        return Err(ApiError::missing("RegionId"));
+    }
     Ok(DescribeVSwitches {
         vpc_id: p.opt_str("VpcId"),
         vswitch_id: p.opt_str("VSwitchId"),

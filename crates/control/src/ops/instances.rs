@@ -129,9 +129,10 @@ pub(crate) fn run_instances(
         tx.execute(
             "INSERT INTO instances(id, account_id, region_id, zone_id, name, description, host_name, instance_type,
                image_id, status, pending_target, charge_type, expired_ms, created_ms, vswitch_id, security_groups,
-               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name)
+               private_ip, deletion_protection, tags, serial, user_data, vpc_id, resource_group_id, cpu, memory_mib, key_pair_name,
+               internet_charge_type, bandwidth_out, bandwidth_in)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'Pending', ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-               ?21, ?22, ?23, ?24, ?25)",
+               ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
             params![
                 id,
                 env.account_id,
@@ -157,7 +158,10 @@ pub(crate) fn run_instances(
                 spec.resource_group_id.clone().unwrap_or_default(),
                 itype.cpus,
                 itype.memory_mib,
-                spec.key_pair_name
+                spec.key_pair_name,
+                spec.internet_charge_type,
+                spec.bandwidth_out,
+                spec.bandwidth_in
             ],
         )?;
         super::secgroups::set_members(&tx, &id, &groups)?;

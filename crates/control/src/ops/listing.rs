@@ -46,6 +46,8 @@ pub(crate) struct Listing<'a> {
     params: Vec<SqlValue>,
     /// An `*_ids` filter that is an empty list: the documented result is empty.
     empty: bool,
+    /// The region listed when the request named none (see [`Listing::in_region`]).
+    region: Option<String>,
 }
 
 /// One page of a listing, ready to render.
@@ -65,7 +67,29 @@ impl<'a> Listing<'a> {
         env: &'a Env<'a>,
         scope: Scope,
     ) -> Self {
-        Listing { kind, source, columns, env, scope, clauses: Vec::new(), params: Vec::new(), empty: false }
+        Listing {
+            kind,
+            source,
+            columns,
+            env,
+            scope,
+            clauses: Vec::new(),
+            params: Vec::new(),
+            empty: false,
+            region: None,
+        }
+    }
+
+    /// List `region` although the request named none (DescribeVSwitches by VpcId alone lists
+    /// the VPC's region).
+    pub fn in_region(&mut self, region: &str) -> &mut Self {
+        self.region = Some(region.to_string());
+        self
+    }
+
+    /// The region listed: the request's, or the one set by [`Listing::in_region`].
+    fn region(&self) -> &str {
+        self.env.region_id.or(self.region.as_deref()).unwrap_or_default()
     }
 
     /// `column = value` when the filter was given.
@@ -115,7 +139,7 @@ impl<'a> Listing<'a> {
 
     fn scope_sql(&self) -> (String, Vec<SqlValue>) {
         let acct = SqlValue::Text(self.env.account_id.to_string());
-        let region = SqlValue::Text(self.env.region_id.unwrap_or_default().to_string());
+        let region = SqlValue::Text(self.region().to_string());
         match self.scope {
             Scope::Own => ("account_id = ? AND region_id = ? AND released = 0".into(), vec![acct, region]),
             Scope::OwnSharedAndPublic => (
@@ -130,7 +154,7 @@ impl<'a> Listing<'a> {
     /// The MAC of a key under this listing (account, kind, filters), hex, 16 bytes.
     fn mac(&self, key: &[u8], created_ms: i64, id: &str) -> String {
         let mut m = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes keys of any length");
-        for part in [self.env.account_id, self.env.region_id.unwrap_or_default(), self.kind] {
+        for part in [self.env.account_id, self.region(), self.kind] {
             m.update(part.as_bytes());
             m.update(&[0]);
         }
@@ -234,7 +258,7 @@ impl<'a> Listing<'a> {
         if self.clauses.is_empty() && tracked && matches!(self.scope, Scope::Own) {
             let own: Option<i64> = conn
                 .prepare_cached("SELECT n FROM counts WHERE kind = ?1 AND account_id = ?2 AND region_id = ?3")?
-                .query_row([self.kind, self.env.account_id, self.env.region_id.unwrap_or_default()], |r| r.get(0))
+                .query_row([self.kind, self.env.account_id, self.region()], |r| r.get(0))
                 .optional()?;
             return Ok(own.unwrap_or(0));
         }

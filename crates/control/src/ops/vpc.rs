@@ -499,6 +499,12 @@ fn vswitch(conn: &Connection, env: &Env, id: &str) -> R<VSwitch> {
 
 pub(crate) fn describe_vswitches(conn: &Connection, env: &Env, d: DescribeVSwitches) -> R<Node> {
     let mut q = Listing::new("vswitch", "vswitches", VSWITCH_COLUMNS, env, Scope::Own);
+    if env.region_id.is_none() {
+        // Named by VpcId alone (the parser requires one of the two): that VPC's region.
+        let vpc_id = d.vpc_id.as_deref().ok_or_else(|| ecs_api::ApiError::missing("RegionId"))?;
+        let region = vpc(conn, env, vpc_id)?.region_id;
+        q.in_region(&region);
+    }
     q.eq("vpc_id", d.vpc_id)
         .eq("id", d.vswitch_id)
         .eq("zone_id", d.zone_id)
