@@ -669,21 +669,16 @@ mod tests {
     fn version_14_adds_image_shares_and_copies() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
-        {
-            // A version 13 catalog with one image, as the previous build left it.
-            let c = open(&path).unwrap();
-            c.execute_batch(
-                "DROP VIEW temp.images_now; DROP VIEW temp.security_groups_now; DROP TABLE image_shares;
-                 ALTER TABLE images DROP COLUMN source_image_id; ALTER TABLE images DROP COLUMN tags;
-                 ALTER TABLE images DROP COLUMN resource_group_id;
-                 ALTER TABLE security_groups DROP COLUMN resource_group_id;
-                 ALTER TABLE key_pairs DROP COLUMN resource_group_id;
-                 UPDATE meta SET value='13' WHERE key='schema_version';
-                 INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms)
-                 VALUES('m-old', 'a', 'cn-hangzhou', 'n', '', 's-1', 20, 1);",
+        // An older catalog with one image, migrated through every version since.
+        old_catalog(&path, 2);
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO images(id, account_id, region_id, name, description, snapshot_id, size_gib, created_ms)
+                 VALUES('m-old', 'a', 'cn-hangzhou', 'n', '', 's-1', 20, 1)",
+                [],
             )
             .unwrap();
-        }
         let c = open(&path).unwrap();
         let v: String = c.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION.to_string());
