@@ -273,6 +273,19 @@ def test_ecs_endpoint_forms_and_versions(server, tenant):
     assert (err.status, err.code) == (404, "InvalidAction.NotFound")
     err = catch(tenant.call, "DescribeVpcs", {"RegionId": REGION}, version="2099-01-01")
     assert (err.status, err.code) == (400, "InvalidVersion")
+    # The ECS-endpoint router and route-table views footmark and the npm SDK look up.
+    attr = m(vpc.describe_vpc_attribute(vpc_models.DescribeVpcAttributeRequest(region_id=REGION, vpc_id=vpc_id)))
+    routers = tenant.call("DescribeVRouters", {"RegionId": REGION, "VRouterId": attr["VRouterId"]})
+    r = routers["VRouters"]["VRouter"]
+    assert len(r) == 1 and r[0]["VpcId"] == vpc_id and routers["TotalCount"] == 1
+    table_id = r[0]["RouteTableIds"]["RouteTableId"][0]
+    tables = tenant.call("DescribeRouteTables", {"RegionId": REGION, "VRouterId": attr["VRouterId"]})
+    t = tables["RouteTables"]["RouteTable"]
+    assert len(t) == 1 and t[0]["RouteTableId"] == table_id and t[0]["RouteTableType"] == "System"
+    entries = {(e["DestinationCidrBlock"], e["NextHopType"]) for e in t[0]["RouteEntrys"]["RouteEntry"]}
+    assert entries == {("192.168.3.0/24", "local"), ("100.64.0.0/10", "service")}
+    err = catch(tenant.call, "DescribeVRouters", {"RegionId": REGION}, version="2016-04-28")
+    assert (err.status, err.code) == (404, "InvalidAction.NotFound")
 
 
 def test_xml_list_shapes(server, tenant):

@@ -292,6 +292,16 @@ pub enum Action {
         description: Option<String>,
     },
     DescribeRouteTableList(crate::vpc::DescribeRouteTableList),
+    /// The ECS-endpoint forms: each VPC's router and its system route table.
+    DescribeVRouters {
+        vrouter_id: Option<String>,
+        paging: crate::params::Paging,
+    },
+    DescribeRouteTables {
+        vrouter_id: Option<String>,
+        route_table_id: Option<String>,
+        paging: crate::params::Paging,
+    },
     /// Instance settings, ENIs and resource groups (`crate::instance_settings`).
     ModifyInstanceAttribute(crate::instance_settings::ModifyInstanceAttribute),
     DescribeInstanceStatus {
@@ -372,6 +382,8 @@ impl Action {
                 | Action::DescribeVSwitches(_)
                 | Action::DescribeVSwitchAttributes { .. }
                 | Action::DescribeRouteTableList(_)
+                | Action::DescribeVRouters { .. }
+                | Action::DescribeRouteTables { .. }
                 | Action::DescribeInstanceStatus { .. }
                 | Action::DescribeInstanceRamRole { .. }
                 | Action::DescribeNetworkInterfaces(_)

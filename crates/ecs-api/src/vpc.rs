@@ -7,7 +7,8 @@
 //! DeleteVpc, CreateVSwitch, DescribeVSwitches, DescribeVSwitchAttributes,
 //! ModifyVSwitchAttribute, DeleteVSwitch,
 //! DescribeRouteTableList (VPC 2016-04-28); CreateVpc, DescribeVpcs, ModifyVpcAttribute,
-//! DeleteVpc, CreateVSwitch, DescribeVSwitches, DeleteVSwitch (ECS 2014-05-26).
+//! DeleteVpc, CreateVSwitch, DescribeVSwitches, ModifyVSwitchAttribute, DeleteVSwitch,
+//! DescribeVRouters, DescribeRouteTables (ECS 2014-05-26).
 
 use crate::action::{Action, Family};
 use crate::error::{ApiError, Code};
@@ -203,6 +204,8 @@ pub(crate) const ECS_FAMILY: Family = Family {
         "DescribeVSwitches",
         "ModifyVSwitchAttribute",
         "DeleteVSwitch",
+        "DescribeVRouters",
+        "DescribeRouteTables",
     ],
     region_optional: &[
         "ModifyVpcAttribute",
@@ -243,6 +246,16 @@ fn parse(action: &str, p: &Params) -> Option<Result<Action, ApiError>> {
                 vswitch_id: p.req_str("VSwitchId")?,
                 name: name(p, "VSwitchName", Code::InvalidVSwitchNameMalformed)?,
                 description: description(p, Code::InvalidVSwitchDescriptionMalformed)?,
+            })
+        })(),
+        "DescribeVRouters" => {
+            (|| Ok(Action::DescribeVRouters { vrouter_id: p.opt_str("VRouterId"), paging: pages(p, 50)? }))()
+        }
+        "DescribeRouteTables" => (|| {
+            Ok(Action::DescribeRouteTables {
+                vrouter_id: p.opt_str("VRouterId").or_else(|| p.opt_str("RouterId")),
+                route_table_id: p.opt_str("RouteTableId"),
+                paging: pages(p, 50)?,
             })
         })(),
         "DescribeRouteTableList" => (|| {

@@ -79,7 +79,7 @@ pub(crate) fn run_instances(
     let region = env.config.region(env.region_id.unwrap_or_default()).ok_or(Code::InvalidRegionIdMalFormed)?;
     // A vSwitch names the zone; without one the instance joins the default vSwitch of its zone.
     let placement = match &spec.vswitch_id {
-        Some(id) => Some(super::vpc::place_in(&tx, env, id, spec.zone_id.as_deref())?),
+        Some(id) => Some(super::placement::place_in(&tx, env, id, spec.zone_id.as_deref())?),
         None => None,
     };
     let zone = match (&placement, &spec.zone_id) {
@@ -111,7 +111,7 @@ pub(crate) fn run_instances(
     fairness::quota(&tx, env.account_id, limits, Quota::Disks, i64::from(amount) * (1 + data.len() as i64))?;
     let placement = match placement {
         Some(p) => p,
-        None => super::vpc::place_default(&tx, env, &zone)?,
+        None => super::placement::place_default(&tx, env, &zone)?,
     };
     let groups =
         super::secgroups::for_new_instances(&tx, env, &spec.security_group_ids, &region.id, &placement.vpc_id, amount)?;

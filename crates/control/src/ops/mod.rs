@@ -12,16 +12,19 @@ mod instance_settings;
 mod instances;
 mod keypairs;
 mod listing;
+mod placement;
 mod policies;
 mod replace;
 mod reset;
 mod resize;
+mod routes;
 mod secgroups;
 mod secrules;
 mod snapshots;
 pub(crate) mod storage;
 mod tasks;
 pub(crate) mod vpc;
+mod vswitches;
 
 pub(crate) use image_sharing::usable as image_usable;
 pub(crate) use instances::has_os;
@@ -121,9 +124,15 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::DescribeVpcAttribute { vpc_id, is_default } => {
             vpc::describe_vpc_attribute(conn, env, &vpc_id, is_default)
         }
-        Action::DescribeVSwitches(d) => vpc::describe_vswitches(conn, env, d),
-        Action::DescribeVSwitchAttributes { vswitch_id } => vpc::describe_vswitch_attributes(conn, env, &vswitch_id),
-        Action::DescribeRouteTableList(d) => vpc::describe_route_table_list(conn, env, d),
+        Action::DescribeVSwitches(d) => vswitches::describe_vswitches(conn, env, d),
+        Action::DescribeVSwitchAttributes { vswitch_id } => {
+            vswitches::describe_vswitch_attributes(conn, env, &vswitch_id)
+        }
+        Action::DescribeRouteTableList(d) => routes::describe_route_table_list(conn, env, d),
+        Action::DescribeVRouters { vrouter_id, paging } => routes::describe_vrouters(conn, env, vrouter_id, paging),
+        Action::DescribeRouteTables { vrouter_id, route_table_id, paging } => {
+            routes::describe_route_tables(conn, env, vrouter_id, route_table_id, paging)
+        }
         Action::DescribeInstanceStatus { instance_ids, zone_id, paging } => {
             instance_settings::describe_instance_status(conn, env, instance_ids, zone_id, paging)
         }
@@ -232,10 +241,10 @@ pub(crate) fn dispatch(conn: &mut Connection, env: &Env, action: Action) -> Resu
         Action::CreateVpc(c) => vpc::create_vpc(conn, env, c),
         Action::ModifyVpcAttribute(m) => vpc::modify_vpc_attribute(conn, env, m),
         Action::DeleteVpc { vpc_id, force, dry_run } => vpc::delete_vpc(conn, env, &vpc_id, force, dry_run),
-        Action::CreateVSwitch(c) => vpc::create_vswitch(conn, env, c),
-        Action::DeleteVSwitch { vswitch_id } => vpc::delete_vswitch(conn, env, &vswitch_id),
+        Action::CreateVSwitch(c) => vswitches::create_vswitch(conn, env, c),
+        Action::DeleteVSwitch { vswitch_id } => vswitches::delete_vswitch(conn, env, &vswitch_id),
         Action::ModifyVSwitchAttribute { vswitch_id, name, description } => {
-            vpc::modify_vswitch_attribute(conn, env, &vswitch_id, name, description)
+            vswitches::modify_vswitch_attribute(conn, env, &vswitch_id, name, description)
         }
         Action::ModifyInstanceAttribute(m) => instance_settings::modify_instance_attribute(conn, env, m),
         Action::JoinResourceGroup { resource_group_id, resource_type, resource_id } => {

@@ -1,5 +1,6 @@
-//! The network family (VPC API 2016-04-28, and the ECS-endpoint forms of its actions): VPCs,
-//! vSwitches, each VPC's system route table, and where instances are placed.
+//! The network family (VPC API 2016-04-28, and the ECS-endpoint forms of its actions): VPCs
+//! here; their vSwitches in `vswitches`, their routers and route tables in `routes`, and where
+//! instances are placed in `placement`.
 //!
 //! Rules (API reference, CreateVpc and CreateVSwitch): a VPC's block has a /8–/28 mask and
 //! avoids the reserved ranges (`ecs_api::vpc::valid_vpc_cidr`); a vSwitch's block lies inside its
@@ -17,54 +18,52 @@ use super::{R, begin, dry_run_ok};
 use crate::model::tags_json;
 use crate::shapes::TimeText;
 use crate::{Env, guards, new_id};
-use ecs_api::vpc::{CreateVSwitch, CreateVpc, DescribeRouteTableList, DescribeVSwitches, DescribeVpcs, Ipv4Cidr};
-use ecs_api::vpc::{DEFAULT_VPC_CIDR, ModifyVpcAttribute};
+use ecs_api::vpc::{CreateVpc, DescribeVpcs, Ipv4Cidr, ModifyVpcAttribute};
 use ecs_api::write::{Emit, Out};
 use ecs_api::{Code, Node};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
-use std::net::Ipv4Addr;
 
 /// vSwitches per VPC (API reference, CreateVSwitch).
 pub const MAX_VSWITCHES_PER_VPC: i64 = 150;
 /// VPCs per account and region (the default quota).
 pub const MAX_VPCS_PER_REGION: i64 = 10;
 /// Each zone's default vSwitch is a /20 of the default VPC (172.16.0.0/12 holds 256).
-const DEFAULT_VSWITCH_PREFIX: u8 = 20;
+pub(super) const DEFAULT_VSWITCH_PREFIX: u8 = 20;
 
 /// One VPC row.
-struct Vpc {
-    id: String,
-    region_id: String,
-    name: String,
-    description: String,
-    cidr_block: String,
-    is_default: bool,
-    vrouter_id: String,
-    route_table_id: String,
-    resource_group_id: String,
-    created_ms: i64,
-    tags: String,
+pub(super) struct Vpc {
+    pub(super) id: String,
+    pub(super) region_id: String,
+    pub(super) name: String,
+    pub(super) description: String,
+    pub(super) cidr_block: String,
+    pub(super) is_default: bool,
+    pub(super) vrouter_id: String,
+    pub(super) route_table_id: String,
+    pub(super) resource_group_id: String,
+    pub(super) created_ms: i64,
+    pub(super) tags: String,
     /// Its live vSwitches, oldest first.
-    vswitch_ids: Vec<String>,
+    pub(super) vswitch_ids: Vec<String>,
     /// "Pending" or "Available" at the request's time.
-    status: &'static str,
+    pub(super) status: &'static str,
 }
 
-const VPC_COLUMNS: &str = "id, region_id, name, description, cidr_block, is_default, vrouter_id, route_table_id, \
+pub(super) const VPC_COLUMNS: &str = "id, region_id, name, description, cidr_block, is_default, vrouter_id, route_table_id, \
                            resource_group_id, created_ms, ready_ms, tags";
 
-fn status(env: &Env, ready_ms: i64) -> &'static str {
+pub(super) fn status(env: &Env, ready_ms: i64) -> &'static str {
     if env.now < ready_ms { "Pending" } else { "Available" }
 }
 
-fn vswitch_ids(conn: &Connection, vpc_id: &str) -> rusqlite::Result<Vec<String>> {
+pub(super) fn vswitch_ids(conn: &Connection, vpc_id: &str) -> rusqlite::Result<Vec<String>> {
     let mut st =
         conn.prepare_cached("SELECT id FROM vswitches WHERE vpc_id=?1 AND released=0 ORDER BY created_ms, id")?;
     st.query_map([vpc_id], |r| r.get(0))?.collect()
 }
 
-fn vpc_row(conn: &Connection, env: &Env, r: &rusqlite::Row) -> rusqlite::Result<Vpc> {
+pub(super) fn vpc_row(conn: &Connection, env: &Env, r: &rusqlite::Row) -> rusqlite::Result<Vpc> {
     let id: String = r.get(0)?;
     let ready_ms = r.get(10)?;
     Ok(Vpc {
@@ -85,7 +84,7 @@ fn vpc_row(conn: &Connection, env: &Env, r: &rusqlite::Row) -> rusqlite::Result<
 }
 
 /// The caller's live VPC `id` (in the request's region when it names one).
-fn vpc(conn: &Connection, env: &Env, id: &str) -> R<Vpc> {
+pub(super) fn vpc(conn: &Connection, env: &Env, id: &str) -> R<Vpc> {
     let sql = format!("SELECT {VPC_COLUMNS} FROM vpcs WHERE id=?1 AND account_id=?2 AND released=0");
     conn.query_row(&sql, [id, env.account_id], |r| vpc_row(conn, env, r))
         .optional()?
@@ -100,7 +99,7 @@ pub(crate) fn check_vpc(conn: &Connection, env: &Env, id: &str) -> R<()> {
 }
 
 /// Tags as the VPC API shapes them: `{"Tags": {"Tag": [{"Key", "Value"}]}}`.
-fn emit_tags(o: &mut dyn Out, raw: &str) {
+pub(super) fn emit_tags(o: &mut dyn Out, raw: &str) {
     let tags: Vec<(String, String)> = serde_json::from_str(raw).unwrap_or_default();
     o.wrapped("Tags", "Tag", |o| {
         for (k, v) in &tags {
@@ -112,7 +111,7 @@ fn emit_tags(o: &mut dyn Out, raw: &str) {
     });
 }
 
-fn empty_list(o: &mut dyn Out, outer: &'static str, inner: &'static str) {
+pub(super) fn empty_list(o: &mut dyn Out, outer: &'static str, inner: &'static str) {
     o.wrapped(outer, inner, |_| {});
 }
 
@@ -178,7 +177,7 @@ impl<F: Fn(&mut dyn Out) + Send + Sync> Emit for Flat<F> {
     }
 }
 
-fn flat(f: impl Fn(&mut dyn Out) + Send + Sync + 'static) -> Node {
+pub(super) fn flat(f: impl Fn(&mut dyn Out) + Send + Sync + 'static) -> Node {
     ecs_api::node::Emitted(std::sync::Arc::new(Flat(f))).to_node()
 }
 
@@ -206,7 +205,7 @@ pub(crate) fn create_vpc(conn: &mut Connection, env: &Env, c: CreateVpc) -> R<Va
     Ok(answer)
 }
 
-fn insert_vpc(
+pub(super) fn insert_vpc(
     tx: &Connection,
     env: &Env,
     c: &CreateVpc,
@@ -345,376 +344,9 @@ pub(crate) fn delete_vpc(conn: &mut Connection, env: &Env, id: &str, force: bool
 }
 
 /// The live vSwitches of a VPC with their blocks.
-fn vswitch_blocks(conn: &Connection, vpc_id: &str) -> R<Vec<(String, Ipv4Cidr)>> {
+pub(super) fn vswitch_blocks(conn: &Connection, vpc_id: &str) -> R<Vec<(String, Ipv4Cidr)>> {
     let mut st = conn.prepare_cached("SELECT id, cidr_block FROM vswitches WHERE vpc_id=?1 AND released=0")?;
     let rows: Vec<(String, String)> =
         st.query_map([vpc_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows.into_iter().filter_map(|(id, c)| Ipv4Cidr::parse(&c).map(|c| (id, c))).collect())
-}
-
-pub(crate) fn create_vswitch(conn: &mut Connection, env: &Env, c: CreateVSwitch) -> R<Value> {
-    let tx = begin(conn)?;
-    guards::account(&tx, env.account_id)?;
-    let v = vpc(&tx, env, &c.vpc_id)?;
-    if env.config.zone(&v.region_id, &c.zone_id).is_none() {
-        return Err(Code::InvalidZoneIdNotFound.into());
-    }
-    if v.status != "Available" {
-        return Err(Code::IncorrectVpcStatus.into());
-    }
-    let block = Ipv4Cidr::parse(&v.cidr_block).ok_or(Code::InternalError)?;
-    if !block.contains(&c.cidr_block) {
-        return Err(Code::InvalidVSwitchCidrNotInVpc.into());
-    }
-    let others = vswitch_blocks(&tx, &v.id)?;
-    if others.len() as i64 >= MAX_VSWITCHES_PER_VPC {
-        return Err(Code::QuotaExceededVSwitch.into());
-    }
-    if others.iter().any(|(_, o)| o.overlaps(&c.cidr_block)) {
-        return Err(Code::InvalidCidrBlockOverlapped.into());
-    }
-    let id = insert_vswitch(&tx, env, &v, &c, false, env.now + env.timings.disk_ms as i64)?;
-    let answer = json!({"VSwitchId": id});
-    idempotency::remember(&tx, env, &answer)?;
-    tx.commit()?;
-    Ok(answer)
-}
-
-fn insert_vswitch(tx: &Connection, env: &Env, v: &Vpc, c: &CreateVSwitch, is_default: bool, ready: i64) -> R<String> {
-    let id = new_id("vsw-");
-    tx.execute(
-        "INSERT INTO vswitches(id, account_id, region_id, vpc_id, zone_id, name, description, cidr_block,
-           is_default, created_ms, ready_ms, tags) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            id,
-            env.account_id,
-            v.region_id,
-            v.id,
-            c.zone_id,
-            c.name.clone().unwrap_or_default(),
-            c.description.clone().unwrap_or_default(),
-            c.cidr_block.to_string(),
-            is_default,
-            env.now,
-            ready,
-            tags_json(&c.tags)
-        ],
-    )?;
-    Ok(id)
-}
-
-/// One vSwitch row, with its VPC's route table and the addresses it has left.
-struct VSwitch {
-    id: String,
-    vpc_id: String,
-    zone_id: String,
-    name: String,
-    description: String,
-    cidr_block: String,
-    is_default: bool,
-    created_ms: i64,
-    status: &'static str,
-    tags: String,
-    route_table_id: String,
-    available_ips: i64,
-    owner: i64,
-}
-
-const VSWITCH_COLUMNS: &str =
-    "id, vpc_id, zone_id, name, description, cidr_block, is_default, created_ms, ready_ms, tags, region_id";
-
-fn vswitch_row(conn: &Connection, env: &Env, r: &rusqlite::Row) -> rusqlite::Result<VSwitch> {
-    let id: String = r.get(0)?;
-    let vpc_id: String = r.get(1)?;
-    let cidr_block: String = r.get(5)?;
-    let used: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM instances WHERE vswitch_id=?1 AND released=0")?
-        .query_row([&id], |r| r.get(0))?;
-    let total = Ipv4Cidr::parse(&cidr_block).map(|c| c.usable().count() as i64).unwrap_or(0);
-    let route_table_id: String = conn
-        .prepare_cached("SELECT route_table_id FROM vpcs WHERE id=?1")?
-        .query_row([&vpc_id], |r| r.get(0))
-        .optional()?
-        .unwrap_or_default();
-    Ok(VSwitch {
-        id,
-        vpc_id,
-        zone_id: r.get(2)?,
-        name: r.get(3)?,
-        description: r.get(4)?,
-        cidr_block,
-        is_default: r.get(6)?,
-        created_ms: r.get(7)?,
-        status: status(env, r.get(8)?),
-        tags: r.get(9)?,
-        route_table_id,
-        available_ips: (total - used).max(0),
-        owner: owner_id(env),
-    })
-}
-
-impl VSwitch {
-    fn fields(&self, o: &mut dyn Out) {
-        o.field("VSwitchId", &self.id);
-        o.field("VpcId", &self.vpc_id);
-        o.field("Status", self.status);
-        o.field("CidrBlock", &self.cidr_block);
-        o.field("ZoneId", &self.zone_id);
-        o.field("AvailableIpAddressCount", &self.available_ips);
-        o.field("Description", &self.description);
-        o.field("VSwitchName", &self.name);
-        o.field("CreationTime", TimeText::secs(self.created_ms).as_str());
-        o.field("IsDefault", &self.is_default);
-        o.field("ResourceGroupId", "");
-        o.field("NetworkAclId", "");
-        o.field("OwnerId", &self.owner);
-        o.field("ShareType", "");
-        o.field("Ipv6CidrBlock", "");
-        o.field("EnabledIpv6", &false);
-        o.name("RouteTable");
-        o.begin_obj();
-        o.field("RouteTableId", &self.route_table_id);
-        o.field("RouteTableType", "System");
-        o.end_obj();
-        emit_tags(o, &self.tags);
-    }
-}
-
-impl Emit for VSwitch {
-    fn emit(&self, o: &mut dyn Out) {
-        o.begin_obj();
-        self.fields(o);
-        o.end_obj();
-    }
-}
-
-fn vswitch(conn: &Connection, env: &Env, id: &str) -> R<VSwitch> {
-    let sql = format!("SELECT {VSWITCH_COLUMNS} FROM vswitches WHERE id=?1 AND account_id=?2 AND released=0");
-    conn.query_row(&sql, [id, env.account_id], |r| Ok((vswitch_row(conn, env, r)?, r.get::<_, String>(10)?)))
-        .optional()?
-        .filter(|(_, region)| env.region_id.is_none_or(|r| r == region))
-        .map(|(v, _)| v)
-        .ok_or_else(|| Code::InvalidVSwitchIdNotFound.into())
-}
-
-pub(crate) fn describe_vswitches(conn: &Connection, env: &Env, d: DescribeVSwitches) -> R<Node> {
-    let mut q = Listing::new("vswitch", "vswitches", VSWITCH_COLUMNS, env, Scope::Own);
-    if env.region_id.is_none() {
-        // Named by VpcId alone (the parser requires one of the two): that VPC's region.
-        let vpc_id = d.vpc_id.as_deref().ok_or_else(|| ecs_api::ApiError::missing("RegionId"))?;
-        let region = vpc(conn, env, vpc_id)?.region_id;
-        q.in_region(&region);
-    }
-    q.eq("vpc_id", d.vpc_id)
-        .eq("id", d.vswitch_id)
-        .eq("zone_id", d.zone_id)
-        .eq("name", d.name)
-        .eq("is_default", d.is_default)
-        .tags(&d.tags);
-    if d.resource_group_id.is_some_and(|g| !g.is_empty()) {
-        // vSwitches carry no resource group here: a group filter matches none.
-        q.clause("0", []);
-    }
-    let page = q.fetch(conn, &d.paging, |r| vswitch_row(conn, env, r))?;
-    let mut out = Node::obj();
-    page.render(&d.paging, ("VSwitches", "VSwitch"), &mut out);
-    Ok(out)
-}
-
-pub(crate) fn describe_vswitch_attributes(conn: &Connection, env: &Env, id: &str) -> R<Node> {
-    let v = vswitch(conn, env, id)?;
-    Ok(flat(move |o| v.fields(o)))
-}
-
-pub(crate) fn modify_vswitch_attribute(
-    conn: &mut Connection,
-    env: &Env,
-    id: &str,
-    name: Option<String>,
-    description: Option<String>,
-) -> R<Value> {
-    let tx = begin(conn)?;
-    let v = vswitch(&tx, env, id)?;
-    if v.status != "Available" {
-        return Err(Code::IncorrectVSwitchStatus.into());
-    }
-    tx.execute(
-        "UPDATE vswitches SET name=COALESCE(?2, name), description=COALESCE(?3, description) WHERE id=?1",
-        params![id, name, description],
-    )?;
-    tx.commit()?;
-    Ok(json!({}))
-}
-
-pub(crate) fn delete_vswitch(conn: &mut Connection, env: &Env, id: &str) -> R<Value> {
-    let tx = begin(conn)?;
-    let v = vswitch(&tx, env, id)?;
-    if v.status != "Available" {
-        return Err(Code::IncorrectVSwitchStatus.into());
-    }
-    let used: i64 =
-        tx.query_row("SELECT COUNT(*) FROM instances WHERE vswitch_id=?1 AND released=0", [id], |r| r.get(0))?;
-    if used > 0 {
-        return Err(Code::DependencyViolationVSwitch.into());
-    }
-    tx.execute("UPDATE vswitches SET released=1 WHERE id=?1", [id])?;
-    tx.commit()?;
-    Ok(json!({}))
-}
-
-/// One system route table, as DescribeRouteTableList lists it.
-struct RouteTable(Vpc, i64);
-
-impl Emit for RouteTable {
-    fn emit(&self, o: &mut dyn Out) {
-        let v = &self.0;
-        o.begin_obj();
-        o.field("VpcId", &v.id);
-        o.field("RouteTableId", &v.route_table_id);
-        o.field("RouteTableName", "");
-        o.field("RouteTableType", "System");
-        o.field("RouterId", &v.vrouter_id);
-        o.field("RouterType", "VRouter");
-        o.field("Status", if v.status == "Available" { "Available" } else { "Creating" });
-        o.field("CreationTime", TimeText::secs(v.created_ms).as_str());
-        o.field("Description", "");
-        o.field("ResourceGroupId", &v.resource_group_id);
-        o.field("OwnerId", &self.1);
-        o.field("AssociateType", "VSwitch");
-        o.field("RoutePropagationEnable", &true);
-        o.wrapped("VSwitchIds", "VSwitchId", |o| {
-            for id in &v.vswitch_ids {
-                o.str(id);
-            }
-        });
-        empty_list(o, "GatewayIds", "GatewayIds");
-        empty_list(o, "Tags", "Tag");
-        o.end_obj();
-    }
-}
-
-pub(crate) fn describe_route_table_list(conn: &Connection, env: &Env, d: DescribeRouteTableList) -> R<Node> {
-    // Each VPC has one system route table, kept on its row.
-    let mut q = Listing::new("route_table", "vpcs", VPC_COLUMNS, env, Scope::Own);
-    q.eq("id", d.vpc_id).eq("route_table_id", d.route_table_id).eq("vrouter_id", d.router_id);
-    if d.route_table_type.is_some_and(|t| t != "System") {
-        q.clause("0", []);
-    }
-    let owner = owner_id(env);
-    let page = q.fetch(conn, &d.paging, |r| Ok(RouteTable(vpc_row(conn, env, r)?, owner)))?;
-    let mut out = Node::obj();
-    page.render(&d.paging, ("RouterTableList", "RouterTableListType"), &mut out);
-    Ok(out)
-}
-
-/// Where a new instance goes: its VPC, vSwitch and zone.
-pub(crate) struct Placement {
-    pub vpc_id: String,
-    pub vswitch_id: String,
-    pub zone_id: String,
-    block: Ipv4Cidr,
-}
-
-/// The vSwitch `id` for a new instance (RunInstances, CreateInstance): the caller's, live and
-/// Available, in `zone` when one was given.
-pub(crate) fn place_in(conn: &Connection, env: &Env, id: &str, zone: Option<&str>) -> R<Placement> {
-    let v = vswitch(conn, env, id)?;
-    if v.status != "Available" {
-        return Err(Code::IncorrectVSwitchStatus.into());
-    }
-    if zone.is_some_and(|z| z != v.zone_id) {
-        return Err(Code::InvalidVSwitchIdZoneMismatch.into());
-    }
-    let block = Ipv4Cidr::parse(&v.cidr_block).ok_or(Code::InternalError)?;
-    Ok(Placement { vpc_id: v.vpc_id, vswitch_id: v.id, zone_id: v.zone_id, block })
-}
-
-/// The account's default VPC in the request's region and its default vSwitch in `zone`,
-/// made (Available at once) when missing.
-pub(crate) fn place_default(conn: &Connection, env: &Env, zone: &str) -> R<Placement> {
-    let region = env.region_id.unwrap_or_default();
-    let found: Option<String> = conn
-        .query_row(
-            "SELECT id FROM vpcs WHERE account_id=?1 AND region_id=?2 AND is_default=1 AND released=0",
-            [env.account_id, region],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let vpc_id = match found {
-        Some(id) => id,
-        None => {
-            let c = CreateVpc {
-                cidr_block: Ipv4Cidr::parse(DEFAULT_VPC_CIDR).ok_or(Code::InternalError)?,
-                name: None,
-                description: None,
-                resource_group_id: None,
-                tags: Vec::new(),
-                dry_run: false,
-            };
-            insert_vpc(conn, env, &c, true, env.now)?.0
-        }
-    };
-    let v = vpc(conn, env, &vpc_id)?;
-    let found: Option<(String, String)> = conn
-        .query_row(
-            "SELECT id, cidr_block FROM vswitches WHERE vpc_id=?1 AND zone_id=?2 AND is_default=1 AND released=0",
-            [&vpc_id, zone],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    if let Some((id, block)) = found {
-        let block = Ipv4Cidr::parse(&block).ok_or(Code::InternalError)?;
-        return Ok(Placement { vpc_id, vswitch_id: id, zone_id: zone.to_string(), block });
-    }
-    // The first /20 of the VPC that no vSwitch overlaps.
-    let vpc_block = Ipv4Cidr::parse(&v.cidr_block).ok_or(Code::InternalError)?;
-    let taken = vswitch_blocks(conn, &vpc_id)?;
-    let step = 1u32 << (32 - DEFAULT_VSWITCH_PREFIX);
-    let block = (0..(vpc_block.size() / u64::from(step)))
-        .map(|k| Ipv4Cidr { base: vpc_block.base + (k as u32) * step, prefix: DEFAULT_VSWITCH_PREFIX })
-        .find(|b| !taken.iter().any(|(_, t)| t.overlaps(b)))
-        .ok_or(Code::QuotaExceededVSwitch)?;
-    let c = CreateVSwitch {
-        vpc_id: vpc_id.clone(),
-        zone_id: zone.to_string(),
-        cidr_block: block,
-        name: None,
-        description: None,
-        tags: Vec::new(),
-    };
-    let id = insert_vswitch(conn, env, &v, &c, true, env.now)?;
-    Ok(Placement { vpc_id, vswitch_id: id, zone_id: zone.to_string(), block })
-}
-
-impl Placement {
-    /// `count` addresses for new instances: `wanted` (which must be inside the vSwitch,
-    /// usable and free; only with one instance) or the lowest free ones.
-    pub(crate) fn addresses(&self, conn: &Connection, wanted: Option<&str>, count: u32) -> R<Vec<String>> {
-        let mut st = conn.prepare_cached("SELECT private_ip FROM instances WHERE vswitch_id=?1 AND released=0")?;
-        let used: std::collections::HashSet<u32> = st
-            .query_map([&self.vswitch_id], |r| r.get::<_, String>(0))?
-            .filter_map(|ip| ip.ok()?.parse::<Ipv4Addr>().ok().map(u32::from))
-            .collect();
-        if let Some(w) = wanted {
-            let ip: Ipv4Addr = w.parse().map_err(|_| super::Fail::from(Code::InvalidPrivateIpAddressMalformed))?;
-            if !self.block.contains_ip(ip) || !self.block.usable().contains(&u32::from(ip)) {
-                return Err(Code::InvalidPrivateIpAddress.into());
-            }
-            if used.contains(&u32::from(ip)) {
-                return Err(Code::InvalidPrivateIpAddressDuplicated.into());
-            }
-            return Ok(vec![ip.to_string()]);
-        }
-        let free: Vec<String> = self
-            .block
-            .usable()
-            .filter(|ip| !used.contains(ip))
-            .take(count as usize)
-            .map(|ip| Ipv4Addr::from(ip).to_string())
-            .collect();
-        if free.len() < count as usize {
-            return Err(Code::InvalidVSwitchIpNotEnough.into());
-        }
-        Ok(free)
-    }
 }
