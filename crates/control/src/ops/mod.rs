@@ -8,6 +8,7 @@ mod groups;
 mod idempotency;
 mod image_sharing;
 mod images;
+mod instance_reads;
 mod instance_settings;
 mod instances;
 mod keypairs;
@@ -100,25 +101,25 @@ pub(crate) fn dispatch_read(conn: &Connection, env: &Env, action: Action) -> Res
         Action::ListTagResources(l) => tags::list_tag_resources(conn, env, l),
         Action::DescribeTags(d) => tags::describe_tags(conn, env, d),
         Action::DescribeInstanceAttribute { instance_id } => {
-            instances::describe_instance_attribute(conn, env, &instance_id)
+            instance_reads::describe_instance_attribute(conn, env, &instance_id)
         }
         Action::DescribeInstanceTypes(d) => catalog::describe_instance_types(env.config, d),
         Action::DescribeInstanceTypeFamilies { generation } => {
             catalog::describe_instance_type_families(env.config, generation.as_deref())
         }
-        Action::DescribeUserData { instance_id } => instances::describe_user_data(conn, env, &instance_id),
+        Action::DescribeUserData { instance_id } => instance_reads::describe_user_data(conn, env, &instance_id),
         Action::DescribeSnapshotGroups(d) => groups::describe_snapshot_groups(conn, env, d),
         Action::DescribeAutoSnapshotPolicies(d) => policies::describe(conn, env, d),
         Action::DescribeTasks(d) => tasks::describe_tasks(conn, env, d),
         Action::DescribeTaskAttribute { task_id } => tasks::describe_task_attribute(conn, env, &task_id),
         Action::GetInstanceConsoleOutput { instance_id, remove_symbols } => {
-            instances::get_instance_console_output(conn, env, &instance_id, remove_symbols)
+            instance_reads::get_instance_console_output(conn, env, &instance_id, remove_symbols)
         }
         Action::DescribeInstanceMaintenanceAttributes { instance_ids, page } => {
-            instances::describe_instance_maintenance_attributes(conn, env, &instance_ids, page)
+            instance_reads::describe_instance_maintenance_attributes(conn, env, &instance_ids, page)
         }
         Action::DescribeInstanceAttachmentAttributes { instance_ids, page } => {
-            instances::describe_instance_attachment_attributes(conn, env, &instance_ids, page)
+            instance_reads::describe_instance_attachment_attributes(conn, env, &instance_ids, page)
         }
         Action::DescribeVpcs(d) => vpc::describe_vpcs(conn, env, d),
         Action::DescribeVpcAttribute { vpc_id, is_default } => {
