@@ -147,10 +147,9 @@ impl Vpc {
     }
 }
 
-/// The account's numeric owner id, as ECS shows `OwnerId`: the account id's digits, or 0.
+/// The caller's `OwnerId`, as images show their owner's (`shapes::owner_number`).
 pub(crate) fn owner_id(env: &Env) -> i64 {
-    let digits: String = env.account_id.chars().filter(char::is_ascii_digit).take(16).collect();
-    digits.parse().unwrap_or(0)
+    crate::shapes::owner_number(Some(env.account_id))
 }
 
 /// One VPC as DescribeVpcs lists it.
