@@ -3,8 +3,10 @@
 //! DescribeInstanceMaintenanceAttributes, DescribeInstanceAttachmentAttributes).
 
 use super::R;
+use super::listing::{Listing, Scope};
 use crate::Env;
 use crate::model::Instance;
+use ecs_api::params::Paging;
 use ecs_api::{Code, Node};
 use rusqlite::{Connection, OptionalExtension};
 
@@ -99,18 +101,18 @@ fn strip_symbols(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The caller's live instances among `ids` in the region, in the order given (unknown ones
-/// are left out, as the list actions of the API reference do); with no ids, all of them.
-fn known(conn: &Connection, env: &Env, ids: &[String]) -> R<Vec<String>> {
+/// One page of the caller's live instances in the region among `ids`, in the order given
+/// (unknown ones are left out, as the list actions of the API reference do), with how many
+/// there are; with no ids, a page of all of them, oldest first, read as every Describe* reads
+/// its page (`Listing`), so the work is the page's, not the account's.
+fn page_of(conn: &Connection, env: &Env, ids: &[String], (number, size): (u32, u32)) -> R<(Vec<String>, i64)> {
     if ids.is_empty() {
-        // None named: all of the caller's instances in the region, oldest first.
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM instances WHERE account_id=?1 AND region_id=?2 AND released=0 ORDER BY created_ms, id",
-        )?;
-        let rows = stmt.query_map([env.account_id, env.region_id.unwrap_or_default()], |r| r.get(0))?;
-        return Ok(rows.collect::<Result<_, _>>()?);
+        let q = Listing::new("instance", "instances", "id", env, Scope::Own);
+        let page = q.fetch(conn, &Paging::Pages { number, size }, |r| r.get(0))?;
+        return Ok((page.items, page.total));
     }
-    let mut out = Vec::new();
+    // At most 100 named (the parser's limit): each looked up by its key.
+    let mut known = Vec::new();
     for id in ids {
         let found: Option<String> = conn
             .query_row(
@@ -120,24 +122,25 @@ fn known(conn: &Connection, env: &Env, ids: &[String]) -> R<Vec<String>> {
             )
             .optional()?;
         if found.is_some_and(|r| env.region_id.is_none_or(|want| want == r)) {
-            out.push(id.clone());
+            known.push(id.clone());
         }
     }
-    Ok(out)
+    let start = (number.saturating_sub(1) as usize).saturating_mul(size as usize);
+    let total = known.len() as i64;
+    Ok((known.into_iter().skip(start).take(size as usize).collect(), total))
 }
 
-/// One page of `ids` as `{outer: {inner: [...]}}` with TotalCount, PageNumber and PageSize.
+/// One page of instances as `{outer: {inner: [...]}}` with TotalCount, PageNumber and PageSize.
 fn id_page(
-    ids: &[String],
+    (ids, total): (Vec<String>, i64),
     (number, size): (u32, u32),
     (outer, inner): (&'static str, &'static str),
     item: impl Fn(&String) -> Node,
 ) -> Node {
-    let start = (number.saturating_sub(1) as usize).saturating_mul(size as usize);
-    let page: Vec<Node> = ids.iter().skip(start).take(size as usize).map(item).collect();
+    let page: Vec<Node> = ids.iter().map(item).collect();
     let mut out = Node::obj();
     out.push(outer, Node::wrapped(inner, page));
-    out.push("TotalCount", ids.len());
+    out.push("TotalCount", total);
     out.push("PageNumber", number);
     out.push("PageSize", size);
     out
@@ -151,8 +154,8 @@ pub(crate) fn describe_instance_maintenance_attributes(
     ids: &[String],
     page: (u32, u32),
 ) -> R<Node> {
-    let ids = known(conn, env, ids)?;
-    Ok(id_page(&ids, page, ("MaintenanceAttributes", "MaintenanceAttribute"), |id| {
+    let ids = page_of(conn, env, ids, page)?;
+    Ok(id_page(ids, page, ("MaintenanceAttributes", "MaintenanceAttribute"), |id| {
         ecs_api::obj! {
             "InstanceId" => id.clone(),
             "NotifyOnMaintenance" => false,
@@ -173,8 +176,8 @@ pub(crate) fn describe_instance_attachment_attributes(
     ids: &[String],
     page: (u32, u32),
 ) -> R<Node> {
-    let ids = known(conn, env, ids)?;
-    Ok(id_page(&ids, page, ("Instances", "Instance"), |id| {
+    let ids = page_of(conn, env, ids, page)?;
+    Ok(id_page(ids, page, ("Instances", "Instance"), |id| {
         ecs_api::obj! {"InstanceId" => id.clone(), "PrivatePoolOptionsId" => "", "PrivatePoolOptionsMatchCriteria" => "None"}
     }))
 }
