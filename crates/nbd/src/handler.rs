@@ -67,19 +67,9 @@ pub(crate) fn handle(s: &Session, req: &Request, buf: &mut AlignedBuf) -> Reply 
     };
     match req.kind {
         CMD_READ => {
-            if req.length > MAX_PAYLOAD || !in_bounds(size, req.offset, req.length) {
-                return fail(EINVAL, "read beyond the end of the export or too large");
-            }
-            if s.structured && req.length == 0 {
-                // An OFFSET_DATA chunk must carry data: an empty read is answered with NONE.
-                return Reply::head(chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0));
-            }
-            let head = if s.structured {
-                let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
-                h.extend_from_slice(&req.offset.to_be_bytes());
-                h
-            } else {
-                simple_reply(req.cookie, 0, &[])
+            let head = match read_head(s, req) {
+                Ok(h) => h,
+                Err(answer) => return answer,
             };
             buf.resize(req.length as usize);
             match s.device.reader().read_at(buf.as_mut_slice(), req.offset) {
@@ -130,6 +120,68 @@ pub(crate) fn handle(s: &Session, req: &Request, buf: &mut AlignedBuf) -> Reply 
         }
         _ => fail(EINVAL, "unknown command"),
     }
+}
+
+/// The reply header for a valid read (its data follows it), or the whole answer to a read
+/// that reads nothing: an error, or the NONE chunk for an empty structured read.
+fn read_head(s: &Session, req: &Request) -> Result<Vec<u8>, Reply> {
+    if req.length > MAX_PAYLOAD || !in_bounds(s.device.size(), req.offset, req.length) {
+        return Err(fail(s, req, EINVAL, "read beyond the end of the export or too large"));
+    }
+    if s.structured && req.length == 0 {
+        // An OFFSET_DATA chunk must carry data: an empty read is answered with NONE.
+        return Err(Reply::head(chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0)));
+    }
+    Ok(if s.structured {
+        let mut h = chunk_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + req.length);
+        h.extend_from_slice(&req.offset.to_be_bytes());
+        h
+    } else {
+        simple_reply(req.cookie, 0, &[])
+    })
+}
+
+/// Run several reads together (`reqs` are all `CMD_READ`), their data put into `buf` each
+/// at a page-aligned place, so the device can serve them in one call
+/// ([`store::BlockRead::read_many`]). Returns each request's reply with the byte offset in
+/// `buf` where its data starts; the replies are those [`handle`] gives one by one.
+pub(crate) fn handle_reads(s: &Session, reqs: &[Request], buf: &mut AlignedBuf) -> Vec<(Reply, usize)> {
+    let page = store::BLOCK_SIZE as usize;
+    let mut heads: Vec<Result<(Vec<u8>, usize), Reply>> = Vec::with_capacity(reqs.len());
+    let mut end = 0usize;
+    for req in reqs {
+        let h = read_head(s, req).map(|h| {
+            let at = end;
+            end += (req.length as usize).div_ceil(page) * page;
+            (h, at)
+        });
+        heads.push(h);
+    }
+    buf.resize(end);
+    let mut reads: Vec<(u64, &mut [u8])> = Vec::with_capacity(reqs.len());
+    let mut rest = buf.as_mut_slice();
+    let mut pos = 0usize;
+    for (req, h) in reqs.iter().zip(&heads) {
+        if let Ok((_, at)) = h {
+            let (_, from) = std::mem::take(&mut rest).split_at_mut(at - pos);
+            let (data, after) = from.split_at_mut(req.length as usize);
+            reads.push((req.offset, data));
+            rest = after;
+            pos = at + req.length as usize;
+        }
+    }
+    let mut results = s.device.reader().read_many(&mut reads).into_iter();
+    reqs.iter()
+        .zip(heads)
+        .map(|(req, h)| match h {
+            Err(answer) => (answer, 0),
+            Ok((head, at)) => match results.next() {
+                Some(Ok(())) => (Reply { head, data_len: req.length as usize }, at),
+                Some(Err(e)) => (fail(s, req, errno(&e, false), &e.to_string()), 0),
+                None => (fail(s, req, EIO, "read not run"), 0),
+            },
+        })
+        .collect()
 }
 
 fn block_status_reply(req: &Request, extents: &[Extent]) -> Vec<u8> {

@@ -14,12 +14,18 @@
 //! ([`crate::Options::reply_memory_kib`]); a reply the client does not take within
 //! `REPLY_STALL` fails its connection, which frees what that connection held.
 //!
+//! Where the device puts reads at the disk together (the store under `O_DIRECT`, through
+//! io_uring), a reader that finds more reads already received behind a read keeps a batch of
+//! them instead of handing each to a thread of its own: one call serves the batch and one
+//! `writev` sends its replies, so a deep queue of small reads costs a few thread wake-ups
+//! rather than several per request.
+//!
 //! A TLS connection is served the same way over one end of a unix socket pair, with a task
 //! that relays between the other end and the TLS stream (rustls sessions cannot be read and
 //! written from several threads at once).
 
 use crate::Device;
-use crate::handler::{Reply, handle};
+use crate::handler::{Reply, handle, handle_reads};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
@@ -43,6 +49,11 @@ const MAX_WORKERS: usize = 64;
 const MIN_WORKERS: usize = 2;
 /// A thread that has waited this long for its turn to read retires.
 const IDLE: Duration = Duration::from_secs(5);
+/// A batch of reads kept by one thread: at most this many requests, each at most
+/// `BATCH_READ_MAX` bytes, together at most `BATCH_BYTES`.
+const BATCH_READS: usize = 32;
+const BATCH_READ_MAX: u32 = 256 * 1024;
+const BATCH_BYTES: u64 = 4 << 20;
 /// Threads beyond each connection's first, across the server.
 const MAX_EXTRA_THREADS: usize = 1024;
 /// Small requests arrive many to one receive.
@@ -214,12 +225,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
     let _count = Counted(&conn.session.server.extra_threads, extra);
     let mut buf = AlignedBuf::zeroed(0);
-    while let Some((req, kib)) = conn.next(&mut buf, &alive) {
-        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, &req, &mut buf)))
-            .unwrap_or_else(|_| Reply::internal_error(&conn.session, &req));
-        let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
-        let sent = conn.send(&reply.head, data);
-        conn.give_back(kib);
+    while let Some(work) = conn.next(&mut buf, &alive) {
+        let sent = match work.as_slice() {
+            [(req, _)] => {
+                let reply =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, req, &mut buf)))
+                        .unwrap_or_else(|_| Reply::internal_error(&conn.session, req));
+                let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
+                conn.send(&[(&reply.head, data)])
+            }
+            batch => {
+                let reqs: Vec<Request> = batch.iter().map(|(r, _)| *r).collect();
+                let replies = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle_reads(&conn.session, &reqs, &mut buf)
+                }))
+                .unwrap_or_else(|_| reqs.iter().map(|r| (Reply::internal_error(&conn.session, r), 0)).collect());
+                let parts: Vec<(&[u8], &[u8])> = replies
+                    .iter()
+                    .map(|(reply, at)| {
+                        let data = buf.as_slice().get(*at..at + reply.data_len).unwrap_or(&[]);
+                        (reply.head.as_slice(), data)
+                    })
+                    .collect();
+                conn.send(&parts)
+            }
+        };
+        for (_, kib) in &work {
+            conn.give_back(*kib);
+        }
         if let Err(e) = sent {
             conn.fail(e);
             break;
@@ -348,10 +381,11 @@ impl<S: Sock> Conn<S> {
         self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
     }
 
-    /// The next request to run with its share of the budget: one handed on by the reader,
-    /// or, as the reader, one whole request read (its payload into `buf`). `None` once the
-    /// connection is closing.
-    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<(Request, u64)> {
+    /// The next requests to run, each with its share of the budget: one handed on by the
+    /// reader, or, as the reader, one whole request read (its payload into `buf`), followed
+    /// by the batch of reads kept with it (see the module's note). `None` once the connection
+    /// is closing.
+    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<Vec<(Request, u64)>> {
         let _turn = match self.turn.take(IDLE, || self.retire())? {
             Next::Run((req, kib)) => {
                 // Read before a revocation, taken after it: not run. (A disconnect or bad
@@ -360,7 +394,7 @@ impl<S: Sock> Conn<S> {
                     self.give_back(kib);
                     return None;
                 }
-                return Some((req, kib));
+                return Some(vec![(req, kib)]);
             }
             Next::Read(turn) => turn,
         };
@@ -404,15 +438,29 @@ impl<S: Sock> Conn<S> {
             self.end(Some(e));
             return None;
         }
+        let mut ahead = self.read_ahead(&mut rd);
+        let mut work = vec![(req, kib)];
+        if req.kind == CMD_READ && req.length <= BATCH_READ_MAX && self.session.device.reader().reads_together() {
+            let mut bytes = u64::from(req.length);
+            let kept = ahead
+                .iter()
+                .take_while(|(r, _)| {
+                    bytes += u64::from(r.length);
+                    r.length <= BATCH_READ_MAX && bytes <= BATCH_BYTES
+                })
+                .take(BATCH_READS - 1)
+                .count();
+            work.extend(ahead.drain(..kept));
+        }
         // Spare threads for what was handed on and one to read on: with nobody left to read,
         // the next request would wait for this one's I/O.
-        let wanted = self.turn.hand_on(self.read_ahead(&mut rd));
+        let wanted = self.turn.hand_on(ahead);
         for _ in 0..wanted {
             if !self.spawn_worker(alive.clone(), false) {
                 break;
             }
         }
-        Some((req, kib))
+        Some(work)
     }
 
     /// Reads already received, taken off the receive buffer (with their budget) to hand on,
@@ -437,9 +485,11 @@ impl<S: Sock> Conn<S> {
         ahead
     }
 
-    fn send(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
+    /// Send replies, each a header and its data, in one `writev` where the socket takes them.
+    fn send(&self, replies: &[(&[u8], &[u8])]) -> io::Result<()> {
         let mut w = lock(&self.writer);
-        let mut bufs = [IoSlice::new(head), IoSlice::new(data)];
+        let mut bufs: Vec<IoSlice> =
+            replies.iter().flat_map(|(head, data)| [IoSlice::new(head), IoSlice::new(data)]).collect();
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() {
             match w.write_vectored(bufs) {

@@ -53,6 +53,56 @@ fn pipelined_writes_and_reads_match_their_cookies() {
     assert_eq!(seen, (2000..2064).collect::<Vec<_>>());
 }
 
+/// A burst of reads on a device that serves reads together is answered from batches: every
+/// reply matches its cookie and data, and a bad or odd-sized read in the burst gets its own
+/// answer without failing the others.
+#[test]
+fn a_burst_of_reads_is_served_in_batches_each_reply_its_own() {
+    let disk = MemDisk::new(|_| Duration::ZERO);
+    disk.together.store(true, Ordering::SeqCst);
+    for i in 0..64u64 {
+        let at = (i * 4096) as usize;
+        disk.data.lock().unwrap()[at..at + 4096].copy_from_slice(&pattern(i));
+    }
+    let srv = start(disk.clone());
+    let mut s = connect(srv.addr);
+    // One write carries the whole burst, so the reader finds it received at once.
+    let mut burst = Vec::new();
+    for i in 0..40u64 {
+        let (offset, length) = match i {
+            7 => (SIZE - 4096, 8192), // past the end: EINVAL
+            9 => (100, 1000),         // not on block boundaries
+            _ => (i * 4096, 4096),
+        };
+        burst.extend_from_slice(&Request { flags: 0, kind: CMD_READ, cookie: 3000 + i, offset, length }.encode());
+    }
+    std::io::Write::write_all(&mut s, &burst).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        let (cookie, err) = reply(&mut s);
+        let i = cookie - 3000;
+        match i {
+            7 => assert_eq!(err, EINVAL, "the read past the end fails alone"),
+            9 => {
+                assert_eq!(err, 0);
+                let mut data = vec![0u8; 1000];
+                s.read_exact(&mut data).unwrap();
+                assert_eq!(data, pattern(0)[100..1100]);
+            }
+            _ => {
+                assert_eq!(err, 0);
+                let mut data = vec![0u8; 4096];
+                s.read_exact(&mut data).unwrap();
+                assert_eq!(data, pattern(i), "cookie {cookie} carries its own block");
+            }
+        }
+        seen.push(cookie);
+    }
+    seen.sort();
+    assert_eq!(seen, (3000..3040).collect::<Vec<_>>());
+    assert!(disk.largest_batch.load(Ordering::SeqCst) > 1, "the burst was served in batches");
+}
+
 #[test]
 fn threads_grow_with_the_queue_and_stop_at_the_limit() {
     let disk = MemDisk::new(|_| Duration::from_millis(40));

@@ -14,6 +14,18 @@ pub trait BlockRead: Send + Sync {
     fn size(&self) -> u64;
     /// Fill `buf` from `offset`; holes read as zeros.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// Serve many reads, each `(offset, buf)` as [`BlockRead::read_at`] would; one result
+    /// per read, in order (a failed read does not stop the others). Engines that can put the
+    /// reads at the disk together override this (the store's volumes and snapshot views do,
+    /// through io_uring, when they bypass the page cache); this default reads one by one.
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        reads.iter_mut().map(|(offset, buf)| self.read_at(buf, *offset)).collect()
+    }
+    /// Whether [`BlockRead::read_many`] puts its reads at the disk together, so a server
+    /// gains by gathering reads into one call rather than spreading them over threads.
+    fn reads_together(&self) -> bool {
+        false
+    }
     /// Allocation of `offset..offset+len`, in order, covering the range exactly.
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>>;
 }

@@ -145,6 +145,30 @@ impl Io {
             .map_err(|e| StoreError::io(format!("writing data block {phys}"), e))
     }
 
+    /// Whether data blocks bypass the page cache (`O_DIRECT`).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Read many runs of data blocks, each `(buf, phys)` filling `buf` from block `phys`;
+    /// one result per run, in order. With `O_DIRECT` and page-aligned buffers they all go to
+    /// the disk together (io_uring, see `uring`); otherwise one after another.
+    pub fn read_runs(&self, runs: &mut [(&mut [u8], Phys)]) -> Vec<Result<()>> {
+        if let Some(direct) = &self.direct
+            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
+        {
+            let mut batch: Vec<crate::uring::Run> =
+                runs.iter_mut().map(|(b, p)| crate::uring::Run { buf: b, offset: *p * BLOCK_SIZE }).collect();
+            let results = crate::uring::read_runs(direct, &mut batch);
+            return results
+                .into_iter()
+                .zip(runs.iter())
+                .map(|(r, (_, p))| r.map_err(|e| StoreError::io(format!("reading data block {p}"), e)))
+                .collect();
+        }
+        runs.iter_mut().map(|(b, p)| self.read_blocks(b, *p)).collect()
+    }
+
     pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {
         if let Some(direct) = &self.direct {
             let err = |e| StoreError::io(format!("reading data block {phys}"), e);

@@ -10,6 +10,7 @@ mod error;
 mod format;
 mod gc;
 mod io;
+mod uring;
 mod volume;
 
 pub use buf::AlignedBuf;

@@ -216,6 +216,66 @@ pub(crate) fn read_map(io: &Io, map: &BlockMap, block: u64, out: &mut [u8]) -> R
     Ok(())
 }
 
+/// Plan whole-block reads of `out` from `block` through `map`, for [`read_many`]: holes are
+/// zeroed at once, and each run of consecutive data blocks becomes one `(slice, phys)` in
+/// `runs`, with `tag` (the read it belongs to) in `tags`.
+fn plan_map<'a>(
+    map: &BlockMap,
+    block: u64,
+    out: &'a mut [u8],
+    tag: usize,
+    runs: &mut Vec<(&'a mut [u8], Phys)>,
+    tags: &mut Vec<usize>,
+) {
+    let count = out.len() as u64 / BLOCK_SIZE;
+    let bs = BLOCK_SIZE as usize;
+    let mut found: Vec<(u64, Phys, u64)> = Vec::new(); // (relative start, phys, length)
+    for (&b, &p) in map.range(block..block + count) {
+        let rel = b - block;
+        match found.last_mut() {
+            Some((s, rp, n)) if *s + *n == rel && *rp + *n == p => *n += 1,
+            _ => found.push((rel, p, 1)),
+        }
+    }
+    let mut rest = out;
+    let mut pos = 0u64;
+    for (rel, p, n) in found {
+        let (gap, after) = std::mem::take(&mut rest).split_at_mut((rel - pos) as usize * bs);
+        gap.fill(0);
+        let (run, after) = after.split_at_mut(n as usize * bs);
+        runs.push((run, p));
+        tags.push(tag);
+        rest = after;
+        pos = rel + n;
+    }
+    rest.fill(0);
+}
+
+/// Serve many reads through one block map, their data-block runs all read together
+/// ([`Io::read_runs`]); one result per read, in order. Reads not on block boundaries are read
+/// on their own, as [`read_range`] does.
+fn read_many(io: &Io, map: &BlockMap, size: u64, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+    let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(reads.len());
+    let mut runs = Vec::new();
+    let mut tags = Vec::new();
+    for (i, (offset, buf)) in reads.iter_mut().enumerate() {
+        if let Err(e) = check_range(size, *offset, buf.len() as u64) {
+            results.push(Some(Err(e)));
+        } else if offset.is_multiple_of(BLOCK_SIZE) && (buf.len() as u64).is_multiple_of(BLOCK_SIZE) {
+            plan_map(map, *offset / BLOCK_SIZE, buf, i, &mut runs, &mut tags);
+            results.push(None);
+        } else {
+            results.push(Some(read_range(io, map, buf, *offset)));
+        }
+    }
+    for (tag, r) in tags.into_iter().zip(io.read_runs(&mut runs)) {
+        if let Err(e) = r {
+            results[tag].get_or_insert(Err(e));
+        }
+    }
+    results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+}
+
 /// Read any byte range through a block map.
 fn read_range(io: &Io, map: &BlockMap, buf: &mut [u8], offset: u64) -> Result<()> {
     if buf.is_empty() {
@@ -263,6 +323,19 @@ impl BlockRead for Volume {
         // The lock is held across the read so that GC cannot free a block being read.
         let head = self.head_read()?;
         read_range(&self.io, &head.map, buf, offset)
+    }
+
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        // One lock for the whole batch, held until every read is done (as in `read_at`).
+        match self.head_read() {
+            Ok(head) => read_many(&self.io, &head.map, BlockRead::size(self), reads),
+            // A deleted volume (or a poisoned lock) fails every read alike.
+            Err(e) => reads.iter().map(|_| Err(StoreError::new(e.kind, e.context.clone()))).collect(),
+        }
+    }
+
+    fn reads_together(&self) -> bool {
+        self.io.is_direct()
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
@@ -373,6 +446,14 @@ impl BlockRead for SnapshotView {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range(BlockRead::size(self), offset, buf.len() as u64)?;
         read_range(&self.io, &self.map, buf, offset)
+    }
+
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        read_many(&self.io, &self.map, self.size, reads)
+    }
+
+    fn reads_together(&self) -> bool {
+        self.io.is_direct()
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {

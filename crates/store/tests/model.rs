@@ -106,6 +106,7 @@ fn check(engine: &Engine, m: &Model) {
         let mut buf = vec![0u8; bytes.len()];
         v.read_at(&mut buf, 0).unwrap();
         assert!(buf == *bytes, "volume {name} differs from the model");
+        check_batch(&*v, bytes, name);
         let allocated: u64 =
             v.block_status(0, bytes.len() as u64).unwrap().iter().filter(|e| e.allocated).map(|e| e.len).sum();
         let nonzero_blocks = bytes.chunks(4096).filter(|c| c.iter().any(|b| *b != 0)).count() as u64;
@@ -116,6 +117,32 @@ fn check(engine: &Engine, m: &Model) {
         let mut buf = vec![0u8; bytes.len()];
         s.read_at(&mut buf, 0).unwrap();
         assert!(buf == *bytes, "snapshot {name} differs from the model");
+        check_batch(&s, bytes, name);
+    }
+}
+
+/// Batched reads (`read_many`, io_uring under `O_DIRECT`) see what the model holds: whole
+/// blocks and partial ones, holes and data, and a read past the end that fails alone.
+fn check_batch(dev: &dyn BlockRead, bytes: &[u8], name: &str) {
+    let len = bytes.len() as u64;
+    let mut wanted: Vec<(u64, usize)> =
+        (0..len / 4096).step_by(3).map(|b| (b * 4096, 4096 * (1 + b as usize % 4))).collect();
+    wanted.retain(|(o, n)| o + *n as u64 <= len);
+    wanted.push((100, 5000)); // not on block boundaries
+    wanted.push((len - 4096, 8192)); // past the end
+    let mut bufs: Vec<store::AlignedBuf> = wanted.iter().map(|(_, n)| store::AlignedBuf::zeroed(*n)).collect();
+    let mut reads: Vec<(u64, &mut [u8])> =
+        wanted.iter().zip(bufs.iter_mut()).map(|((o, _), b)| (*o, b.as_mut_slice())).collect();
+    let results = dev.read_many(&mut reads);
+    drop(reads);
+    let last = wanted.len() - 1;
+    for (i, ((o, n), r)) in wanted.iter().zip(&results).enumerate() {
+        if i == last {
+            assert!(r.is_err(), "{name}: a read past the end fails");
+            continue;
+        }
+        assert!(r.is_ok(), "{name}: batched read {i} failed: {r:?}");
+        assert!(bufs[i].as_slice() == &bytes[*o as usize..*o as usize + n], "{name}: batched read at {o} differs");
     }
 }
 

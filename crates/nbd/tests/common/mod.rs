@@ -21,6 +21,10 @@ pub struct MemDisk {
     running: AtomicUsize,
     pub most: AtomicUsize,
     pub flushes: AtomicUsize,
+    /// Whether it claims to serve reads together (`reads_together`), and the largest batch
+    /// `read_many` has been given.
+    pub together: std::sync::atomic::AtomicBool,
+    pub largest_batch: AtomicUsize,
 }
 
 impl MemDisk {
@@ -31,6 +35,8 @@ impl MemDisk {
             running: AtomicUsize::new(0),
             most: AtomicUsize::new(0),
             flushes: AtomicUsize::new(0),
+            together: Default::default(),
+            largest_batch: AtomicUsize::new(0),
         })
     }
 
@@ -54,6 +60,13 @@ impl BlockRead for MemDisk {
             buf.copy_from_slice(&d[offset as usize..offset as usize + buf.len()]);
             Ok(())
         })
+    }
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        self.largest_batch.fetch_max(reads.len(), Ordering::SeqCst);
+        reads.iter_mut().map(|(offset, buf)| self.read_at(buf, *offset)).collect()
+    }
+    fn reads_together(&self) -> bool {
+        self.together.load(Ordering::SeqCst)
     }
     fn block_status(&self, _offset: u64, len: u64) -> Result<Vec<Extent>> {
         Ok(vec![Extent { len, allocated: true }])
