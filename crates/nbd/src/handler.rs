@@ -141,46 +141,82 @@ fn read_head(s: &Session, req: &Request) -> Result<Vec<u8>, Reply> {
     })
 }
 
-/// Run several reads together (`reqs` are all `CMD_READ`), their data put into `buf` each
-/// at a page-aligned place, so the device can serve them in one call
-/// ([`store::BlockRead::read_many`]). Returns each request's reply with the byte offset in
-/// `buf` where its data starts; the replies are those [`handle`] gives one by one.
-pub(crate) fn handle_reads(s: &Session, reqs: &[Request], buf: &mut AlignedBuf) -> Vec<(Reply, usize)> {
+/// Run a batch of reads and writes together (`items` are `CMD_READ` or `CMD_WRITE`, each
+/// with the offset in `buf` where its payload starts, for a write), so the device can serve
+/// them in two calls ([`store::BlockWrite::write_many`], then
+/// [`store::BlockRead::read_many`]). Read data goes into `buf` past the payloads, each at a
+/// page-aligned place. Returns each request's reply with the offset in `buf` where its data
+/// starts; the replies are those [`handle`] gives one by one. NBD leaves the order of
+/// requests in flight together to the server: the writes go first.
+pub(crate) fn handle_batch(s: &Session, items: &[(Request, usize)], buf: &mut AlignedBuf) -> Vec<(Reply, usize)> {
     let page = store::BLOCK_SIZE as usize;
-    let mut heads: Vec<Result<(Vec<u8>, usize), Reply>> = Vec::with_capacity(reqs.len());
-    let mut end = 0usize;
-    for req in reqs {
-        let h = read_head(s, req).map(|h| {
-            let at = end;
-            end += (req.length as usize).div_ceil(page) * page;
-            (h, at)
-        });
-        heads.push(h);
+    let mut replies: Vec<Option<(Reply, usize)>> = items.iter().map(|_| None).collect();
+    // Writes: the checks of `handle`, then one call for those that pass.
+    let mut writes: Vec<(usize, u64, usize, u32, bool)> = Vec::new(); // (item, offset, at, len, fua)
+    for (i, (req, at)) in items.iter().enumerate().filter(|(_, (r, _))| r.kind == CMD_WRITE) {
+        let answer = if !matches!(s.device, Device::ReadWrite(_)) {
+            Some(fail(s, req, EPERM, "read-only export"))
+        } else if s.handle.cancel.is_cancelled() {
+            Some(fail(s, req, ESHUTDOWN, "the export was closed"))
+        } else if !in_bounds(s.device.size(), req.offset, req.length) || *at + req.length as usize > buf.len() {
+            Some(fail(s, req, ENOSPC, "beyond the end of the export"))
+        } else {
+            writes.push((i, req.offset, *at, req.length, req.flags & CMD_FLAG_FUA != 0));
+            None
+        };
+        replies[i] = answer.map(|a| (a, 0));
     }
-    buf.resize(end);
-    let mut reads: Vec<(u64, &mut [u8])> = Vec::with_capacity(reqs.len());
-    let mut rest = buf.as_mut_slice();
-    let mut pos = 0usize;
-    for (req, h) in reqs.iter().zip(&heads) {
-        if let Ok((_, at)) = h {
+    if let (Device::ReadWrite(dev), false) = (&s.device, writes.is_empty()) {
+        let data = buf.as_slice();
+        let batch: Vec<(u64, &[u8], bool)> =
+            writes.iter().map(|(_, offset, at, len, fua)| (*offset, &data[*at..*at + *len as usize], *fua)).collect();
+        for ((i, ..), r) in writes.iter().zip(dev.write_many(&batch)) {
+            let req = &items[*i].0;
+            replies[*i] = Some(match r {
+                Ok(()) => (Reply::head(simple_reply(req.cookie, 0, &[])), 0),
+                Err(e) => (fail(s, req, errno(&e, true), &e.to_string()), 0),
+            });
+        }
+    }
+    // Reads: their data after everything the batch holds.
+    let mut end = buf.len().div_ceil(page) * page;
+    let mut heads: Vec<(usize, Vec<u8>, usize)> = Vec::new(); // (item, head, at)
+    for (i, (req, _)) in items.iter().enumerate().filter(|(_, (r, _))| r.kind == CMD_READ) {
+        match read_head(s, req) {
+            Ok(h) => {
+                heads.push((i, h, end));
+                end += (req.length as usize).div_ceil(page) * page;
+            }
+            Err(answer) => replies[i] = Some((answer, 0)),
+        }
+    }
+    if !heads.is_empty() {
+        let first = heads[0].2;
+        buf.resize(end);
+        let (_, mut rest) = buf.as_mut_slice().split_at_mut(first);
+        let mut pos = first;
+        let mut reads: Vec<(u64, &mut [u8])> = Vec::with_capacity(heads.len());
+        for (i, _, at) in &heads {
+            let req = &items[*i].0;
             let (_, from) = std::mem::take(&mut rest).split_at_mut(at - pos);
             let (data, after) = from.split_at_mut(req.length as usize);
             reads.push((req.offset, data));
             rest = after;
             pos = at + req.length as usize;
         }
+        let results = s.device.reader().read_many(&mut reads);
+        for ((i, head, at), r) in heads.into_iter().zip(results) {
+            let req = &items[i].0;
+            replies[i] = Some(match r {
+                Ok(()) => (Reply { head, data_len: req.length as usize }, at),
+                Err(e) => (fail(s, req, errno(&e, false), &e.to_string()), 0),
+            });
+        }
     }
-    let mut results = s.device.reader().read_many(&mut reads).into_iter();
-    reqs.iter()
-        .zip(heads)
-        .map(|(req, h)| match h {
-            Err(answer) => (answer, 0),
-            Ok((head, at)) => match results.next() {
-                Some(Ok(())) => (Reply { head, data_len: req.length as usize }, at),
-                Some(Err(e)) => (fail(s, req, errno(&e, false), &e.to_string()), 0),
-                None => (fail(s, req, EIO, "read not run"), 0),
-            },
-        })
+    items
+        .iter()
+        .zip(replies)
+        .map(|((req, _), r)| r.unwrap_or_else(|| (fail(s, req, EINVAL, "not a command a batch runs"), 0)))
         .collect()
 }
 

@@ -14,18 +14,18 @@
 //! ([`crate::Options::reply_memory_kib`]); a reply the client does not take within
 //! `REPLY_STALL` fails its connection, which frees what that connection held.
 //!
-//! Where the device puts reads at the disk together (the store under `O_DIRECT`, through
-//! io_uring), a reader that finds more reads already received behind a read keeps a batch of
-//! them instead of handing each to a thread of its own: one call serves the batch and one
-//! `writev` sends its replies, so a deep queue of small reads costs a few thread wake-ups
-//! rather than several per request.
+//! Where the device puts I/O at the disk together (the store under `O_DIRECT`, through
+//! io_uring), a reader that finds more reads and writes already received behind a read or a
+//! write (a write with all of its payload) keeps a batch of them instead of handing each to
+//! a thread of its own: two calls serve the batch and one `writev` sends its replies, so a
+//! deep queue of small requests costs a few thread wake-ups rather than several per request.
 //!
 //! A TLS connection is served the same way over one end of a unix socket pair, with a task
 //! that relays between the other end and the TLS stream (rustls sessions cannot be read and
 //! written from several threads at once).
 
 use crate::Device;
-use crate::handler::{Reply, handle, handle_reads};
+use crate::handler::{Reply, handle, handle_batch};
 use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
@@ -49,10 +49,10 @@ const MAX_WORKERS: usize = 64;
 const MIN_WORKERS: usize = 2;
 /// A thread that has waited this long for its turn to read retires.
 const IDLE: Duration = Duration::from_secs(5);
-/// A batch of reads kept by one thread: at most this many requests, each at most
-/// `BATCH_READ_MAX` bytes, together at most `BATCH_BYTES`.
-const BATCH_READS: usize = 32;
-const BATCH_READ_MAX: u32 = 256 * 1024;
+/// A batch kept by one thread: at most this many requests, each at most `BATCH_ONE_MAX`
+/// bytes, together at most `BATCH_BYTES`.
+const BATCH_REQUESTS: usize = 32;
+const BATCH_ONE_MAX: u32 = 256 * 1024;
 const BATCH_BYTES: u64 = 4 << 20;
 /// Threads beyond each connection's first, across the server.
 const MAX_EXTRA_THREADS: usize = 1024;
@@ -227,7 +227,7 @@ fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
     let mut buf = AlignedBuf::zeroed(0);
     while let Some(work) = conn.next(&mut buf, &alive) {
         let sent = match work.as_slice() {
-            [(req, _)] => {
+            [(req, _, _)] => {
                 let reply =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, req, &mut buf)))
                         .unwrap_or_else(|_| Reply::internal_error(&conn.session, req));
@@ -235,11 +235,11 @@ fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
                 conn.send(&[(&reply.head, data)])
             }
             batch => {
-                let reqs: Vec<Request> = batch.iter().map(|(r, _)| *r).collect();
+                let items: Vec<(Request, usize)> = batch.iter().map(|(r, _, at)| (*r, *at)).collect();
                 let replies = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle_reads(&conn.session, &reqs, &mut buf)
+                    handle_batch(&conn.session, &items, &mut buf)
                 }))
-                .unwrap_or_else(|_| reqs.iter().map(|r| (Reply::internal_error(&conn.session, r), 0)).collect());
+                .unwrap_or_else(|_| items.iter().map(|(r, _)| (Reply::internal_error(&conn.session, r), 0)).collect());
                 let parts: Vec<(&[u8], &[u8])> = replies
                     .iter()
                     .map(|(reply, at)| {
@@ -250,7 +250,7 @@ fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
                 conn.send(&parts)
             }
         };
-        for (_, kib) in &work {
+        for (_, kib, _) in &work {
             conn.give_back(*kib);
         }
         if let Err(e) = sent {
@@ -381,11 +381,11 @@ impl<S: Sock> Conn<S> {
         self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
     }
 
-    /// The next requests to run, each with its share of the budget: one handed on by the
-    /// reader, or, as the reader, one whole request read (its payload into `buf`), followed
-    /// by the batch of reads kept with it (see the module's note). `None` once the connection
-    /// is closing.
-    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<Vec<(Request, u64)>> {
+    /// The next requests to run, each with its share of the budget and where its payload
+    /// starts in `buf`: one handed on by the reader, or, as the reader, one whole request
+    /// read (its payload at the start of `buf`), followed by the batch kept with it (see the
+    /// module's note). `None` once the connection is closing.
+    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<Vec<(Request, u64, usize)>> {
         let _turn = match self.turn.take(IDLE, || self.retire())? {
             Next::Run((req, kib)) => {
                 // Read before a revocation, taken after it: not run. (A disconnect or bad
@@ -394,7 +394,7 @@ impl<S: Sock> Conn<S> {
                     self.give_back(kib);
                     return None;
                 }
-                return Some(vec![(req, kib)]);
+                return Some(vec![(req, kib, 0)]);
             }
             Next::Read(turn) => turn,
         };
@@ -438,20 +438,14 @@ impl<S: Sock> Conn<S> {
             self.end(Some(e));
             return None;
         }
-        let mut ahead = self.read_ahead(&mut rd);
-        let mut work = vec![(req, kib)];
-        if req.kind == CMD_READ && req.length <= BATCH_READ_MAX && self.session.device.reader().reads_together() {
-            let mut bytes = u64::from(req.length);
-            let kept = ahead
-                .iter()
-                .take_while(|(r, _)| {
-                    bytes += u64::from(r.length);
-                    r.length <= BATCH_READ_MAX && bytes <= BATCH_BYTES
-                })
-                .take(BATCH_READS - 1)
-                .count();
-            work.extend(ahead.drain(..kept));
+        let mut work = vec![(req, kib, 0)];
+        if matches!(req.kind, CMD_READ | CMD_WRITE)
+            && req.length <= BATCH_ONE_MAX
+            && self.session.device.reader().reads_together()
+        {
+            self.gather(&mut rd, buf, &mut work);
         }
+        let ahead = self.read_ahead(&mut rd);
         // Spare threads for what was handed on and one to read on: with nobody left to read,
         // the next request would wait for this one's I/O.
         let wanted = self.turn.hand_on(ahead);
@@ -461,6 +455,42 @@ impl<S: Sock> Conn<S> {
             }
         }
         Some(work)
+    }
+
+    /// Add to `work` the reads and whole writes already received, up to the batch limits,
+    /// each with its budget (not waited for); write payloads are copied into `buf` after
+    /// what it holds, each at a page-aligned place.
+    fn gather(&self, rd: &mut BufReader<S>, buf: &mut AlignedBuf, work: &mut Vec<(Request, u64, usize)>) {
+        let page = store::BLOCK_SIZE as usize;
+        let mut bytes: u64 = work.iter().map(|(r, _, _)| u64::from(r.length)).sum();
+        while work.len() < BATCH_REQUESTS && !self.stopping() {
+            let Some(req) = rd.buffer().get(..REQUEST_LEN).and_then(|h| Request::decode(h).ok()) else {
+                break;
+            };
+            let len = req.length as usize;
+            let fits = req.length <= BATCH_ONE_MAX && bytes + u64::from(req.length) <= BATCH_BYTES;
+            let whole = match req.kind {
+                CMD_READ => true,
+                CMD_WRITE => rd.buffer().len() >= REQUEST_LEN + len,
+                _ => false,
+            };
+            if !fits || !whole {
+                break;
+            }
+            let kib = budget_kib(&req);
+            if !self.take(kib, false) {
+                break;
+            }
+            rd.consume(REQUEST_LEN);
+            let at = buf.len().div_ceil(page) * page;
+            if req.kind == CMD_WRITE {
+                buf.resize(at + len);
+                buf.as_mut_slice()[at..at + len].copy_from_slice(&rd.buffer()[..len]);
+                rd.consume(len);
+            }
+            bytes += u64::from(req.length);
+            work.push((req, kib, at));
+        }
     }
 
     /// Reads already received, taken off the receive buffer (with their budget) to hand on,

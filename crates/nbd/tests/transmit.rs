@@ -103,6 +103,51 @@ fn a_burst_of_reads_is_served_in_batches_each_reply_its_own() {
     assert!(disk.largest_batch.load(Ordering::SeqCst) > 1, "the burst was served in batches");
 }
 
+/// Writes whose payload is all received batch with the reads around them: every write
+/// lands, every read answers its own cookie, and a write past the end fails alone.
+#[test]
+fn a_burst_of_writes_and_reads_is_served_in_batches() {
+    let disk = MemDisk::new(|_| Duration::ZERO);
+    disk.together.store(true, Ordering::SeqCst);
+    for i in 0..8u64 {
+        let at = (i * 4096) as usize;
+        disk.data.lock().unwrap()[at..at + 4096].copy_from_slice(&pattern(i));
+    }
+    let srv = start(disk.clone());
+    let mut s = connect(srv.addr);
+    let mut burst = Vec::new();
+    for i in 0..12u64 {
+        let req = |kind, cookie, offset| Request { flags: 0, kind, cookie, offset, length: 4096 }.encode();
+        burst.extend_from_slice(&req(CMD_READ, 4000 + i, (i % 8) * 4096));
+        let offset = if i == 5 { SIZE } else { (100 + i) * 4096 }; // 5: past the end
+        burst.extend_from_slice(&req(CMD_WRITE, 5000 + i, offset));
+        burst.extend_from_slice(&pattern(100 + i));
+    }
+    std::io::Write::write_all(&mut s, &burst).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..24 {
+        let (cookie, err) = reply(&mut s);
+        if cookie >= 5000 {
+            assert_eq!(err, if cookie == 5005 { ENOSPC } else { 0 }, "write {cookie}");
+        } else {
+            assert_eq!(err, 0);
+            let mut data = vec![0u8; 4096];
+            s.read_exact(&mut data).unwrap();
+            assert_eq!(data, pattern((cookie - 4000) % 8), "cookie {cookie} carries its own block");
+        }
+        seen.push(cookie);
+    }
+    seen.sort();
+    let want: Vec<u64> = (4000..4012).chain(5000..5012).collect();
+    assert_eq!(seen, want);
+    let data = disk.data.lock().unwrap();
+    for i in (0..12u64).filter(|i| *i != 5) {
+        let at = ((100 + i) * 4096) as usize;
+        assert_eq!(data[at..at + 4096], pattern(100 + i)[..], "write {i} landed");
+    }
+    assert!(disk.largest_write_batch.load(Ordering::SeqCst) > 1, "writes were batched");
+}
+
 #[test]
 fn threads_grow_with_the_queue_and_stop_at_the_limit() {
     let disk = MemDisk::new(|_| Duration::from_millis(40));

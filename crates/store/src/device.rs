@@ -33,6 +33,14 @@ pub trait BlockRead: Send + Sync {
 pub trait BlockWrite: BlockRead {
     /// Write `data` at `offset`; with `fua` it is durable before this returns.
     fn write_at(&self, data: &[u8], offset: u64, fua: bool) -> Result<()>;
+    /// Serve many writes, each `(offset, data, fua)` as [`BlockWrite::write_at`] would; one
+    /// result per write, in order (a failed write does not stop the others). Writes that
+    /// overlap are applied in their order. Engines that can put the writes at the disk
+    /// together override this (the store's volumes do, for blocks a volume overwrites in
+    /// place, when it bypasses the page cache); this default writes one by one.
+    fn write_many(&self, writes: &[(u64, &[u8], bool)]) -> Vec<Result<()>> {
+        writes.iter().map(|(offset, data, fua)| self.write_at(data, *offset, *fua)).collect()
+    }
     /// Make every completed write durable.
     fn flush(&self) -> Result<()>;
     /// Forget a range: it reads as zeros and frees its space.

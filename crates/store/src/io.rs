@@ -4,6 +4,7 @@
 use crate::BLOCK_SIZE;
 use crate::error::{Result, StoreError};
 use crate::format::{Phys, Record};
+use crate::uring::{Buf, Run};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -157,9 +158,9 @@ impl Io {
         if let Some(direct) = &self.direct
             && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
         {
-            let mut batch: Vec<crate::uring::Run> =
-                runs.iter_mut().map(|(b, p)| crate::uring::Run { buf: b, offset: *p * BLOCK_SIZE }).collect();
-            let results = crate::uring::read_runs(direct, &mut batch);
+            let mut batch: Vec<Run> =
+                runs.iter_mut().map(|(b, p)| Run { buf: Buf::Read(b), offset: *p * BLOCK_SIZE }).collect();
+            let results = crate::uring::transfer(direct, &mut batch);
             return results
                 .into_iter()
                 .zip(runs.iter())
@@ -167,6 +168,26 @@ impl Io {
                 .collect();
         }
         runs.iter_mut().map(|(b, p)| self.read_blocks(b, *p)).collect()
+    }
+
+    /// Write many runs of data blocks in place, each `(data, phys)` over blocks from `phys`;
+    /// one result per run, in order. Like [`Io::read_runs`]: together through io_uring with
+    /// `O_DIRECT` and page-aligned data, otherwise one after another. The caller ensures the
+    /// runs do not overlap.
+    pub fn write_runs(&self, runs: &[(&[u8], Phys)]) -> Vec<Result<()>> {
+        if let Some(direct) = &self.direct
+            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
+        {
+            let mut batch: Vec<Run> =
+                runs.iter().map(|(b, p)| Run { buf: Buf::Write(b), offset: *p * BLOCK_SIZE }).collect();
+            let results = crate::uring::transfer(direct, &mut batch);
+            return results
+                .into_iter()
+                .zip(runs.iter())
+                .map(|(r, (_, p))| r.map_err(|e| StoreError::io(format!("writing data block {p}"), e)))
+                .collect();
+        }
+        runs.iter().map(|(b, p)| self.write_blocks(b, *p)).collect()
     }
 
     pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {

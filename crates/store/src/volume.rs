@@ -367,6 +367,48 @@ impl BlockWrite for Volume {
         Ok(())
     }
 
+    fn write_many(&self, writes: &[(u64, &[u8], bool)]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = writes.iter().map(|_| None).collect();
+        {
+            let head = match self.head_read() {
+                Ok(h) => h,
+                Err(e) => return writes.iter().map(|_| Err(StoreError::new(e.kind, e.context.clone()))).collect(),
+            };
+            // Whole-block writes over blocks the head owns are overwrites in place (as in
+            // `write_aligned`): no allocation, no record. They go to the disk together under
+            // the read lock; a write that overlaps an earlier one of the batch, asks for FUA,
+            // or needs new blocks is left for `write_at`, after them and in order.
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let mut fast: Vec<(&[u8], Phys)> = Vec::new();
+            let mut which: Vec<usize> = Vec::new();
+            for (i, (offset, data, fua)) in writes.iter().enumerate() {
+                let (block, end) = (offset / BLOCK_SIZE, offset.saturating_add(data.len() as u64).div_ceil(BLOCK_SIZE));
+                let overlaps = seen.iter().any(|(b, e)| block < *e && *b < end);
+                seen.push((block, end));
+                let whole = offset.is_multiple_of(BLOCK_SIZE)
+                    && (data.len() as u64).is_multiple_of(BLOCK_SIZE)
+                    && !data.is_empty()
+                    && data.len() as u64 <= MAX_PIECE
+                    && check_range(BlockRead::size(self), *offset, data.len() as u64).is_ok();
+                if overlaps || *fua || !whole {
+                    continue;
+                }
+                if let Some(phys) = owned_run(&head.own, block, end - block) {
+                    fast.push((data, phys));
+                    which.push(i);
+                }
+            }
+            for (i, r) in which.into_iter().zip(self.io.write_runs(&fast)) {
+                results[i] = Some(r);
+            }
+        }
+        writes
+            .iter()
+            .zip(results)
+            .map(|((offset, data, fua), r)| r.unwrap_or_else(|| self.write_at(data, *offset, *fua)))
+            .collect()
+    }
+
     fn flush(&self) -> Result<()> {
         self.live()?;
         self.io.sync()

@@ -16,6 +16,12 @@ enum Op {
         len: u64,
         seed: u8,
     },
+    /// Several writes in one `write_many` (overlapping ones included), data page-aligned so
+    /// that `O_DIRECT` can take it as it is.
+    WriteBatch {
+        vol: usize,
+        writes: Vec<(u64, u64, u8)>,
+    },
     Trim {
         vol: usize,
         off: u64,
@@ -71,6 +77,8 @@ fn range() -> impl Strategy<Value = (u64, u64)> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..4usize, range(), any::<u8>()).prop_map(|(vol, (off, len), seed)| Op::Write { vol, off, len, seed }),
+        3 => (0..4usize, proptest::collection::vec((range(), any::<u8>()), 1..8))
+            .prop_map(|(vol, w)| Op::WriteBatch { vol, writes: w.into_iter().map(|((o, n), s)| (o, n, s)).collect() }),
         2 => (0..4usize, range()).prop_map(|(vol, (off, len))| Op::Trim { vol, off, len }),
         1 => (0..4usize, range(), any::<bool>()).prop_map(|(vol, (off, len), may_trim)| Op::Zero { vol, off, len, may_trim }),
         1 => Just(Op::Flush),
@@ -161,6 +169,28 @@ fn run(ops: Vec<Op>, direct_io: bool) {
                 let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8) | 1).collect();
                 engine.volume(&v).unwrap().write_at(&data, off, seed % 7 == 0).unwrap();
                 m.vols.get_mut(&v).unwrap()[off as usize..(off + len) as usize].copy_from_slice(&data);
+            }
+            Op::WriteBatch { vol, writes } => {
+                let Some(v) = pick(&m.vols, vol) else {
+                    continue;
+                };
+                let datas: Vec<store::AlignedBuf> = writes
+                    .iter()
+                    .map(|(_, len, seed)| {
+                        let mut b = store::AlignedBuf::zeroed(*len as usize);
+                        for (i, x) in b.as_mut_slice().iter_mut().enumerate() {
+                            *x = seed.wrapping_add(i as u8) | 1;
+                        }
+                        b
+                    })
+                    .collect();
+                let batch: Vec<(u64, &[u8], bool)> =
+                    writes.iter().zip(&datas).map(|((off, _, seed), d)| (*off, d.as_slice(), seed % 11 == 0)).collect();
+                let results = engine.volume(&v).unwrap().write_many(&batch);
+                assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+                for ((off, len, _), d) in writes.iter().zip(&datas) {
+                    m.vols.get_mut(&v).unwrap()[*off as usize..(off + len) as usize].copy_from_slice(d.as_slice());
+                }
             }
             Op::Trim { vol, off, len } | Op::Zero { vol, off, len, .. } => {
                 let Some(v) = pick(&m.vols, vol) else {

@@ -25,6 +25,7 @@ pub struct MemDisk {
     /// `read_many` has been given.
     pub together: std::sync::atomic::AtomicBool,
     pub largest_batch: AtomicUsize,
+    pub largest_write_batch: AtomicUsize,
 }
 
 impl MemDisk {
@@ -37,6 +38,7 @@ impl MemDisk {
             flushes: AtomicUsize::new(0),
             together: Default::default(),
             largest_batch: AtomicUsize::new(0),
+            largest_write_batch: AtomicUsize::new(0),
         })
     }
 
@@ -79,6 +81,10 @@ impl BlockWrite for MemDisk {
             self.data.lock().unwrap()[offset as usize..offset as usize + data.len()].copy_from_slice(data);
             Ok(())
         })
+    }
+    fn write_many(&self, writes: &[(u64, &[u8], bool)]) -> Vec<Result<()>> {
+        self.largest_write_batch.fetch_max(writes.len(), Ordering::SeqCst);
+        writes.iter().map(|(offset, data, fua)| self.write_at(data, *offset, *fua)).collect()
     }
     fn flush(&self) -> Result<()> {
         self.flushes.fetch_add(1, Ordering::SeqCst);
