@@ -124,7 +124,10 @@ def wanted(short):
 
 def start_snapdisk(work, cache, env, binary=None):
     binary = binary or os.path.join(BIN, "snapdisk")
-    srv = subprocess.Popen([binary, "serve", *(["--vms", "none"] if binary == os.path.join(BIN, "snapdisk") else []), "--data-dir", os.path.join(work, cache + ("-base" if binary != os.path.join(BIN, "snapdisk") else "")),
+    # No VMs: "running-disk" makes a Running instance, whose guest would take CPU from the
+    # run (a --base binary older than VMs has no --vms and runs none anyway).
+    has_vms = "--vms" in run([binary, "serve", "--help"])
+    srv = subprocess.Popen([binary, "serve", *(["--vms", "none"] if has_vms else []), "--data-dir", os.path.join(work, cache + ("-base" if binary != os.path.join(BIN, "snapdisk") else "")),
                             "--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0", "--nbd-insecure", "--transition-ms", "10",
                             "--cache", cache], stdout=subprocess.PIPE, text=True, env=env)
     api = wait_port(srv, "api listening on ")

@@ -50,10 +50,11 @@ const MIN_WORKERS: usize = 2;
 /// A thread that has waited this long for its turn to read retires.
 const IDLE: Duration = Duration::from_secs(5);
 /// A batch kept by one thread: at most this many requests, each at most `BATCH_ONE_MAX`
-/// bytes, together at most `BATCH_BYTES`.
+/// bytes, together at most `BATCH_BYTES` (the store holds a volume's lock across a batch,
+/// so this bounds how long a snapshot or reset waits for one, as its 1 MiB write pieces do).
 const BATCH_REQUESTS: usize = 32;
 const BATCH_ONE_MAX: u32 = 256 * 1024;
-const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_BYTES: u64 = 1 << 20;
 /// Threads beyond each connection's first, across the server.
 const MAX_EXTRA_THREADS: usize = 1024;
 /// Small requests arrive many to one receive.

@@ -20,9 +20,14 @@ use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-/// Submission-queue entries per thread's ring (the completion queue has twice as many, so
-/// it cannot overflow: at most this many reads are in flight).
+/// Submission-queue entries per thread's ring. At most this many transfers are ever in flight
+/// or queued at once, and the completion queue has twice as many slots, so it cannot
+/// overflow.
 const ENTRIES: u32 = 64;
+
+/// How long a thread waits for transfers it submitted before a failed ring lets go of them.
+/// Past this the process aborts: returning would hand the kernel's buffers back to the caller.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// This thread's ring: `None` before the first batch, `Some(None)` where io_uring cannot
@@ -50,37 +55,50 @@ impl Buf<'_> {
     }
 }
 
+/// A ring that can serve batches: created, and able to read and write files (`IORING_OP_READ`
+/// and `IORING_OP_WRITE` came in Linux 5.6; older kernels create rings without them).
+fn new_ring() -> Option<IoUring> {
+    let ring = IoUring::new(ENTRIES)
+        .map_err(|e| tracing::info!(error = %e, "io_uring is not available: data I/O uses pread/pwrite"))
+        .ok()?;
+    let mut probe = io_uring::Probe::new();
+    let usable = ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(opcode::Read::CODE)
+        && probe.is_supported(opcode::Write::CODE);
+    if !usable {
+        tracing::info!("io_uring cannot read and write files on this kernel: data I/O uses pread/pwrite");
+        return None;
+    }
+    Some(ring)
+}
+
 /// Run every transfer on `file` (opened with `O_DIRECT` or not), one result per run, in
 /// order. A read past the end of the file is `UnexpectedEof`; a write the file takes nothing
 /// of is `WriteZero`.
 pub(crate) fn transfer(file: &std::fs::File, runs: &mut [Run<'_>]) -> Vec<io::Result<()>> {
     use std::os::fd::AsRawFd;
+    let mut results: Vec<Option<io::Result<()>>> = runs.iter().map(|_| None).collect();
     if runs.len() > 1 {
-        let done = RING.with(|cell| {
+        RING.with(|cell| {
             let mut cell = cell.borrow_mut();
-            let ring = cell.get_or_insert_with(|| match IoUring::new(ENTRIES) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::info!(error = %e, "io_uring is not available: data I/O uses pread/pwrite");
-                    None
-                }
-            });
-            let out = ring.as_mut().map(|r| submit_all(r, file.as_raw_fd(), runs));
-            if let Some(Err(Broken)) = &out {
-                // The ring refused a submission: what it took has completed (`submit_all`
-                // waited for it); stop using it on this thread.
-                *cell = Some(None);
+            let slot = cell.get_or_insert_with(new_ring);
+            if let Some(ring) = slot.as_mut()
+                && submit_all(ring, file.as_raw_fd(), runs, &mut results).is_err()
+            {
+                // The ring failed: nothing of ours is in flight any more (`submit_all` waited
+                // for it), and what it never took goes with it. Stop using it on this thread.
+                *slot = None;
             }
-            out
         });
-        if let Some(Ok(results)) = done {
-            return results;
-        }
     }
+    // Whatever the ring did not finish (or everything, without one) goes one by one.
     runs.iter_mut()
-        .map(|r| match &mut r.buf {
-            Buf::Read(b) => file.read_exact_at(b, r.offset),
-            Buf::Write(b) => file.write_all_at(b, r.offset),
+        .zip(results)
+        .map(|(r, done)| {
+            done.unwrap_or_else(|| match &mut r.buf {
+                Buf::Read(b) => file.read_exact_at(b, r.offset),
+                Buf::Write(b) => file.write_all_at(b, r.offset),
+            })
         })
         .collect()
 }
@@ -88,24 +106,107 @@ pub(crate) fn transfer(file: &std::fs::File, runs: &mut [Run<'_>]) -> Vec<io::Re
 /// The ring failed in a way that retrying does not mend; nothing of ours is in flight.
 struct Broken;
 
-/// Per run: bytes read so far, and its result once final.
-struct Progress {
-    done: usize,
-    result: Option<io::Result<()>>,
+/// Transfers the kernel has taken and not yet completed. Dropped early (a panic), it waits
+/// for them, so no buffer goes back to its owner while the kernel still uses it.
+struct InFlight<'a> {
+    ring: &'a mut IoUring,
+    count: usize,
 }
 
-fn submit_all(ring: &mut IoUring, fd: RawFd, runs: &mut [Run<'_>]) -> Result<Vec<io::Result<()>>, Broken> {
-    let mut state: Vec<Progress> = runs.iter().map(|_| Progress { done: 0, result: None }).collect();
+impl InFlight<'_> {
+    /// Wait, submitting nothing more, until every counted transfer has completed; reaped
+    /// completions go to `done(user_data, result)`.
+    fn drain(&mut self, mut done: impl FnMut(u64, i32)) {
+        let started = std::time::Instant::now();
+        while self.count > 0 {
+            for c in self.ring.completion() {
+                self.count = self.count.saturating_sub(1);
+                done(c.user_data(), c.result());
+            }
+            if self.count == 0 {
+                break;
+            }
+            // SAFETY: `to_submit` is 0: this only waits for completions.
+            let waited = unsafe {
+                self.ring.submitter().enter::<nix::libc::sigset_t>(0, 1, io_uring::EnterFlags::GETEVENTS.bits(), None)
+            };
+            if waited.is_err() {
+                // Completions still land in the queue without our help; look again shortly.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if started.elapsed() > DRAIN_LIMIT {
+                tracing::error!(in_flight = self.count, "io_uring transfers did not complete; aborting");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.drain(|_, _| {});
+    }
+}
+
+/// Account for one completion (`data` is the run's index): final, or queued again in `todo`
+/// for what is left (`EAGAIN`, `EINTR`, a short transfer).
+fn complete(
+    data: u64,
+    res: i32,
+    runs: &[Run<'_>],
+    done: &mut [usize],
+    results: &mut [Option<io::Result<()>>],
+    todo: &mut Vec<usize>,
+) {
+    let Some(i) = usize::try_from(data).ok().filter(|i| *i < runs.len()) else {
+        return;
+    };
+    let nothing = match runs[i].buf {
+        Buf::Read(_) => io::ErrorKind::UnexpectedEof,
+        Buf::Write(_) => io::ErrorKind::WriteZero,
+    };
+    match res {
+        e if e == -nix::libc::EAGAIN || e == -nix::libc::EINTR => todo.push(i),
+        e if e < 0 => results[i] = Some(Err(io::Error::from_raw_os_error(e.saturating_neg()))),
+        0 => results[i] = Some(Err(nothing.into())),
+        n => {
+            done[i] += n as usize;
+            if done[i] < runs[i].buf.len() {
+                todo.push(i); // a short transfer: the rest goes again
+            } else {
+                results[i] = Some(Ok(()));
+            }
+        }
+    }
+}
+
+/// Run `runs` through `ring`, filling `results` (a run the ring could not finish is left
+/// `None`). `Err` when the ring must not be used again; even then nothing submitted is still
+/// in flight when this returns.
+fn submit_all(
+    ring: &mut IoUring,
+    fd: RawFd,
+    runs: &mut [Run<'_>],
+    results: &mut [Option<io::Result<()>>],
+) -> Result<(), Broken> {
+    // A ring left holding entries or completions (which this function never leaves) is in a
+    // state it cannot account for.
+    if !ring.submission().is_empty() || !ring.completion().is_empty() {
+        return Err(Broken);
+    }
+    let mut done = vec![0usize; runs.len()];
     // Runs still to (re)submit, taken from the back.
     let mut todo: Vec<usize> = (0..runs.len()).rev().collect();
-    let mut in_flight = 0usize;
-    while !todo.is_empty() || in_flight > 0 {
-        let mut pushed = 0usize;
+    let mut flight = InFlight { ring, count: 0 };
+    while !todo.is_empty() || flight.count > 0 {
         {
-            let mut sq = ring.submission();
-            while let Some(&i) = todo.last() {
+            // Never more than ENTRIES taken or queued: the completion queue cannot overflow.
+            let mut sq = flight.ring.submission();
+            while flight.count + sq.len() < ENTRIES as usize
+                && let Some(&i) = todo.last()
+            {
                 let r = &mut runs[i];
-                let at = state[i].done;
+                let at = done[i];
                 let offset = r.offset + at as u64;
                 let entry = match &mut r.buf {
                     Buf::Read(b) => {
@@ -121,66 +222,45 @@ fn submit_all(ring: &mut IoUring, fd: RawFd, runs: &mut [Run<'_>]) -> Result<Vec
                 }
                 .user_data(i as u64);
                 // SAFETY: the buffer stays borrowed (and unmoved) until this function
-                // returns, which it does only after reaping every completion it submitted.
+                // returns, which it does only after every transfer the kernel took has
+                // completed (`InFlight`), and entries it never took die with the ring.
                 if unsafe { sq.push(&entry) }.is_err() {
-                    break; // the queue is full: submit this window first
+                    break;
                 }
                 todo.pop();
-                pushed += 1;
             }
         }
-        let want = if in_flight + pushed > 0 { 1 } else { 0 };
-        match ring.submit_and_wait(want) {
+        let queued = flight.ring.submission().len();
+        let entered = flight.ring.submit_and_wait(1);
+        // What the kernel took is in flight, whatever the call returned.
+        flight.count += queued.saturating_sub(flight.ring.submission().len());
+        match entered {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EINTR | nix::libc::EAGAIN | nix::libc::EBUSY)) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EINTR | nix::libc::EAGAIN | nix::libc::EBUSY)) => {
+                if e.raw_os_error() != Some(nix::libc::EINTR) {
+                    std::thread::sleep(Duration::from_micros(100)); // the kernel is short of memory
+                }
+            }
             Err(e) => {
-                // Whatever the kernel took before failing is in flight: wait for it on the
-                // completion queue (it fills without our help) before the buffers go back.
-                let taken = pushed - ring.submission().len();
-                in_flight += taken;
                 tracing::warn!(error = %e, "io_uring submission failed: data I/O falls back to pread/pwrite");
-                drain(ring, &mut in_flight);
+                let mut reaped = Vec::new();
+                flight.drain(|d, r| reaped.push((d, r)));
+                for (d, r) in reaped {
+                    complete(d, r, runs, &mut done, results, &mut todo);
+                }
                 return Err(Broken);
             }
         }
-        // Entries the kernel has not taken yet stay queued for the next call.
-        in_flight += pushed - ring.submission().len();
-        let completed: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
-        for (data, res) in completed {
-            in_flight -= 1;
-            let i = data as usize;
-            let want = runs[i].buf.len();
-            let nothing = match runs[i].buf {
-                Buf::Read(_) => io::ErrorKind::UnexpectedEof,
-                Buf::Write(_) => io::ErrorKind::WriteZero,
-            };
-            match res {
-                e if e == -nix::libc::EAGAIN || e == -nix::libc::EINTR => todo.push(i),
-                e if e < 0 => state[i].result = Some(Err(io::Error::from_raw_os_error(-e))),
-                0 => state[i].result = Some(Err(nothing.into())),
-                n => {
-                    state[i].done += n as usize;
-                    if state[i].done < want {
-                        todo.push(i); // a short read: the rest goes again
-                    } else {
-                        state[i].result = Some(Ok(()));
-                    }
-                }
-            }
+        let reaped: Vec<(u64, i32)> = flight.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        flight.count = flight.count.saturating_sub(reaped.len());
+        for (d, r) in reaped {
+            complete(d, r, runs, &mut done, results, &mut todo);
+        }
+        if flight.count == 0 && todo.is_empty() && !flight.ring.submission().is_empty() {
+            return Err(Broken); // cannot happen: entries are only pushed from `todo`
         }
     }
-    Ok(state.into_iter().map(|p| p.result.unwrap_or_else(|| Err(io::Error::other("transfer not completed")))).collect())
-}
-
-/// Wait, without submitting anything more, until `in_flight` completions have been reaped.
-fn drain(ring: &mut IoUring, in_flight: &mut usize) {
-    while *in_flight > 0 {
-        let n = ring.completion().count();
-        *in_flight = in_flight.saturating_sub(n);
-        if *in_flight > 0 && ring.submitter().submit_and_wait(1).is_err() {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
