@@ -53,18 +53,25 @@ fn pipelined_writes_and_reads_match_their_cookies() {
     assert_eq!(seen, (2000..2064).collect::<Vec<_>>());
 }
 
+/// A disk that serves I/O together (`reads_together`), its first `blocks` blocks holding
+/// `pattern(i)`, and a server on it.
+fn batching_disk(blocks: u64) -> (std::sync::Arc<MemDisk>, Running) {
+    let disk = MemDisk::new(|_| Duration::ZERO);
+    disk.together.store(true, Ordering::SeqCst);
+    for i in 0..blocks {
+        let at = (i * 4096) as usize;
+        disk.data.lock().unwrap()[at..at + 4096].copy_from_slice(&pattern(i));
+    }
+    let srv = start(disk.clone());
+    (disk, srv)
+}
+
 /// A burst of reads on a device that serves reads together is answered from batches: every
 /// reply matches its cookie and data, and a bad or odd-sized read in the burst gets its own
 /// answer without failing the others.
 #[test]
 fn a_burst_of_reads_is_served_in_batches_each_reply_its_own() {
-    let disk = MemDisk::new(|_| Duration::ZERO);
-    disk.together.store(true, Ordering::SeqCst);
-    for i in 0..64u64 {
-        let at = (i * 4096) as usize;
-        disk.data.lock().unwrap()[at..at + 4096].copy_from_slice(&pattern(i));
-    }
-    let srv = start(disk.clone());
+    let (disk, srv) = batching_disk(64);
     let mut s = connect(srv.addr);
     // One write carries the whole burst, so the reader finds it received at once.
     let mut burst = Vec::new();
@@ -107,13 +114,7 @@ fn a_burst_of_reads_is_served_in_batches_each_reply_its_own() {
 /// lands, every read answers its own cookie, and a write past the end fails alone.
 #[test]
 fn a_burst_of_writes_and_reads_is_served_in_batches() {
-    let disk = MemDisk::new(|_| Duration::ZERO);
-    disk.together.store(true, Ordering::SeqCst);
-    for i in 0..8u64 {
-        let at = (i * 4096) as usize;
-        disk.data.lock().unwrap()[at..at + 4096].copy_from_slice(&pattern(i));
-    }
-    let srv = start(disk.clone());
+    let (disk, srv) = batching_disk(8);
     let mut s = connect(srv.addr);
     let mut burst = Vec::new();
     for i in 0..12u64 {

@@ -155,17 +155,8 @@ impl Io {
     /// one result per run, in order. With `O_DIRECT` and page-aligned buffers they all go to
     /// the disk together (io_uring, see `uring`); otherwise one after another.
     pub fn read_runs(&self, runs: &mut [(&mut [u8], Phys)]) -> Vec<Result<()>> {
-        if let Some(direct) = &self.direct
-            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
-        {
-            let mut batch: Vec<Run> =
-                runs.iter_mut().map(|(b, p)| Run { buf: Buf::Read(b), offset: *p * BLOCK_SIZE }).collect();
-            let results = crate::uring::transfer(direct, &mut batch);
-            return results
-                .into_iter()
-                .zip(runs.iter())
-                .map(|(r, (_, p))| r.map_err(|e| StoreError::io(format!("reading data block {p}"), e)))
-                .collect();
+        if self.direct.is_some() && runs.iter().all(|(b, _)| crate::buf::is_aligned(b)) {
+            return self.together(runs.iter_mut().map(|(b, p)| (Buf::Read(b), *p)).collect());
         }
         runs.iter_mut().map(|(b, p)| self.read_blocks(b, *p)).collect()
     }
@@ -175,19 +166,26 @@ impl Io {
     /// `O_DIRECT` and page-aligned data, otherwise one after another. The caller ensures the
     /// runs do not overlap.
     pub fn write_runs(&self, runs: &[(&[u8], Phys)]) -> Vec<Result<()>> {
-        if let Some(direct) = &self.direct
-            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
-        {
-            let mut batch: Vec<Run> =
-                runs.iter().map(|(b, p)| Run { buf: Buf::Write(b), offset: *p * BLOCK_SIZE }).collect();
-            let results = crate::uring::transfer(direct, &mut batch);
-            return results
-                .into_iter()
-                .zip(runs.iter())
-                .map(|(r, (_, p))| r.map_err(|e| StoreError::io(format!("writing data block {p}"), e)))
-                .collect();
+        if self.direct.is_some() && runs.iter().all(|(b, _)| crate::buf::is_aligned(b)) {
+            return self.together(runs.iter().map(|(b, p)| (Buf::Write(b), *p)).collect());
         }
         runs.iter().map(|(b, p)| self.write_blocks(b, *p)).collect()
+    }
+
+    /// Run transfers of data blocks `(buffer, phys)` on the `O_DIRECT` file through
+    /// `uring::transfer`; each error names its block.
+    fn together(&self, runs: Vec<(Buf<'_>, Phys)>) -> Vec<Result<()>> {
+        let Some(direct) = &self.direct else {
+            return runs.iter().map(|_| Err(StoreError::new(crate::ErrorKind::Io, "no O_DIRECT file"))).collect();
+        };
+        let what: Vec<(&str, Phys)> =
+            runs.iter().map(|(b, p)| (if matches!(b, Buf::Read(_)) { "reading" } else { "writing" }, *p)).collect();
+        let mut batch: Vec<Run> = runs.into_iter().map(|(buf, p)| Run { buf, offset: p * BLOCK_SIZE }).collect();
+        crate::uring::transfer(direct, &mut batch)
+            .into_iter()
+            .zip(what)
+            .map(|(r, (verb, p))| r.map_err(|e| StoreError::io(format!("{verb} data block {p}"), e)))
+            .collect()
     }
 
     pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {
