@@ -25,9 +25,11 @@ use std::time::Duration;
 /// overflow.
 const ENTRIES: u32 = 64;
 
-/// How long a thread waits for transfers it submitted before a failed ring lets go of them.
-/// Past this the process aborts: returning would hand the kernel's buffers back to the caller.
-const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Passes of the submission loop in a row that may make no progress (the kernel refusing
+/// entries with `EAGAIN`/`EBUSY`), and times one run may come back `EAGAIN`/`EINTR`, before
+/// the ring is given up for `pread`/`pwrite`.
+const MAX_STALLS: u32 = 1000;
+const MAX_RETRIES: u32 = 100;
 
 thread_local! {
     /// This thread's ring: `None` before the first batch, `Some(None)` where io_uring cannot
@@ -115,9 +117,9 @@ struct InFlight<'a> {
 
 impl InFlight<'_> {
     /// Wait, submitting nothing more, until every counted transfer has completed; reaped
-    /// completions go to `done(user_data, result)`.
+    /// completions go to `done(user_data, result)`. Like a blocking `pread`, this waits as
+    /// long as the device takes: returning earlier would hand back buffers the kernel uses.
     fn drain(&mut self, mut done: impl FnMut(u64, i32)) {
-        let started = std::time::Instant::now();
         while self.count > 0 {
             for c in self.ring.completion() {
                 self.count = self.count.saturating_sub(1);
@@ -134,10 +136,6 @@ impl InFlight<'_> {
                 // Completions still land in the queue without our help; look again shortly.
                 std::thread::sleep(Duration::from_micros(200));
             }
-            if started.elapsed() > DRAIN_LIMIT {
-                tracing::error!(in_flight = self.count, "io_uring transfers did not complete; aborting");
-                std::process::abort();
-            }
         }
     }
 }
@@ -148,16 +146,18 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Account for one completion (`data` is the run's index): final, or queued again in `todo`
-/// for what is left (`EAGAIN`, `EINTR`, a short transfer).
-fn complete(
-    data: u64,
-    res: i32,
-    runs: &[Run<'_>],
-    done: &mut [usize],
-    results: &mut [Option<io::Result<()>>],
-    todo: &mut Vec<usize>,
-) {
+/// Where each run stands: bytes transferred, times it came back `EAGAIN`/`EINTR`, and the
+/// runs still to (re)submit, taken from the back.
+struct Progress {
+    done: Vec<usize>,
+    retries: Vec<u32>,
+    todo: Vec<usize>,
+}
+
+/// Account for one completion (`data` is the run's index): final, or queued again for what
+/// is left (`EAGAIN`, `EINTR`, a short transfer). A run that keeps coming back `EAGAIN` is
+/// left unfinished, for `pread`/`pwrite`.
+fn complete(data: u64, res: i32, runs: &[Run<'_>], p: &mut Progress, results: &mut [Option<io::Result<()>>]) {
     let Some(i) = usize::try_from(data).ok().filter(|i| *i < runs.len()) else {
         return;
     };
@@ -166,13 +166,18 @@ fn complete(
         Buf::Write(_) => io::ErrorKind::WriteZero,
     };
     match res {
-        e if e == -nix::libc::EAGAIN || e == -nix::libc::EINTR => todo.push(i),
+        e if e == -nix::libc::EAGAIN || e == -nix::libc::EINTR => {
+            p.retries[i] += 1;
+            if p.retries[i] < MAX_RETRIES {
+                p.todo.push(i);
+            }
+        }
         e if e < 0 => results[i] = Some(Err(io::Error::from_raw_os_error(e.saturating_neg()))),
         0 => results[i] = Some(Err(nothing.into())),
         n => {
-            done[i] += n as usize;
-            if done[i] < runs[i].buf.len() {
-                todo.push(i); // a short transfer: the rest goes again
+            p.done[i] += n as usize;
+            if p.done[i] < runs[i].buf.len() {
+                p.todo.push(i); // a short transfer: the rest goes again
             } else {
                 results[i] = Some(Ok(()));
             }
@@ -194,19 +199,25 @@ fn submit_all(
     if !ring.submission().is_empty() || !ring.completion().is_empty() {
         return Err(Broken);
     }
-    let mut done = vec![0usize; runs.len()];
-    // Runs still to (re)submit, taken from the back.
-    let mut todo: Vec<usize> = (0..runs.len()).rev().collect();
+    let mut p = Progress { done: vec![0; runs.len()], retries: vec![0; runs.len()], todo: Vec::new() };
+    for i in (0..runs.len()).rev() {
+        if runs[i].buf.len() == 0 {
+            results[i] = Some(Ok(())); // as `read_exact_at` and `write_all_at` answer
+        } else {
+            p.todo.push(i);
+        }
+    }
     let mut flight = InFlight { ring, count: 0 };
-    while !todo.is_empty() || flight.count > 0 {
+    let mut stalls = 0u32;
+    while !p.todo.is_empty() || flight.count > 0 || !flight.ring.submission().is_empty() {
         {
             // Never more than ENTRIES taken or queued: the completion queue cannot overflow.
             let mut sq = flight.ring.submission();
             while flight.count + sq.len() < ENTRIES as usize
-                && let Some(&i) = todo.last()
+                && let Some(&i) = p.todo.last()
             {
                 let r = &mut runs[i];
-                let at = done[i];
+                let at = p.done[i];
                 let offset = r.offset + at as u64;
                 let entry = match &mut r.buf {
                     Buf::Read(b) => {
@@ -227,13 +238,15 @@ fn submit_all(
                 if unsafe { sq.push(&entry) }.is_err() {
                     break;
                 }
-                todo.pop();
+                p.todo.pop();
             }
         }
         let queued = flight.ring.submission().len();
         let entered = flight.ring.submit_and_wait(1);
         // What the kernel took is in flight, whatever the call returned.
-        flight.count += queued.saturating_sub(flight.ring.submission().len());
+        let taken = queued.saturating_sub(flight.ring.submission().len());
+        flight.count += taken;
+        let mut give_up = false;
         match entered {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EINTR | nix::libc::EAGAIN | nix::libc::EBUSY)) => {
@@ -243,21 +256,28 @@ fn submit_all(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "io_uring submission failed: data I/O falls back to pread/pwrite");
-                let mut reaped = Vec::new();
-                flight.drain(|d, r| reaped.push((d, r)));
-                for (d, r) in reaped {
-                    complete(d, r, runs, &mut done, results, &mut todo);
-                }
-                return Err(Broken);
+                give_up = true;
             }
         }
         let reaped: Vec<(u64, i32)> = flight.ring.completion().map(|c| (c.user_data(), c.result())).collect();
         flight.count = flight.count.saturating_sub(reaped.len());
+        stalls = if taken == 0 && reaped.is_empty() { stalls + 1 } else { 0 };
         for (d, r) in reaped {
-            complete(d, r, runs, &mut done, results, &mut todo);
+            complete(d, r, runs, &mut p, results);
         }
-        if flight.count == 0 && todo.is_empty() && !flight.ring.submission().is_empty() {
-            return Err(Broken); // cannot happen: entries are only pushed from `todo`
+        if stalls >= MAX_STALLS {
+            tracing::warn!("io_uring makes no progress: data I/O falls back to pread/pwrite");
+            give_up = true;
+        }
+        if give_up {
+            // Wait for what the kernel took; what it never took dies with the ring, and
+            // every run left unfinished goes through pread/pwrite.
+            let mut reaped = Vec::new();
+            flight.drain(|d, r| reaped.push((d, r)));
+            for (d, r) in reaped {
+                complete(d, r, runs, &mut p, results);
+            }
+            return Err(Broken);
         }
     }
     Ok(())
@@ -333,6 +353,16 @@ mod tests {
             data[i * 4096..(i + 1) * 4096].copy_from_slice(b);
         }
         assert_eq!(std::fs::read(f.path()).unwrap(), data);
+    }
+
+    #[test]
+    fn empty_runs_succeed_as_pread_says() {
+        let (f, data) = file_with(8192);
+        let (mut a, mut b) = (vec![0u8; 0], vec![0u8; 4096]);
+        let mut runs = vec![Run { buf: Buf::Read(&mut a), offset: 4096 }, Run { buf: Buf::Read(&mut b), offset: 0 }];
+        let results = transfer(f.as_file(), &mut runs);
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(b, data[..4096]);
     }
 
     #[test]
