@@ -226,7 +226,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
     let _count = Counted(&conn.session.server.extra_threads, extra);
     let mut buf = AlignedBuf::zeroed(0);
-    while let Some(work) = conn.next(&mut buf, &alive) {
+    let mut work = Vec::with_capacity(BATCH_REQUESTS);
+    while conn.next(&mut buf, &alive, &mut work) {
         let sent = match work.as_slice() {
             [(req, _, _)] => {
                 let reply =
@@ -382,69 +383,79 @@ impl<S: Sock> Conn<S> {
         self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
     }
 
-    /// The next requests to run, each with its share of the budget and where its payload
-    /// starts in `buf`: one handed on by the reader, or, as the reader, one whole request
+    /// Put into `work` the next requests to run, each with its share of the budget and where
+    /// its payload starts in `buf`: one handed on by the reader, or, as the reader, one whole request
     /// read (its payload at the start of `buf`), followed by the batch kept with it (see the
-    /// module's note). `None` once the connection is closing.
-    fn next(self: &Arc<Self>, buf: &mut AlignedBuf, alive: &mpsc::Sender<()>) -> Option<Vec<(Request, u64, usize)>> {
-        let _turn = match self.turn.take(IDLE, || self.retire())? {
+    /// module's note). `false` once the connection is closing.
+    fn next(
+        self: &Arc<Self>,
+        buf: &mut AlignedBuf,
+        alive: &mpsc::Sender<()>,
+        work: &mut Vec<(Request, u64, usize)>,
+    ) -> bool {
+        work.clear();
+        let Some(next) = self.turn.take(IDLE, || self.retire()) else {
+            return false;
+        };
+        let _turn = match next {
             Next::Run((req, kib)) => {
                 // Read before a revocation, taken after it: not run. (A disconnect or bad
                 // input after it still lets it run: the client asked before that.)
                 if self.session.handle.cancel.is_cancelled() {
                     self.give_back(kib);
-                    return None;
+                    return false;
                 }
-                return Some(vec![(req, kib, 0)]);
+                work.push((req, kib, 0));
+                return true;
             }
             Next::Read(turn) => turn,
         };
         let mut rd = lock(&self.reader);
         if self.stopping() {
-            return None;
+            return false;
         }
         let mut head = [0u8; REQUEST_LEN];
         if let Err(e) = rd.read_exact(&mut head) {
             self.end(Some(e));
-            return None;
+            return false;
         }
         // After a revocation nothing more is run, even what was already received.
         if self.stopping() {
-            return None;
+            return false;
         }
         let req = match Request::decode(&head) {
             Ok(r) => r,
             Err(e) => {
                 self.end(Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string())));
-                return None;
+                return false;
             }
         };
         if req.kind == CMD_DISC {
             self.end(None);
-            return None;
+            return false;
         }
         if req.payload_len() > MAX_PAYLOAD {
             // The payload cannot be skipped safely: the protocol allows closing.
             let e = io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum");
             self.end(Some(e));
-            return None;
+            return false;
         }
         let kib = budget_kib(&req);
         if !self.take(kib, true) {
-            return None;
+            return false;
         }
         buf.resize(req.payload_len() as usize);
         if let Err(e) = rd.read_exact(buf.as_mut_slice()) {
             self.give_back(kib);
             self.end(Some(e));
-            return None;
+            return false;
         }
-        let mut work = vec![(req, kib, 0)];
+        work.push((req, kib, 0));
         if matches!(req.kind, CMD_READ | CMD_WRITE)
             && req.length <= BATCH_ONE_MAX
             && self.session.device.reader().reads_together()
         {
-            self.gather(&mut rd, buf, &mut work);
+            self.gather(&mut rd, buf, work);
         }
         let ahead = self.read_ahead(&mut rd);
         // Spare threads for what was handed on and one to read on: with nobody left to read,
@@ -455,7 +466,7 @@ impl<S: Sock> Conn<S> {
                 break;
             }
         }
-        Some(work)
+        true
     }
 
     /// Add to `work` the reads and whole writes already received, up to the batch limits,

@@ -155,8 +155,10 @@ impl Io {
     /// one result per run, in order. With `O_DIRECT` and page-aligned buffers they all go to
     /// the disk together (io_uring, see `uring`); otherwise one after another.
     pub fn read_runs(&self, runs: &mut [(&mut [u8], Phys)]) -> Vec<Result<()>> {
-        if self.direct.is_some() && runs.iter().all(|(b, _)| crate::buf::is_aligned(b)) {
-            return self.together(runs.iter_mut().map(|(b, p)| (Buf::Read(b), *p)).collect());
+        if let Some(direct) = &self.direct
+            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
+        {
+            return together(direct, runs.iter_mut().map(|(b, p)| (Buf::Read(b), *p)).collect());
         }
         runs.iter_mut().map(|(b, p)| self.read_blocks(b, *p)).collect()
     }
@@ -166,26 +168,12 @@ impl Io {
     /// `O_DIRECT` and page-aligned data, otherwise one after another. The caller ensures the
     /// runs do not overlap.
     pub fn write_runs(&self, runs: &[(&[u8], Phys)]) -> Vec<Result<()>> {
-        if self.direct.is_some() && runs.iter().all(|(b, _)| crate::buf::is_aligned(b)) {
-            return self.together(runs.iter().map(|(b, p)| (Buf::Write(b), *p)).collect());
+        if let Some(direct) = &self.direct
+            && runs.iter().all(|(b, _)| crate::buf::is_aligned(b))
+        {
+            return together(direct, runs.iter().map(|(b, p)| (Buf::Write(b), *p)).collect());
         }
         runs.iter().map(|(b, p)| self.write_blocks(b, *p)).collect()
-    }
-
-    /// Run transfers of data blocks `(buffer, phys)` on the `O_DIRECT` file through
-    /// `uring::transfer`; each error names its block.
-    fn together(&self, runs: Vec<(Buf<'_>, Phys)>) -> Vec<Result<()>> {
-        let Some(direct) = &self.direct else {
-            return runs.iter().map(|_| Err(StoreError::new(crate::ErrorKind::Io, "no O_DIRECT file"))).collect();
-        };
-        let what: Vec<(&str, Phys)> =
-            runs.iter().map(|(b, p)| (if matches!(b, Buf::Read(_)) { "reading" } else { "writing" }, *p)).collect();
-        let mut batch: Vec<Run> = runs.into_iter().map(|(buf, p)| Run { buf, offset: p * BLOCK_SIZE }).collect();
-        crate::uring::transfer(direct, &mut batch)
-            .into_iter()
-            .zip(what)
-            .map(|(r, (verb, p))| r.map_err(|e| StoreError::io(format!("{verb} data block {p}"), e)))
-            .collect()
     }
 
     pub fn read_blocks(&self, buf: &mut [u8], phys: Phys) -> Result<()> {
@@ -389,6 +377,19 @@ pub(crate) fn runs(mut blocks: Vec<Phys>) -> Vec<(Phys, u64)> {
 }
 
 /// Write `records` to `path` durably: temp file, fsync, rename, fsync the directory.
+/// Run transfers of data blocks `(buffer, phys)` on the `O_DIRECT` data file through
+/// `uring::transfer`; each error names its block.
+fn together(direct: &File, runs: Vec<(Buf<'_>, Phys)>) -> Vec<Result<()>> {
+    let what: Vec<(&str, Phys)> =
+        runs.iter().map(|(b, p)| (if matches!(b, Buf::Read(_)) { "reading" } else { "writing" }, *p)).collect();
+    let mut batch: Vec<Run> = runs.into_iter().map(|(buf, p)| Run { buf, offset: p * BLOCK_SIZE }).collect();
+    crate::uring::transfer(direct, &mut batch)
+        .into_iter()
+        .zip(what)
+        .map(|(r, (verb, p))| r.map_err(|e| StoreError::io(format!("{verb} data block {p}"), e)))
+        .collect()
+}
+
 pub(crate) fn write_file_atomically(path: &Path, records: &[Record]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut buf = Vec::new();
