@@ -459,6 +459,12 @@ impl Action {
     }
 }
 
+/// Parse `name` with these parameters, as the family tests do.
+#[cfg(test)]
+pub(crate) fn parse_pairs(name: &str, pairs: &[(&str, &str)]) -> Result<Action, ApiError> {
+    Action::parse(name, &Params::from_pairs(pairs.iter().copied())).map(|r| r.action)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

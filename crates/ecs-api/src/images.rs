@@ -247,7 +247,7 @@ mod tests {
     fn parse(name: &str, pairs: &[(&str, &str)]) -> Result<Action, ApiError> {
         let mut all: Vec<(&str, &str)> = vec![("RegionId", "cn-hangzhou")];
         all.extend_from_slice(pairs);
-        crate::action::Action::parse(name, &Params::from_pairs(all)).map(|r| r.action)
+        crate::action::parse_pairs(name, &all)
     }
 
     #[test]

@@ -229,9 +229,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn parse(name: &str, pairs: &[(&str, &str)]) -> Result<Action, ApiError> {
-        Action::parse(name, &Params::from_pairs(pairs.iter().copied())).map(|r| r.action)
-    }
+    use crate::action::parse_pairs as parse;
 
     const R: (&str, &str) = ("RegionId", "cn-hangzhou");
 
