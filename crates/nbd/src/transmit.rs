@@ -20,6 +20,15 @@
 //! a thread of its own: two calls serve the batch and one `writev` sends its replies, so a
 //! deep queue of small requests costs a few thread wake-ups rather than several per request.
 //!
+//! A client that keeps one request in flight at a time (queue depth 1) gains nothing from a
+//! second thread reading on while its request runs, and pays a thread wake-up per request
+//! for it. So once `LONE_STREAK` requests in a row have each been read with nothing else in
+//! flight and nothing more received, the reader keeps its turn: it runs the request and
+//! sends the reply itself, then reads on, as a single-threaded server would. Before each such
+//! reply it looks whether the client sent more while the request ran; if so, the client has
+//! several requests in flight after all and the connection goes back to handing the turn on
+//! (the request that came in meanwhile waited for one request's I/O, once).
+//!
 //! A TLS connection is served the same way over one end of a unix socket pair, with a task
 //! that relays between the other end and the TLS stream (rustls sessions cannot be read and
 //! written from several threads at once).
@@ -31,10 +40,12 @@ use crate::registry::Handle;
 use crate::server::Server;
 use crate::stream::{Raw, Stream};
 use crate::turns::{Budget, Next, Turn};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::AlignedBuf;
@@ -57,6 +68,9 @@ const BATCH_ONE_MAX: u32 = 256 * 1024;
 const BATCH_BYTES: u64 = 1 << 20;
 /// Threads beyond each connection's first, across the server.
 const MAX_EXTRA_THREADS: usize = 1024;
+/// Requests in a row read alone (nothing else in flight or received) after which the reader
+/// keeps its turn (see the module's note).
+const LONE_STREAK: u32 = 16;
 /// Small requests arrive many to one receive.
 const READ_BUFFER: usize = 64 * 1024;
 /// A worker keeps a buffer up to this size between requests (a connection keeps the threads
@@ -69,7 +83,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 const REPLY_STALL: Duration = Duration::from_secs(30);
 
 /// A blocking socket a connection's threads share (each holds a clone of the descriptor).
-pub(crate) trait Sock: Read + Write + Send + Sync + Sized + 'static {
+pub(crate) trait Sock: Read + Write + AsFd + Send + Sync + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     fn set_nonblocking(&self, on: bool) -> io::Result<()>;
@@ -156,6 +170,7 @@ async fn serve_requests<S: Sock>(sock: S, session: Session) -> io::Result<()> {
         closed: Notify::new(),
         workers: AtomicUsize::new(0),
         error: Mutex::new(None),
+        lone: AtomicU32::new(0),
     });
     // Every worker holds a sender; the channel closes when the last one has gone.
     let (alive, mut gone) = mpsc::channel::<()>(1);
@@ -217,6 +232,8 @@ struct Conn<S> {
     closed: Notify,
     workers: AtomicUsize,
     error: Mutex<Option<io::Error>>,
+    /// Requests in a row read alone; only the thread holding the turn touches it.
+    lone: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -228,34 +245,7 @@ fn worker<S: Sock>(conn: Arc<Conn<S>>, alive: mpsc::Sender<()>, extra: bool) {
     let mut buf = AlignedBuf::zeroed(0);
     let mut work = Vec::with_capacity(BATCH_REQUESTS);
     while conn.next(&mut buf, &alive, &mut work) {
-        let sent = match work.as_slice() {
-            [(req, _, _)] => {
-                let reply =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&conn.session, req, &mut buf)))
-                        .unwrap_or_else(|_| Reply::internal_error(&conn.session, req));
-                let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
-                conn.send(&[(&reply.head, data)])
-            }
-            batch => {
-                let items: Vec<(Request, usize)> = batch.iter().map(|(r, _, at)| (*r, *at)).collect();
-                let replies = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle_batch(&conn.session, &items, &mut buf)
-                }))
-                .unwrap_or_else(|_| items.iter().map(|(r, _)| (Reply::internal_error(&conn.session, r), 0)).collect());
-                let parts: Vec<(&[u8], &[u8])> = replies
-                    .iter()
-                    .map(|(reply, at)| {
-                        let data = buf.as_slice().get(*at..at + reply.data_len).unwrap_or(&[]);
-                        (reply.head.as_slice(), data)
-                    })
-                    .collect();
-                conn.send(&parts)
-            }
-        };
-        for (_, kib, _) in &work {
-            conn.give_back(*kib);
-        }
-        if let Err(e) = sent {
+        if let Err(e) = conn.run(&mut buf, &work, false) {
             conn.fail(e);
             break;
         }
@@ -383,6 +373,49 @@ impl<S: Sock> Conn<S> {
         self.workers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > MIN_WORKERS).then(|| n - 1)).is_ok()
     }
 
+    /// Run `work` (from [`Conn::next`]) and send its replies, giving its budget back. With
+    /// `watch` (a lone request run by the reader), first note whether the client sent more
+    /// while it ran (see the module's note).
+    fn run(&self, buf: &mut AlignedBuf, work: &[(Request, u64, usize)], watch: bool) -> io::Result<()> {
+        let sent = match work {
+            [(req, _, _)] => {
+                let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&self.session, req, buf)))
+                    .unwrap_or_else(|_| Reply::internal_error(&self.session, req));
+                if watch && self.input_waiting() {
+                    self.lone.store(0, Ordering::Relaxed);
+                }
+                let data = &buf.as_slice()[..reply.data_len.min(buf.len())];
+                self.send(&[(&reply.head, data)])
+            }
+            batch => {
+                let items: Vec<(Request, usize)> = batch.iter().map(|(r, _, at)| (*r, *at)).collect();
+                let replies =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle_batch(&self.session, &items, buf)))
+                        .unwrap_or_else(|_| {
+                            items.iter().map(|(r, _)| (Reply::internal_error(&self.session, r), 0)).collect()
+                        });
+                let parts: Vec<(&[u8], &[u8])> = replies
+                    .iter()
+                    .map(|(reply, at)| {
+                        let data = buf.as_slice().get(*at..at + reply.data_len).unwrap_or(&[]);
+                        (reply.head.as_slice(), data)
+                    })
+                    .collect();
+                self.send(&parts)
+            }
+        };
+        for (_, kib, _) in work {
+            self.give_back(*kib);
+        }
+        sent
+    }
+
+    /// Whether input from the client is waiting to be read (a zero-timeout `poll`).
+    fn input_waiting(&self) -> bool {
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
     /// Put into `work` the next requests to run, each with its share of the budget and where
     /// its payload starts in `buf`: one handed on by the reader, or, as the reader, one whole request
     /// read (its payload at the start of `buf`), followed by the batch kept with it (see the
@@ -414,59 +447,74 @@ impl<S: Sock> Conn<S> {
         if self.stopping() {
             return false;
         }
-        let mut head = [0u8; REQUEST_LEN];
-        if let Err(e) = rd.read_exact(&mut head) {
-            self.end(Some(e));
-            return false;
-        }
-        // After a revocation nothing more is run, even what was already received.
-        if self.stopping() {
-            return false;
-        }
-        let req = match Request::decode(&head) {
-            Ok(r) => r,
-            Err(e) => {
-                self.end(Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string())));
+        loop {
+            let mut head = [0u8; REQUEST_LEN];
+            if let Err(e) = rd.read_exact(&mut head) {
+                self.end(Some(e));
                 return false;
             }
-        };
-        if req.kind == CMD_DISC {
-            self.end(None);
-            return false;
-        }
-        if req.payload_len() > MAX_PAYLOAD {
-            // The payload cannot be skipped safely: the protocol allows closing.
-            let e = io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum");
-            self.end(Some(e));
-            return false;
-        }
-        let kib = budget_kib(&req);
-        if !self.take(kib, true) {
-            return false;
-        }
-        buf.resize(req.payload_len() as usize);
-        if let Err(e) = rd.read_exact(buf.as_mut_slice()) {
-            self.give_back(kib);
-            self.end(Some(e));
-            return false;
-        }
-        work.push((req, kib, 0));
-        if matches!(req.kind, CMD_READ | CMD_WRITE)
-            && req.length <= BATCH_ONE_MAX
-            && self.session.device.reader().reads_together()
-        {
-            self.gather(&mut rd, buf, work);
-        }
-        let ahead = self.read_ahead(&mut rd);
-        // Spare threads for what was handed on and one to read on: with nobody left to read,
-        // the next request would wait for this one's I/O.
-        let wanted = self.turn.hand_on(ahead);
-        for _ in 0..wanted {
-            if !self.spawn_worker(alive.clone(), false) {
-                break;
+            // After a revocation nothing more is run, even what was already received.
+            if self.stopping() {
+                return false;
             }
+            let req = match Request::decode(&head) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.end(Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string())));
+                    return false;
+                }
+            };
+            if req.kind == CMD_DISC {
+                self.end(None);
+                return false;
+            }
+            if req.payload_len() > MAX_PAYLOAD {
+                // The payload cannot be skipped safely: the protocol allows closing.
+                let e = io::Error::new(io::ErrorKind::InvalidData, "write larger than the advertised maximum");
+                self.end(Some(e));
+                return false;
+            }
+            let kib = budget_kib(&req);
+            if !self.take(kib, true) {
+                return false;
+            }
+            buf.resize(req.payload_len() as usize);
+            if let Err(e) = rd.read_exact(buf.as_mut_slice()) {
+                self.give_back(kib);
+                self.end(Some(e));
+                return false;
+            }
+            work.push((req, kib, 0));
+            if matches!(req.kind, CMD_READ | CMD_WRITE)
+                && req.length <= BATCH_ONE_MAX
+                && self.session.device.reader().reads_together()
+            {
+                self.gather(&mut rd, buf, work);
+            }
+            // A lone request at the end of a streak: run it with the turn kept, then read on.
+            let lone = work.len() == 1 && rd.buffer().is_empty() && self.pooled.load(Ordering::Acquire) == kib;
+            let streak = if lone { self.lone.load(Ordering::Relaxed).saturating_add(1) } else { 0 };
+            self.lone.store(streak, Ordering::Relaxed);
+            if streak >= LONE_STREAK {
+                if let Err(e) = self.run(buf, work, true) {
+                    self.fail(e);
+                    return false;
+                }
+                work.clear();
+                buf.shrink(KEEP_BUFFER);
+                continue;
+            }
+            let ahead = self.read_ahead(&mut rd);
+            // Spare threads for what was handed on and one to read on: with nobody left to read,
+            // the next request would wait for this one's I/O.
+            let wanted = self.turn.hand_on(ahead);
+            for _ in 0..wanted {
+                if !self.spawn_worker(alive.clone(), false) {
+                    break;
+                }
+            }
+            return true;
         }
-        true
     }
 
     /// Add to `work` the reads and whole writes already received, up to the batch limits,

@@ -149,6 +149,55 @@ fn a_burst_of_writes_and_reads_is_served_in_batches() {
     assert!(disk.largest_write_batch.load(Ordering::SeqCst) > 1, "writes were batched");
 }
 
+/// Requests sent one at a time settle on one thread: after a streak of lone requests the
+/// reader runs each itself instead of waking another thread to read on.
+#[test]
+fn requests_one_at_a_time_are_run_by_the_reader() {
+    let disk = MemDisk::new(|_| Duration::ZERO);
+    let srv = start(disk.clone());
+    let mut s = connect(srv.addr);
+    let mut data = vec![0u8; 4096];
+    for i in 0..64u64 {
+        send(&mut s, CMD_READ, i, i * 4096, 4096, &[]);
+        assert_eq!(reply(&mut s), (i, 0));
+        s.read_exact(&mut data).unwrap();
+    }
+    let callers = disk.callers.lock().unwrap();
+    let last = &callers[32..];
+    assert!(last.iter().all(|t| *t == last[0]), "the last 32 of 64 lone reads ran on one thread");
+}
+
+/// A client that turns out to have a second request in flight while the reader runs a lone
+/// one puts the connection back to reading on: a fast request no longer waits for a slow one.
+#[test]
+fn a_second_request_in_flight_ends_the_readers_run_alone() {
+    // Offset 0 is slow; everything else is fast.
+    let disk = MemDisk::new(|off| if off == 0 { Duration::from_millis(300) } else { Duration::ZERO });
+    let srv = start(disk);
+    let mut s = connect(srv.addr);
+    let mut data = vec![0u8; 4096];
+    for i in 0..32u64 {
+        send(&mut s, CMD_READ, i, 4096, 4096, &[]);
+        assert_eq!(reply(&mut s), (i, 0));
+        s.read_exact(&mut data).unwrap();
+    }
+    let mut order = Vec::new();
+    for round in 0..2u64 {
+        send(&mut s, CMD_READ, 100 + round, 0, 4096, &[]); // slow
+        std::thread::sleep(Duration::from_millis(50));
+        send(&mut s, CMD_READ, 200 + round, 8192, 4096, &[]); // fast, sent while the slow one runs
+        for _ in 0..2 {
+            let (cookie, err) = reply(&mut s);
+            assert_eq!(err, 0);
+            s.read_exact(&mut data).unwrap();
+            order.push(cookie);
+        }
+    }
+    // The first round shows the connection that the client has two in flight (its fast read
+    // may wait for the slow one, once); from then on the fast read overtakes.
+    assert_eq!(&order[2..], &[201, 101], "reply order {order:?}");
+}
+
 #[test]
 fn threads_grow_with_the_queue_and_stop_at_the_limit() {
     let disk = MemDisk::new(|_| Duration::from_millis(40));

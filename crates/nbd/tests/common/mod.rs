@@ -26,6 +26,8 @@ pub struct MemDisk {
     pub together: std::sync::atomic::AtomicBool,
     pub largest_batch: AtomicUsize,
     pub largest_write_batch: AtomicUsize,
+    /// The thread of every read and write call, in order.
+    pub callers: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl MemDisk {
@@ -39,10 +41,12 @@ impl MemDisk {
             together: Default::default(),
             largest_batch: AtomicUsize::new(0),
             largest_write_batch: AtomicUsize::new(0),
+            callers: Mutex::new(Vec::new()),
         })
     }
 
     fn call<T>(&self, offset: u64, f: impl FnOnce() -> T) -> T {
+        self.callers.lock().unwrap().push(std::thread::current().id());
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep((self.delay)(offset));
