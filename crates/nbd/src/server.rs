@@ -37,6 +37,12 @@ pub struct Options {
     pub max_connections: usize,
     /// TCP connections open at once from one IP address.
     pub max_connections_per_peer: usize,
+    /// Longest a reader running lone requests polls its socket for the next one before it
+    /// sleeps, in µs (0: never poll). The window adapts per connection as qemu's event loop
+    /// does (`poll-max-ns`, 32 µs for its I/O threads): it grows while the client's next
+    /// request comes within this limit, and shrinks while it does not. See `docs/nbd.md`,
+    /// "Lone requests".
+    pub poll_max_us: u64,
 }
 
 impl Default for Options {
@@ -46,6 +52,7 @@ impl Default for Options {
             reply_memory_kib: 256 << 10,
             max_connections: 1024,
             max_connections_per_peer: 512,
+            poll_max_us: 32,
         }
     }
 }

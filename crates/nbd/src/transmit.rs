@@ -27,7 +27,9 @@
 //! sends the reply itself, then reads on, as a single-threaded server would. Before each such
 //! reply it looks whether the client sent more while the request ran; if so, the client has
 //! several requests in flight after all and the connection goes back to handing the turn on
-//! (the request that came in meanwhile waited for one request's I/O, once).
+//! (the request that came in meanwhile waited for one request's I/O, once). Between lone
+//! requests the reader may poll its socket for a short, adaptive window before it sleeps
+//! ([`Poll`]), so the next request does not also pay the wake-up of a sleeping thread.
 //!
 //! A TLS connection is served the same way over one end of a unix socket pair, with a task
 //! that relays between the other end and the TLS stream (rustls sessions cannot be read and
@@ -39,7 +41,7 @@ use crate::proto::*;
 use crate::registry::Handle;
 use crate::server::Server;
 use crate::stream::{Raw, Stream};
-use crate::turns::{Budget, Next, Turn};
+use crate::turns::{Budget, Next, Poll, Turn};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -158,6 +160,7 @@ async fn serve_tls(mut tls: tokio_rustls::server::TlsStream<Raw>, s: Session) ->
 async fn serve_requests<S: Sock>(sock: S, session: Session) -> io::Result<()> {
     sock.set_nonblocking(false)?;
     sock.set_write_timeout(Some(REPLY_STALL))?;
+    let poll = Poll::new(Duration::from_micros(session.server.options.poll_max_us));
     let conn = Arc::new(Conn {
         turn: Turn::default(),
         reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, sock.try_clone()?)),
@@ -171,6 +174,7 @@ async fn serve_requests<S: Sock>(sock: S, session: Session) -> io::Result<()> {
         workers: AtomicUsize::new(0),
         error: Mutex::new(None),
         lone: AtomicU32::new(0),
+        poll: Mutex::new(poll),
     });
     // Every worker holds a sender; the channel closes when the last one has gone.
     let (alive, mut gone) = mpsc::channel::<()>(1);
@@ -234,6 +238,8 @@ struct Conn<S> {
     error: Mutex<Option<io::Error>>,
     /// Requests in a row read alone; only the thread holding the turn touches it.
     lone: AtomicU32,
+    /// The polling window between lone requests; only the thread holding the turn uses it.
+    poll: Mutex<Poll>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -410,6 +416,22 @@ impl<S: Sock> Conn<S> {
         sent
     }
 
+    /// Poll the socket for input for the current window (see [`Poll`]); whether it came.
+    fn poll_for_input(&self) -> bool {
+        let window = lock(&self.poll).window();
+        if window.is_zero() {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < window {
+            if self.input_waiting() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
     /// Whether input from the client is waiting to be read (a zero-timeout `poll`).
     fn input_waiting(&self) -> bool {
         let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
@@ -449,9 +471,14 @@ impl<S: Sock> Conn<S> {
         }
         loop {
             let mut head = [0u8; REQUEST_LEN];
+            let waiting = self.lone.load(Ordering::Relaxed) >= LONE_STREAK && rd.buffer().is_empty();
+            let started = waiting.then(|| (std::time::Instant::now(), self.poll_for_input()));
             if let Err(e) = rd.read_exact(&mut head) {
                 self.end(Some(e));
                 return false;
+            }
+            if let Some((at, polled)) = started {
+                lock(&self.poll).learn(polled, at.elapsed());
             }
             // After a revocation nothing more is run, even what was already received.
             if self.stopping() {

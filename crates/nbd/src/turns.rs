@@ -1,6 +1,7 @@
-//! Two small blocking primitives for a connection's threads: the turn to read the socket,
-//! passed from thread to thread (waiting for it can time out, so idle threads can retire),
-//! and the byte budget that bounds the payload in flight.
+//! Small primitives for a connection's threads: the turn to read the socket, passed from
+//! thread to thread (waiting for it can time out, so idle threads can retire), the byte
+//! budget that bounds the payload in flight, and the adaptive polling window of a reader
+//! running lone requests.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -94,6 +95,44 @@ impl<T> Turn<T> {
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
         lock(&self.state).waiting
+    }
+}
+
+/// How long a reader running lone requests polls its socket before sleeping in `recv`, in
+/// the manner of qemu's adaptive polling (`util/aio-posix.c`): the window starts at zero;
+/// a request that came after the reader went to sleep, but within the limit, doubles it (from
+/// 4 µs); one that came later than the limit halves it; one that came while polling keeps it.
+/// So a client that answers each reply at once is met by a polling reader, and an idle or
+/// slow one costs no CPU.
+#[derive(Debug)]
+pub(crate) struct Poll {
+    window: Duration,
+    max: Duration,
+}
+
+impl Poll {
+    const START: Duration = Duration::from_micros(4);
+
+    pub fn new(max: Duration) -> Poll {
+        Poll { window: Duration::ZERO, max }
+    }
+
+    /// How long to poll now.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Learn from one wait: `polled` whether the request came while polling, `waited` how
+    /// long it took to come in all.
+    pub fn learn(&mut self, polled: bool, waited: Duration) {
+        if polled {
+            return;
+        }
+        self.window =
+            if waited <= self.max { (self.window * 2).max(Self::START).min(self.max) } else { self.window / 2 };
+        if self.window < Self::START {
+            self.window = Duration::ZERO;
+        }
     }
 }
 
@@ -277,6 +316,32 @@ mod tests {
         drop(held);
         assert!(matches!(turn.take(Duration::from_secs(1), || false), Some(Next::Run(8))), "work before the turn");
         assert!(matches!(turn.take(Duration::from_secs(1), || false), Some(Next::Read(_))));
+    }
+
+    #[test]
+    fn the_polling_window_grows_with_a_quick_client_and_shrinks_with_a_slow_one() {
+        let us = Duration::from_micros;
+        let mut p = Poll::new(us(32));
+        assert_eq!(p.window(), Duration::ZERO, "nobody polls before a client has shown its pace");
+        p.learn(false, us(15));
+        assert_eq!(p.window(), us(4));
+        p.learn(false, us(15));
+        p.learn(false, us(15));
+        assert_eq!(p.window(), us(16));
+        p.learn(true, us(12));
+        assert_eq!(p.window(), us(16), "a request met while polling keeps the window");
+        p.learn(false, us(20));
+        p.learn(false, us(20));
+        assert_eq!(p.window(), us(32), "never past the limit");
+        p.learn(false, us(5_000));
+        assert_eq!(p.window(), us(16));
+        for _ in 0..3 {
+            p.learn(false, us(5_000));
+        }
+        assert_eq!(p.window(), Duration::ZERO, "a slow client costs no polling");
+        let mut off = Poll::new(Duration::ZERO);
+        off.learn(false, Duration::ZERO);
+        assert_eq!(off.window(), Duration::ZERO, "a limit of 0 never polls");
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// Open NBD connections from one address (default: half of --nbd-max-connections).
     #[arg(long)]
     nbd_max_connections_per_peer: Option<usize>,
+    /// Microseconds an NBD connection whose client sends one request at a time may poll for
+    /// the next before sleeping (adaptive, like qemu's `poll-max-ns`; 0 turns polling off and
+    /// spends no CPU waiting).
+    #[arg(long, default_value_t = 32)]
+    nbd_poll_max_us: u64,
     /// Data I/O mode, as qemu names it: `none` bypasses the page cache (O_DIRECT), `writeback`
     /// goes through it.
     #[arg(long, value_enum, default_value_t = Cache::None)]
@@ -226,6 +231,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         reply_memory_kib: args.nbd_reply_memory_mib.max(1).saturating_mul(1024),
         max_connections: nbd_max,
         max_connections_per_peer: args.nbd_max_connections_per_peer.unwrap_or((nbd_max / 2).max(1)),
+        poll_max_us: args.nbd_poll_max_us.min(1_000),
     };
     // NBD stops after the VMs (their guests flush while powering off), on a token of its own.
     let nbd_shutdown = CancellationToken::new();
