@@ -9,9 +9,12 @@
    (same qemu, accelerator, CPU, memory, virtio-blk in an I/O thread) on a local raw file, in
    matched pairs: Snapdisk `--cache none` (O_DIRECT) beside qemu `cache=none,aio=native`, and
    Snapdisk `--cache writeback` (page cache) beside qemu's default `cache=writeback`. Rounds
-   alternate Snapdisk and the reference; medians and the spread are reported.
+   alternate Snapdisk and the reference; medians and the spread are reported;
+3. the same guest on raw files served by qemu-nbd (`--cache=none --aio=native`, a unix socket
+   per disk, opened as Snapdisk's VMs open theirs), beside Snapdisk `--cache none` (issue 13).
 
 Usage: scripts/bench-vm.sh [--rounds R] [--seconds S] [--boots B] [--accel auto|kvm|tcg]
+  env SERVE_ARGS: further `snapdisk serve` flags for both servers (e.g. "--nbd-poll-max-us 0")
 """
 
 from __future__ import annotations
@@ -103,8 +106,11 @@ def snapdisk_round(api, image: str, seconds: int) -> dict:
     return iobench(lines)
 
 
-def reference_round(qemu: str, accel: str, system: Path, work: Path, seconds: int, cache: str) -> dict:
-    """The same VM on local raw files: the image's copy and a new sparse 20 GiB data disk."""
+def reference_round(qemu: str, accel: str, system: Path, work: Path, seconds: int, cache: str,
+                    nbd: bool = False) -> dict:
+    """The same VM on local raw files: the image's copy and a new sparse 20 GiB data disk. With
+    `nbd`, each file is served by its own `qemu-nbd --cache=none --aio=native` on a unix socket
+    and the VM opens it as Snapdisk's VMs open their disks (issue 13's guest comparison)."""
     sysdisk, data, logf, udf = (work / "ref-system.raw", work / "ref-data.raw", work / "ref-console.log",
                                 work / "ref-user-data")
     subprocess.run(["cp", "--sparse=always", str(system), str(sysdisk)], check=True)
@@ -115,12 +121,26 @@ def reference_round(qemu: str, accel: str, system: Path, work: Path, seconds: in
     udf.write_text(f"mode=iobench\niobench_seconds={seconds}\n")
     logf.write_bytes(b"")
     opts = {"writeback": "cache=writeback,aio=threads", "none": "cache=none,aio=native"}[cache]
+    servers = []
+    drives = [f"file={sysdisk},{opts}", f"file={data},{opts}"]
+    if nbd:
+        drives = []
+        for i, f in enumerate((sysdisk, data)):
+            sock = work / f"ref-nbd{i}.sock"
+            sock.unlink(missing_ok=True)
+            servers.append(subprocess.Popen(["qemu-nbd", "-f", "raw", "--cache=none", "--aio=native", "-k", str(sock),
+                                             "-x", "d", "--persistent", str(f)], stderr=subprocess.DEVNULL))
+            for _ in range(100):
+                if sock.exists():
+                    break
+                time.sleep(0.05)
+            drives.append(f"file.driver=nbd,file.server.type=unix,file.server.path={sock},file.export=d")
     cmd = [qemu, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", accel, "-smp", "1", "-m", "256M",
            "-display", "none", "-serial", f"file:{logf}",
            "-object", "iothread,id=io0",
-           "-drive", f"if=none,id=disk0,format=raw,file={sysdisk},{opts}",
+           "-drive", f"if=none,id=disk0,format=raw,{drives[0]}",
            "-device", "virtio-blk-pci,drive=disk0,iothread=io0,bootindex=0",
-           "-drive", f"if=none,id=disk1,format=raw,file={data},{opts}",
+           "-drive", f"if=none,id=disk1,format=raw,{drives[1]}",
            "-device", "virtio-blk-pci,drive=disk1,iothread=io0",
            "-fw_cfg", f"name=opt/com.snapdisk/user-data,file={udf}"]
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -138,6 +158,9 @@ def reference_round(qemu: str, accel: str, system: Path, work: Path, seconds: in
     finally:
         p.kill()
         p.wait()
+        for srv in servers:
+            srv.terminate()
+            srv.wait()
         for f in (sysdisk, data):
             f.unlink(missing_ok=True)
 
@@ -172,7 +195,7 @@ def main():
         servers[cache] = Server(
             REPO / "target/release/snapdisk", work / f"data-{cache}", work / f"logs-{cache}", name=f"bench-vm-{cache}",
             extra_args=["--vms", "qemu", "--accel", args.accel, "--vm-max-vcpus", "1", "--vm-max-memory-mib", "256",
-                        "--oss-bucket", f"images={bucket}", "--account-requests-per-second", "0", "--cache", cache])
+                        "--oss-bucket", f"images={bucket}", "--account-requests-per-second", "0", "--cache", cache, *os.environ.get("SERVE_ARGS", "").split()])
     try:
         apis, images = {}, {}
         for cache, srv in servers.items():
@@ -199,12 +222,16 @@ def main():
 
         snap = {"none": [], "writeback": []}
         refs = {"none": [], "writeback": []}
+        nbd_refs = []
         for r in range(args.rounds):
             for cache in ("none", "writeback"):
                 log(f"round {r + 1}: Snapdisk --cache {cache}")
                 snap[cache].append(snapdisk_round(apis[cache], images[cache], args.seconds))
                 log(f"round {r + 1}: raw file, cache={cache}")
                 refs[cache].append(reference_round("qemu-system-x86_64", accel_name, image, work, args.seconds, cache))
+            log(f"round {r + 1}: raw file through qemu-nbd --cache=none --aio=native")
+            nbd_refs.append(reference_round("qemu-system-x86_64", accel_name, image, work, args.seconds, "none",
+                                            nbd=True))
     finally:
         for srv in servers.values():
             srv.stop(timeout=60)
@@ -227,6 +254,15 @@ def main():
             b = [x[ph] for x in refs[cache]]
             cells += [f"{med(a):,.1f} ({spread(a)})", f"{med(b):,.1f} ({spread(b)})", f"{med(a) / med(b):.2f}"]
         print(f"| {ph} ({unit}) | " + " | ".join(cells) + " |")
+    print("\nThe same guest on a raw file served by qemu-nbd --cache=none --aio=native over a unix socket "
+          "(each disk its own qemu-nbd), beside Snapdisk --cache none")
+    print("| metric | Snapdisk --cache none | qemu-nbd raw | ratio |")
+    print("|---|---|---|---|")
+    for ph in PHASES:
+        unit = "IOPS" if UNIT[ph] == "iops" else "MiB/s"
+        a = [x[ph] for x in snap["none"]]
+        b = [x[ph] for x in nbd_refs]
+        print(f"| {ph} ({unit}) | {med(a):,.1f} ({spread(a)}) | {med(b):,.1f} ({spread(b)}) | {med(a) / med(b):.2f} |")
 
 
 if __name__ == "__main__":

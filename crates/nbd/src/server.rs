@@ -37,8 +37,9 @@ pub struct Options {
     pub max_connections: usize,
     /// TCP connections open at once from one IP address.
     pub max_connections_per_peer: usize,
-    /// Longest a reader running lone requests polls its socket for the next one before it
-    /// sleeps, in µs (0: never poll). The window adapts per connection as qemu's event loop
+    /// Longest a reader running lone requests on a TCP connection polls its socket for the
+    /// next one before it sleeps, in µs (0: never poll; connections on the unix socket never
+    /// do, their clients share this host's cores). The window adapts per connection as qemu's event loop
     /// does (`poll-max-ns`, 32 µs for its I/O threads): it grows while the client's next
     /// request comes within this limit, and shrinks while it does not. See `docs/nbd.md`,
     /// "Lone requests".

@@ -125,10 +125,13 @@ pub(crate) struct Session {
 pub(crate) async fn transmit(sock: Stream, s: Session) -> io::Result<()> {
     s.handle.active.store(true, Ordering::Release);
     let (server, name, handle) = (s.server.clone(), s.name.clone(), s.handle.clone());
+    // Connections on the unix socket come from this host (the server's own VMs, whose vCPUs
+    // need its cores, and local tools): their readers do not poll.
+    let poll_max = Duration::from_micros(s.server.options.poll_max_us);
     let result = match sock {
-        Stream::Plain(Raw::Tcp(t)) => serve_requests(t.into_std()?, s).await,
-        Stream::Plain(Raw::Unix(u)) => serve_requests(u.into_std()?, s).await,
-        Stream::Tls(tls) => serve_tls(*tls, s).await,
+        Stream::Plain(Raw::Tcp(t)) => serve_requests(t.into_std()?, s, poll_max).await,
+        Stream::Plain(Raw::Unix(u)) => serve_requests(u.into_std()?, s, Duration::ZERO).await,
+        Stream::Tls(tls) => serve_tls(*tls, s, poll_max).await,
     };
     server.registry.unregister(&name, handle.id);
     handle.done.set();
@@ -136,7 +139,8 @@ pub(crate) async fn transmit(sock: Stream, s: Session) -> io::Result<()> {
 }
 
 /// Serve a TLS connection through a socket pair and a relay task.
-async fn serve_tls(mut tls: tokio_rustls::server::TlsStream<Raw>, s: Session) -> io::Result<()> {
+async fn serve_tls(mut tls: tokio_rustls::server::TlsStream<Raw>, s: Session, poll_max: Duration) -> io::Result<()> {
+    let poll_max = if matches!(tls.get_ref().0, Raw::Unix(_)) { Duration::ZERO } else { poll_max };
     let (ours, theirs) = UnixStream::pair()?;
     theirs.set_nonblocking(true)?;
     let mut theirs = tokio::net::UnixStream::from_std(theirs)?;
@@ -151,16 +155,18 @@ async fn serve_tls(mut tls: tokio_rustls::server::TlsStream<Raw>, s: Session) ->
         use tokio::io::AsyncWriteExt;
         let _ = tokio::time::timeout(DRAIN, tls.shutdown()).await;
     });
-    let result = serve_requests(ours, s).await;
+    let result = serve_requests(ours, s, poll_max).await;
     done.cancel();
     let _ = relay.await;
     result
 }
 
-async fn serve_requests<S: Sock>(sock: S, session: Session) -> io::Result<()> {
+/// Serve transmission on `sock`; `poll_max` bounds the reader's polling between lone
+/// requests (see [`Poll`]).
+async fn serve_requests<S: Sock>(sock: S, session: Session, poll_max: Duration) -> io::Result<()> {
     sock.set_nonblocking(false)?;
     sock.set_write_timeout(Some(REPLY_STALL))?;
-    let poll = Poll::new(Duration::from_micros(session.server.options.poll_max_us));
+    let poll = Poll::new(poll_max);
     let conn = Arc::new(Conn {
         turn: Turn::default(),
         reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, sock.try_clone()?)),
@@ -441,7 +447,8 @@ impl<S: Sock> Conn<S> {
     /// Put into `work` the next requests to run, each with its share of the budget and where
     /// its payload starts in `buf`: one handed on by the reader, or, as the reader, one whole request
     /// read (its payload at the start of `buf`), followed by the batch kept with it (see the
-    /// module's note). `false` once the connection is closing.
+    /// module's note). A reader in a streak of lone requests runs those itself, keeping the
+    /// turn, before it returns with one that is not. `false` once the connection is closing.
     fn next(
         self: &Arc<Self>,
         buf: &mut AlignedBuf,

@@ -58,9 +58,9 @@ pub struct ServeArgs {
     /// Open NBD connections from one address (default: half of --nbd-max-connections).
     #[arg(long)]
     nbd_max_connections_per_peer: Option<usize>,
-    /// Microseconds an NBD connection whose client sends one request at a time may poll for
+    /// Microseconds a TCP NBD connection whose client sends one request at a time may poll for
     /// the next before sleeping (adaptive, like qemu's `poll-max-ns`; 0 turns polling off and
-    /// spends no CPU waiting).
+    /// spends no CPU waiting). Unix-socket connections (the server's VMs) never poll.
     #[arg(long, default_value_t = 32)]
     nbd_poll_max_us: u64,
     /// Data I/O mode, as qemu names it: `none` bypasses the page cache (O_DIRECT), `writeback`
