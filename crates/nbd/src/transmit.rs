@@ -386,8 +386,9 @@ impl<S: Sock> Conn<S> {
     }
 
     /// Run `work` (from [`Conn::next`]) and send its replies, giving its budget back. With
-    /// `watch` (a lone request run by the reader), first note whether the client sent more
-    /// while it ran (see the module's note).
+    /// `watch` (a lone request run by the reader), note before the reply whether the client
+    /// sent more while it ran (see the module's note). Not after the reply: a quick client at
+    /// queue depth 1 may already have answered it by then.
     fn run(&self, buf: &mut AlignedBuf, work: &[(Request, u64, usize)], watch: bool) -> io::Result<()> {
         let sent = match work {
             [(req, _, _)] => {

@@ -113,8 +113,12 @@ pub(crate) struct Poll {
 impl Poll {
     const START: Duration = Duration::from_micros(4);
 
+    /// The longest window a caller may ask for.
+    const MAX: Duration = Duration::from_millis(1);
+
+    /// A window of at most `max` (at most 1 ms; below 4 µs it never polls).
     pub fn new(max: Duration) -> Poll {
-        Poll { window: Duration::ZERO, max }
+        Poll { window: Duration::ZERO, max: max.min(Self::MAX) }
     }
 
     /// How long to poll now.
