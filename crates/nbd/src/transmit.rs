@@ -31,6 +31,13 @@
 //! requests the reader may poll its socket for a short, adaptive window before it sleeps
 //! ([`Poll`]), so the next request does not also pay the wake-up of a sleeping thread.
 //!
+//! A batch of reads (see above) with nothing more received and nothing waiting on the socket
+//! is run by the reader too, keeping its turn: a thread handed the turn would only sleep in
+//! `recv`, and wake for each request that trickles in, while the reads are at the disk. Kept,
+//! what arrives meanwhile waits in the socket and forms the next batch, so a deep queue of
+//! reads costs a context switch per batch rather than about one per request. Batches with
+//! writes, or with more input behind them, hand the turn on as before.
+//!
 //! A TLS connection is served the same way over one end of a unix socket pair, with a task
 //! that relays between the other end and the TLS stream (rustls sessions cannot be read and
 //! written from several threads at once).
@@ -526,12 +533,14 @@ impl<S: Sock> Conn<S> {
             {
                 self.gather(&mut rd, buf, work);
             }
-            // A lone request at the end of a streak: run it with the turn kept, then read on.
+            // A lone request at the end of a streak, or a batch of reads with nothing more come
+            // in: run it with the turn kept, then read on (see the module's note).
             let lone = work.len() == 1 && rd.buffer().is_empty() && self.pooled.load(Ordering::Acquire) == kib;
             let streak = if lone { self.lone.load(Ordering::Relaxed).saturating_add(1) } else { 0 };
             self.lone.store(streak, Ordering::Relaxed);
-            if streak >= LONE_STREAK {
-                if let Err(e) = self.run(buf, work, true) {
+            let reads = work.len() > 1 && work.iter().all(|(r, _, _)| r.kind == CMD_READ);
+            if streak >= LONE_STREAK || (reads && rd.buffer().is_empty() && !self.input_waiting()) {
+                if let Err(e) = self.run(buf, work, streak >= LONE_STREAK) {
                     self.fail(e);
                     return false;
                 }

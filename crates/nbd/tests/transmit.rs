@@ -277,3 +277,32 @@ fn a_half_closed_client_gets_its_replies_then_the_connection_ends() {
     assert_eq!(srv.server.registry.count("d"), 0);
     assert!(disk.flushes.load(Ordering::SeqCst) >= 1);
 }
+
+/// Bursts of reads with nothing behind them are run by the reader that read them, which
+/// keeps its turn: every burst after the first runs on one thread, each reply its own.
+#[test]
+fn a_batch_of_reads_with_nothing_behind_it_is_run_by_the_reader() {
+    let (disk, srv) = batching_disk(64);
+    let mut s = connect(srv.addr);
+    let mut data = vec![0u8; 4096];
+    for burst in 0..20u64 {
+        let mut out = Vec::new();
+        for i in 0..8u64 {
+            let req = Request { flags: 0, kind: CMD_READ, cookie: burst * 100 + i, offset: i * 4096, length: 4096 };
+            out.extend_from_slice(&req.encode());
+        }
+        std::io::Write::write_all(&mut s, &out).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let (cookie, err) = reply(&mut s);
+            assert_eq!(err, 0);
+            s.read_exact(&mut data).unwrap();
+            assert_eq!(data, pattern(cookie % 100), "cookie {cookie} carries its own block");
+            seen.push(cookie);
+        }
+        seen.sort();
+        assert_eq!(seen, (burst * 100..burst * 100 + 8).collect::<Vec<_>>());
+    }
+    assert!(disk.largest_batch.load(Ordering::SeqCst) > 1, "the bursts were served in batches");
+    assert!(ran_on_one_thread(&disk, 80), "the last 10 bursts ran on the reader's thread");
+}
